@@ -1,0 +1,38 @@
+"""clusterml: distributed machine learning from a Jupyter notebook on an HPC cluster.
+
+The engine side (``clusterml.spmd``) keeps daal4py's names, so a daal4py SPMD
+script ports by changing its import::
+
+    import clusterml as d4p
+    d4p.daalinit()
+    res = d4p.kmeans_init(10, method="plusPlusDense", distributed=True).compute(
+        "file{}.csv")
+    d4p.daalfini()
+
+The notebook side is :class:`clusterml.Cluster`.  Importing clusterml never
+initialises MPI; the first distributed computation (or :func:`init`) does.
+"""
+
+from ._version import __version__
+from .errors import (ClusterTimeoutError, ComputeError, DistributedError, EngineError,
+                     InconsistentResultError, InputError, ParameterError)
+from .spmd import *  # noqa: F401,F403  (the engine API: init, algorithms, read_partition)
+from .spmd import __all__ as _spmd_all
+
+__all__ = [
+    "__version__", "DistributedError", "InputError", "ParameterError", "ComputeError",
+    "InconsistentResultError", "EngineError", "ClusterTimeoutError", "Cluster",
+] + list(_spmd_all)
+
+
+def __getattr__(name):
+    # The notebook facade imports ipyparallel; load it only when asked for.
+    if name == "Cluster":
+        from .client import Cluster
+
+        return Cluster
+    if name == "load_ipython_extension":
+        from .client.magics import load_ipython_extension
+
+        return load_ipython_extension
+    raise AttributeError(f"module 'clusterml' has no attribute {name!r}")

@@ -1,0 +1,16 @@
+"""The engine side: runtime, inputs and the daal4py-style algorithm objects.
+
+Everything here runs SPMD: under ``mpiexec``/``srun``, or on ipyparallel
+engines driven by :mod:`clusterml.client`.
+"""
+
+from .algorithm import REGISTRY, Algorithm, Result
+from .comm import daalfini, daalinit, fini, init, my_procid, num_procs
+from .inputs import Partition, read_partition
+from .moments import covariance, low_order_moments
+
+__all__ = [
+    "init", "fini", "daalinit", "daalfini", "my_procid", "num_procs",
+    "read_partition", "Partition", "Algorithm", "Result", "REGISTRY",
+    "low_order_moments", "covariance",
+]

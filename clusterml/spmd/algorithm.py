@@ -1,0 +1,174 @@
+"""The shape every daal4py-style algorithm object shares.
+
+An algorithm is constructed with its parameters (validated once, here, with
+messages naming the value and what was expected) and ``distributed``; its
+``compute(...)`` loads the inputs on every rank, agrees on them in one
+collective, then runs ``_compute`` which wires kernels to collectives.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, ParameterError
+from . import comm
+from .inputs import Layout, load_tables
+
+__all__ = ["Algorithm", "Result", "REGISTRY", "register", "check_choice", "check_int", "check_positive"]
+
+REGISTRY: dict[str, type] = {}
+
+
+def register(cls):
+    """Class decorator: make an algorithm reachable by name (the facade sends names)."""
+    REGISTRY[cls.__name__] = cls
+    return cls
+
+
+class Result:
+    """A daal4py-style result: read-only-ish attributes, one per field.
+
+    Results pickle (they travel from engines to the notebook) and compare
+    field by field with :meth:`equal`.
+    """
+
+    def __init__(self, _kind: str = "result", **fields: Any):
+        self.__dict__["_kind"] = _kind
+        self.__dict__["_fields"] = tuple(fields)
+        self.__dict__.update(fields)
+
+    def __setattr__(self, name, value):
+        if name not in self._fields:
+            self.__dict__["_fields"] = self._fields + (name,)
+        self.__dict__[name] = value
+
+    def fields(self) -> tuple:
+        """Names of the result's fields, in order."""
+        return self._fields
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self._fields}
+
+    def __repr__(self):
+        parts = []
+        for f in self._fields:
+            v = getattr(self, f)
+            if isinstance(v, np.ndarray):
+                parts.append(f"{f}=<{v.dtype} {v.shape}>")
+            elif isinstance(v, Result):
+                parts.append(f"{f}=<{v._kind}>")
+            else:
+                parts.append(f"{f}={v!r}")
+        return f"{self._kind}({', '.join(parts)})"
+
+    def __getstate__(self):
+        return self.__dict__.copy()
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+
+def check_choice(name: str, value, choices) -> Any:
+    if value not in choices:
+        raise ParameterError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def check_int(name: str, value, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name}={value!r} must be an integer")
+    if minimum is not None and value < minimum:
+        raise ParameterError(f"{name}={value!r} must be >= {minimum}")
+    return int(value)
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name}={value!r} must be a number") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        need = ">= 0" if allow_zero else "> 0"
+        raise ParameterError(f"{name}={value!r} must be a finite number {need}")
+    return v
+
+
+class Algorithm:
+    """Base class of every algorithm.
+
+    Subclasses declare ``_tables`` (row-distributed inputs, in ``compute``'s
+    positional order), optionally ``_extras`` (inputs that are the same on
+    every rank: initial centroids, a model), and implement
+    ``_compute(ctx, layout, **inputs)``.
+    """
+
+    _tables: tuple = ("data",)
+    _extras: tuple = ()
+    _result_kind = "result"
+    distributed: bool = False
+
+    def __init__(self, distributed: bool = False):
+        if not isinstance(distributed, (bool, np.bool_)):
+            raise ParameterError(f"distributed={distributed!r} must be True or False")
+        self.distributed = bool(distributed)
+
+    # -- parameters -------------------------------------------------------
+    def get_params(self) -> dict:
+        """The constructor's parameters (what the facade sends to engines)."""
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # -- compute ------------------------------------------------------------
+    def compute(self, *args, **kwargs):
+        """Run the algorithm on this rank's inputs (collective when distributed).
+
+        Positional arguments follow the order of daal4py's ``compute``
+        (``data`` first, then ``dependentVariables`` / ``labels``, then a
+        model or initial centroids); keywords by the same names work too.
+        """
+        names = self._tables + self._extras
+        if len(args) > len(names):
+            raise ParameterError(
+                f"{type(self).__name__}.compute takes {len(names)} input(s) "
+                f"({', '.join(names)}), got {len(args)}"
+            )
+        given = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise ParameterError(f"{type(self).__name__}.compute got an unexpected input {k!r}; "
+                                     f"expected {', '.join(names)}")
+            if k in given:
+                raise ParameterError(f"{type(self).__name__}.compute got input {k!r} twice")
+            given[k] = v
+        missing = [n for n in self._tables if n not in given]
+        if missing:
+            raise ParameterError(f"{type(self).__name__}.compute is missing input(s) {', '.join(missing)}")
+        ctx = comm.context(self.distributed)
+        tables = {n: given[n] for n in self._tables}
+        extras = {n: given.get(n) for n in self._extras}
+        arrays, layout = load_tables(ctx, tables, self._local_check_fn(extras))
+        self._check_global(layout, extras)
+        return self._compute(ctx, layout, **arrays, **extras)
+
+    def _local_check_fn(self, extras):
+        """Return a function that checks this rank's rows (or None)."""
+        return None
+
+    def _check_global(self, layout: Layout, extras: dict) -> None:
+        """Checks that need the global layout (same outcome on every rank)."""
+
+    def _compute(self, ctx, layout, **inputs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def require_rows(layout: Layout, needed: int, what: str) -> None:
+    """Raise InputError (on every rank alike) if fewer than ``needed`` rows in total."""
+    if layout.total < needed:
+        raise InputError(f"{what} needs at least {needed} rows in total, got {layout.total}")

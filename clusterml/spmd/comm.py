@@ -1,0 +1,324 @@
+"""The SPMD runtime: the only module of clusterml that imports mpi4py.
+
+It keeps one communicator (a duplicate of ``MPI.COMM_WORLD`` or of the one
+given to :func:`init`, so clusterml's messages never mix with the user's) and
+offers algorithms a :class:`Context` with a handful of *guarded* collectives.
+
+Guarded means: the local work of a step is passed in as a function; if it
+raises on any rank, that rank still takes part in the collective, carrying its
+failure instead of a value, and then every rank raises the same
+:class:`~clusterml.errors.DistributedError` naming the failing ranks.  As long
+as an algorithm does all of its local work inside guarded steps, an exception
+on one rank can never leave the others waiting in a collective.
+
+Reductions are done by gathering the (small) per-rank summaries to every rank
+and folding them in rank order, so every rank computes the same bits whatever
+reduction tree the MPI library would have picked, and only O(features**2)
+values cross the network.
+
+``mpi4py`` is imported lazily: ``import clusterml`` on a notebook client never
+initialises MPI.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from typing import Any, Callable, Sequence
+
+from ..errors import ComputeError, DistributedError
+
+__all__ = [
+    "init",
+    "fini",
+    "my_procid",
+    "num_procs",
+    "daalinit",
+    "daalfini",
+    "is_initialized",
+    "get_comm",
+    "context",
+    "Context",
+    "SerialContext",
+    "MPIContext",
+    "Failure",
+    "raise_failures",
+    "mpi_info",
+]
+
+_state: dict[str, Any] = {"comm": None, "parent": None}
+
+# Fault injection for the reliability tests: "step@rank[,step@rank...]"; a
+# guarded step whose name matches raises on that rank ("*" matches any).
+_FAULT_ENV = "CLUSTERML_INJECT_FAULT"
+
+
+def _mpi():
+    from mpi4py import MPI
+
+    return MPI
+
+
+def init(comm=None):
+    """Initialise clusterml's runtime on this process (collective).
+
+    Idempotent: calling it again with the same (or no) communicator does
+    nothing.  Every rank of ``comm`` must call it, since the communicator is
+    duplicated.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Intracomm, optional
+        The ranks that take part in distributed computations; defaults to
+        ``MPI.COMM_WORLD``.  Any intracommunicator works (a split of the
+        world, for instance).
+
+    Returns
+    -------
+    mpi4py.MPI.Intracomm
+        clusterml's private duplicate of ``comm``.
+    """
+    MPI = _mpi()
+    parent = MPI.COMM_WORLD if comm is None else comm
+    if not isinstance(parent, MPI.Intracomm) or parent == MPI.COMM_NULL:
+        raise TypeError(f"clusterml.init needs an MPI intracommunicator, got {parent!r}")
+    if _state["comm"] is not None:
+        if comm is None or _state["parent"] is parent:
+            return _state["comm"]
+        fini()
+    _state["comm"] = parent.Dup()
+    _state["parent"] = parent
+    return _state["comm"]
+
+
+def fini():
+    """Release clusterml's communicator (collective).
+
+    Never calls ``MPI_Finalize``: mpi4py owns MPI's lifetime, so an engine can
+    go on running algorithms (and ``init`` may be called again) for hours.
+    """
+    comm = _state["comm"]
+    if comm is not None:
+        _state["comm"] = None
+        _state["parent"] = None
+        MPI = _mpi()
+        if not MPI.Is_finalized():
+            comm.Free()
+
+
+daalinit = init
+daalfini = fini
+
+
+def is_initialized() -> bool:
+    """Return True if :func:`init` has been called (and not undone by :func:`fini`)."""
+    return _state["comm"] is not None
+
+
+def get_comm():
+    """Return clusterml's communicator, initialising on first use."""
+    if _state["comm"] is None:
+        init()
+    return _state["comm"]
+
+
+def my_procid() -> int:
+    """Return this process's rank in clusterml's communicator."""
+    return get_comm().Get_rank()
+
+
+def num_procs() -> int:
+    """Return the number of ranks in clusterml's communicator."""
+    return get_comm().Get_size()
+
+
+def mpi_info() -> dict:
+    """Describe the MPI library mpi4py loaded (for ``clusterml info`` / ``doctor``)."""
+    import mpi4py
+
+    MPI = _mpi()
+    lib = MPI.Get_library_version().strip().splitlines()
+    return {
+        "mpi4py": mpi4py.__version__,
+        "library": lib[0].strip() if lib else "?",
+        "vendor": "%s %s" % (MPI.get_vendor()[0], ".".join(map(str, MPI.get_vendor()[1]))),
+        "standard": "%d.%d" % MPI.Get_version(),
+        "world_size": MPI.COMM_WORLD.Get_size(),
+        "world_rank": MPI.COMM_WORLD.Get_rank(),
+        "processor": MPI.Get_processor_name(),
+    }
+
+
+# --------------------------------------------------------------------------
+# Guarded steps
+
+
+class Failure:
+    """What a rank contributes to a collective when its local step raised."""
+
+    __slots__ = ("rank", "etype", "message", "tb", "error")
+
+    def __init__(self, rank: int, exc: BaseException):
+        self.rank = rank
+        self.etype = type(exc).__name__
+        self.message = str(exc)
+        self.tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        # Keep the class of clusterml's own errors so every rank re-raises
+        # the same subclass (InputError, ParameterError, ...).
+        self.error = type(exc) if isinstance(exc, DistributedError) else None
+
+    def __getstate__(self):
+        return (self.rank, self.etype, self.message, self.tb, self.error)
+
+    def __setstate__(self, state):
+        self.rank, self.etype, self.message, self.tb, self.error = state
+
+
+def raise_failures(failures: Sequence[Failure], step: str = ""):
+    """Raise one DistributedError describing every failure (identically on all ranks)."""
+    if not failures:
+        return
+    failures = sorted(failures, key=lambda f: f.rank)
+    classes = {f.error for f in failures}
+    cls = classes.pop() if len(classes) == 1 and None not in classes else ComputeError
+    lines = []
+    for f in failures:
+        if f.error is not None:
+            lines.append(f"rank {f.rank}: {f.message}")
+        else:
+            lines.append(f"rank {f.rank}: {f.etype}: {f.message}")
+    where = f" in step '{step}'" if step else ""
+    ranks = ", ".join(str(f.rank) for f in failures)
+    head = f"failed on rank{'s' if len(failures) > 1 else ''} {ranks}{where}"
+    msg = head + (": " + lines[0].split(": ", 1)[1] if len(lines) == 1 else ":\n  " + "\n  ".join(lines))
+    raise cls(msg, {f.rank: (f.etype, f.message, f.tb) for f in failures})
+
+
+def _injected(step: str, rank: int) -> bool:
+    spec = os.environ.get(_FAULT_ENV)
+    if not spec:
+        return False
+    for item in spec.split(","):
+        name, _, where = item.strip().partition("@")
+        if name in (step, "*") and where in (str(rank), "*", ""):
+            return True
+    return False
+
+
+def _run_local(step: str, rank: int, fn: Callable, args, kwargs):
+    try:
+        if _injected(step, rank):
+            raise RuntimeError(f"fault injected into step '{step}' ({_FAULT_ENV})")
+        return fn(*args, **kwargs), None
+    except Exception as exc:  # every rank must reach the collective
+        return None, Failure(rank, exc)
+
+
+class Context:
+    """Collectives an algorithm uses; rank and size of the computation.
+
+    Subclasses implement :meth:`_allgather` (and :meth:`_bcast`); everything
+    else is written once on top of them.
+    """
+
+    rank: int = 0
+    size: int = 1
+    distributed: bool = False
+
+    def _allgather(self, obj) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _bcast(self, obj, root: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def allgather(self, fn: Callable, *args, step: str | None = None, **kwargs) -> list:
+        """Run ``fn(*args, **kwargs)`` locally and gather every rank's value, in rank order.
+
+        If ``fn`` raises on any rank, every rank raises the same
+        :class:`~clusterml.errors.DistributedError`.
+        """
+        step = step or getattr(fn, "__name__", "step")
+        value, failure = _run_local(step, self.rank, fn, args, kwargs)
+        gathered = self._allgather(failure if failure is not None else _Ok(value))
+        raise_failures([g for g in gathered if isinstance(g, Failure)], step)
+        return [g.value for g in gathered]
+
+    def fold(self, fn: Callable, merge: Callable, *args, step: str | None = None, **kwargs):
+        """Gather ``fn``'s per-rank partial results and fold them with ``merge`` in rank order."""
+        parts = self.allgather(fn, *args, step=step, **kwargs)
+        return functools.reduce(merge, parts)
+
+    def sum(self, fn: Callable, *args, step: str | None = None, **kwargs):
+        """Sum ``fn``'s per-rank values (arrays or tuples of arrays) in rank order."""
+        return self.fold(fn, _add, *args, step=step, **kwargs)
+
+    def bcast_from(self, root: int, fn: Callable, *args, step: str | None = None, **kwargs):
+        """Run ``fn`` on ``root`` only and give its value to every rank (guarded)."""
+        step = step or getattr(fn, "__name__", "step")
+        if self.rank == root:
+            value, failure = _run_local(step, self.rank, fn, args, kwargs)
+            payload = failure if failure is not None else _Ok(value)
+        else:
+            payload = None
+        payload = self._bcast(payload, root)
+        if isinstance(payload, Failure):
+            raise_failures([payload], step)
+        return payload.value
+
+    def check(self, fn: Callable, *args, step: str | None = None, **kwargs) -> None:
+        """Run a local validation on every rank; raise everywhere if it failed anywhere."""
+        self.allgather(fn, *args, step=step, **kwargs)
+
+
+class _Ok:
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __getstate__(self):
+        return self.value
+
+    def __setstate__(self, value):
+        self.value = value
+
+
+def _add(a, b):
+    if isinstance(a, tuple):
+        return tuple(x + y for x, y in zip(a, b))
+    return a + b
+
+
+class SerialContext(Context):
+    """One process, no MPI (``distributed=False``)."""
+
+    def _allgather(self, obj):
+        return [obj]
+
+    def _bcast(self, obj, root):
+        return obj
+
+
+class MPIContext(Context):
+    """All ranks of clusterml's communicator."""
+
+    distributed = True
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+
+    def _allgather(self, obj):
+        return self.comm.allgather(obj)
+
+    def _bcast(self, obj, root):
+        return self.comm.bcast(obj, root=root)
+
+
+def context(distributed: bool) -> Context:
+    """Return the context of a computation: all ranks if ``distributed``, else this process."""
+    if distributed:
+        return MPIContext(get_comm())
+    return SerialContext()
