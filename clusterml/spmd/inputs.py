@@ -327,7 +327,8 @@ def check_finite(X: np.ndarray, name: str = "data") -> None:
     """
     offset = 0
     for block in iter_blocks(X):
-        s = block.sum(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            s = block.sum(axis=0)
         if not np.all(np.isfinite(s)):
             bad = np.argwhere(~np.isfinite(block))
             if bad.size:
