@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# the tests import clusterml from this checkout even when run from elsewhere
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 START = REPO / "slurm" / "dev" / "start.sh"
 STOP = REPO / "slurm" / "dev" / "stop.sh"
 
@@ -30,9 +33,7 @@ class LiveSlurm:
     partition: str
     node: str
     start_seconds: float
-
-    def env(self) -> dict:
-        return dict(os.environ)
+    script_env: dict  # the environment start.sh / stop.sh ran with
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +73,7 @@ def live_slurm(tmp_path_factory):
     bindir = os.path.dirname(sys.executable)
     os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     try:
-        yield LiveSlurm(folder, conf, "debug", "clusterml-node", took)
+        yield LiveSlurm(folder, conf, "debug", "clusterml-node", took, env)
     finally:
         for k, v in saved.items():
             if v is None:
