@@ -57,23 +57,34 @@ if alive slurmctld "$CTLD_PID" && [[ -f "$CONF" ]]; then
     fi
 fi
 
-# 2. end the daemons, slurmd first, munged last
+# 2. end the daemons: slurmd and slurmctld together, munged last
 status=0
-for name in slurmd slurmctld munged; do
-    pid=$(recorded "$name")
-    [[ -n "$pid" ]] || continue
-    if ! alive "$name" "$pid"; then
-        log "$name (pid $pid) already gone"
-        continue
-    fi
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_gone "$name" "$pid" "$TIMEOUT"; then
-        log "$name (pid $pid) ignored SIGTERM for ${TIMEOUT}s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_gone "$name" "$pid" 5 || { log "$name (pid $pid) survives"; status=1; }
-    fi
-    log "stopped $name (pid $pid)"
-done
+stop_group() {
+    local name pid
+    local -a names=() pids=()
+    for name in "$@"; do
+        pid=$(recorded "$name")
+        [[ -n "$pid" ]] || continue
+        if ! alive "$name" "$pid"; then
+            log "$name (pid $pid) already gone"
+            continue
+        fi
+        kill -TERM "$pid" 2>/dev/null || true
+        names+=("$name"); pids+=("$pid")
+    done
+    local i
+    for i in "${!pids[@]}"; do
+        name=${names[$i]}; pid=${pids[$i]}
+        if ! wait_gone "$name" "$pid" "$TIMEOUT"; then
+            log "$name (pid $pid) ignored SIGTERM for ${TIMEOUT}s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_gone "$name" "$pid" 5 || { log "$name (pid $pid) survives"; status=1; continue; }
+        fi
+        log "stopped $name (pid $pid)"
+    done
+}
+stop_group slurmd slurmctld
+stop_group munged
 
 if (( status == 0 )); then
     rm -f "$PIDS"
