@@ -232,3 +232,48 @@ def test_ipyparallel_engines_through_slurm_profile(live_slurm, ipython_dir, tmp_
             )
         time.sleep(0.5)
     assert list(cwd.iterdir()) == []
+
+
+@pytest.mark.timeout(420)
+def test_controller_on_a_compute_node(live_slurm, ipython_dir, tmp_path, monkeypatch):
+    """Profile with on_compute_node=True: controller and engines are two Slurm jobs."""
+    import ipyparallel as ipp
+
+    profile_dir = ipython_dir / "profile_clusterml-slurm"
+    shutil.copytree(REPO / "profiles" / "clusterml-slurm", profile_dir)
+    cfg = profile_dir / "ipcluster_config.py"
+    text = cfg.read_text()
+    assert "on_compute_node=False," in text
+    cfg.write_text(text.replace("on_compute_node=False,", "on_compute_node=True,"))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+
+    cluster = ipp.Cluster(n=2, profile="clusterml-slurm", cluster_id="cmlctl", engine_timeout=120)
+    job_ids = []
+    try:
+        t0 = time.monotonic()
+        rc = cluster.start_and_connect_sync()
+        print(f"\ncontroller + 2 engines through Slurm in {time.monotonic() - t0:.1f} s")
+        job_ids = [cluster.controller.job_id] + [e.job_id for e in cluster.engines.values()]
+        assert type(cluster.controller).__name__ == "SlurmControllerLauncher"
+        names = {j.job_id: j.name for j in S.list_jobs()}
+        assert names.get(job_ids[0], "").startswith("ipcontroller-cmlctl"), names
+        assert names.get(job_ids[1], "").startswith("ipengine-cmlctl"), names
+        dv = rc[:]
+        dv.execute("from mpi4py import MPI\n_r = MPI.COMM_WORLD.Get_rank()", block=True)
+        assert dict(zip(dv.targets, dv.pull("_r").get(timeout=60))) == {0: 0, 1: 1}
+        assert sorted(p.name for p in (profile_dir / "jobs").iterdir()) == [
+            "slurm_controller.sbatch", "slurm_engine.sbatch"
+        ]
+        assert list(cwd.iterdir()) == []
+        rc.close()
+    finally:
+        cluster.stop_cluster_sync()
+        for j in job_ids:
+            S.scancel(j)
+    deadline = time.monotonic() + 60
+    while S.list_jobs() or _engine_processes("cmlctl"):
+        if time.monotonic() > deadline:
+            pytest.fail(f"left behind: {S.list_jobs()} {_engine_processes('cmlctl')}")
+        time.sleep(0.5)
