@@ -1,0 +1,109 @@
+"""The ipyparallel profiles: their config as loaded by ipyparallel, and the local one for real."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def install(name: str, ipython_dir: Path, edit=None) -> Path:
+    dest = ipython_dir / f"profile_{name}"
+    shutil.copytree(REPO / "profiles" / name, dest)
+    if edit:
+        cfg = dest / "ipcluster_config.py"
+        text = cfg.read_text()
+        for old, new in edit.items():
+            assert old in text, old
+            text = text.replace(old, new)
+        cfg.write_text(text)
+    return dest
+
+
+def load(profile: str):
+    import ipyparallel as ipp
+
+    return ipp.Cluster(profile=profile, log_level=40)
+
+
+@pytest.mark.timeout(60)
+def test_slurm_profile_config(ipython_dir):
+    d = install("clusterml-slurm", ipython_dir)
+    cluster = load("clusterml-slurm")
+    cfg = cluster.config
+    assert cluster.engine_launcher_class.__name__ == "SlurmEngineSetLauncher"
+    assert cluster.controller_launcher_class.__name__ == "LocalControllerLauncher"
+    assert cluster.controller_ip == "*"
+    tmpl = cfg.SlurmEngineSetLauncher.batch_template
+    assert "#SBATCH --ntasks={n}\n" in tmpl and "#SBATCH --export=ALL\n" in tmpl
+    assert "exec srun --mpi=pmi2 --cpus-per-task=1 {program_and_args} --mpi\n" in tmpl
+    assert "#SBATCH --time=01:00:00\n" in tmpl
+    assert cfg.SlurmEngineSetLauncher.batch_file_name == str(d / "jobs" / "slurm_engine.sbatch")
+    assert (d / "jobs").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.timeout(60)
+def test_slurm_profile_site_settings_and_controller_on_compute_node(ipython_dir):
+    install(
+        "clusterml-slurm",
+        ipython_dir,
+        edit={
+            'account=None,': 'account="proj 1",',
+            'partition=None,': 'partition="batch",',
+            'setup=[],': 'setup=["module load mpich"],',
+            'mpi="pmi2",': 'mpi="mpiexec",',
+            'interface=None,': 'interface="lo",',
+            'on_compute_node=False,': 'on_compute_node=True,',
+        },
+    )
+    cluster = load("clusterml-slurm")
+    cfg = cluster.config
+    tmpl = cfg.SlurmEngineSetLauncher.batch_template
+    assert '#SBATCH --account="proj 1"\n' in tmpl and "#SBATCH --partition=batch\n" in tmpl
+    assert "module load mpich\n" in tmpl
+    assert 'exec mpiexec -n "${{SLURM_NTASKS}}" {program_and_args} --mpi\n' in tmpl
+    assert cluster.controller_location == "127.0.0.1"
+    assert cluster.controller_launcher_class.__name__ == "SlurmControllerLauncher"
+    ctl = cfg.SlurmControllerLauncher.batch_template
+    assert "#SBATCH --ntasks=1\n" in ctl and ctl.rstrip().endswith("exec {program_and_args}")
+
+
+@pytest.mark.timeout(60)
+def test_local_profile_config(ipython_dir):
+    install("clusterml-local", ipython_dir)
+    cluster = load("clusterml-local")
+    assert cluster.engine_launcher_class.__name__ == "MPIEngineSetLauncher"
+    assert cluster.controller_ip == "127.0.0.1"
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    expected = here if os.access(here, os.X_OK) else (shutil.which("mpiexec") or "mpiexec")
+    assert cluster.config.MPIEngineSetLauncher.mpi_cmd == [expected]
+
+
+@pytest.mark.timeout(240)
+def test_local_profile_starts_mpi_engines_with_id_equal_rank(ipython_dir, tmp_path, monkeypatch):
+    import ipyparallel as ipp
+
+    monkeypatch.chdir(tmp_path)
+    install("clusterml-local", ipython_dir)
+    cluster = ipp.Cluster(n=3, profile="clusterml-local", cluster_id="cmllocal", engine_timeout=120)
+    try:
+        t0 = time.monotonic()
+        rc = cluster.start_and_connect_sync()
+        print(f"\n3 local MPI engines registered in {time.monotonic() - t0:.1f} s")
+        dv = rc[:]
+        dv.execute(
+            "from mpi4py import MPI\n"
+            "_cml = (MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size())",
+            block=True,
+        )
+        got = dict(zip(dv.targets, dv.pull("_cml").get(timeout=60)))
+        assert got == {0: (0, 3), 1: (1, 3), 2: (2, 3)}
+        rc.close()
+    finally:
+        cluster.stop_cluster_sync()
