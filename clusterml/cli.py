@@ -1,0 +1,170 @@
+"""The ``clusterml`` command.
+
+Subcommands are small functions registered in :data:`COMMANDS`; each imports
+what it needs when it runs, so ``clusterml --help`` never initialises MPI or
+imports ipyparallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+
+from ._version import __version__
+
+COMMANDS: dict = {}
+
+
+def command(name: str, help: str):
+    """Register ``fn(args)`` as subcommand ``name``; ``fn.configure(parser)`` adds its options."""
+
+    def deco(fn):
+        COMMANDS[name] = (fn, help)
+        return fn
+
+    return deco
+
+
+def mpiexec_for_this_python() -> str:
+    """The mpiexec installed beside this interpreter (the one mpi4py's MPI belongs to), else PATH's."""
+    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if os.path.exists(cand):
+        return cand
+    import shutil
+
+    return shutil.which("mpiexec") or "mpiexec"
+
+
+# ----------------------------------------------------------------------------- info
+
+
+def _blas_info():
+    try:
+        from threadpoolctl import threadpool_info
+
+        return [{k: p.get(k) for k in ("internal_api", "num_threads", "version")}
+                for p in threadpool_info()]
+    except ImportError:
+        return "threadpoolctl not installed"
+
+
+def _info_dict(with_mpi: bool = True) -> dict:
+    import numpy
+    import scipy
+
+    info = {
+        "clusterml": __version__,
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "blas": _blas_info(),
+        "mpiexec": mpiexec_for_this_python(),
+    }
+    try:
+        import ipyparallel
+
+        info["ipyparallel"] = ipyparallel.__version__
+    except ImportError:
+        info["ipyparallel"] = None
+    if with_mpi:
+        from .spmd.comm import mpi_info
+
+        info["mpi"] = mpi_info()
+    return info
+
+
+@command("info", "versions, the MPI library mpi4py loaded, world size under mpiexec, BLAS threads")
+def cmd_info(args):
+    info = _info_dict()
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    mpi = info.pop("mpi")
+    if mpi["world_rank"] != 0:
+        return 0
+    width = max(map(len, info)) + 1
+    for k, v in info.items():
+        print(f"{k:<{width}} {v}")
+    print(f"{'mpi library':<{width}} {mpi['library']}")
+    print(f"{'mpi4py':<{width}} {mpi['mpi4py']} (MPI {mpi['standard']}, {mpi['vendor']})")
+    print(f"{'world size':<{width}} {mpi['world_size']}")
+    return 0
+
+
+cmd_info.configure = lambda p: p.add_argument("--json", action="store_true", help="print JSON")
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+@command("demo", "the quick-start job: generate data, run the algorithms distributed, check, print a table")
+def cmd_demo(args):
+    from .demo import main as demo_main
+
+    return demo_main(n=args.n, rows=args.rows, features=args.features, workdir=args.workdir,
+                     engines=args.engines)
+
+
+def _demo_options(p):
+    p.add_argument("-n", type=int, default=4, help="number of MPI engines (default 4)")
+    p.add_argument("--rows", type=int, default=200_000, help="rows in total (default 200000)")
+    p.add_argument("--features", type=int, default=16, help="columns (default 16)")
+    p.add_argument("--workdir", default=None, help="where the per-rank CSV files go (default: a temp dir)")
+    p.add_argument("--engines", choices=("ipyparallel", "mpiexec"), default="ipyparallel",
+                   help="run through the notebook facade (default) or a plain mpiexec job")
+
+
+cmd_demo.configure = _demo_options
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _load_plugins():
+    # Launch-side commands (profile, start/stop, doctor) live in clusterml.launch.
+    for mod in ("clusterml.launch.commands",):
+        try:
+            __import__(mod)
+        except ImportError as exc:  # pragma: no cover - only while a module is missing
+            if exc.name != mod:
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_plugins()
+    parser = argparse.ArgumentParser(
+        prog="clusterml",
+        description="Distributed machine learning on MPI engines from Jupyter, Slurm or mpiexec.",
+    )
+    parser.add_argument("--version", action="version", version=f"clusterml {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (fn, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        configure = getattr(fn, "configure", None)
+        if configure:
+            configure(p)
+        p.set_defaults(_fn=fn)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_fn", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._fn(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
