@@ -30,3 +30,20 @@ def subprocess_env(**extra) -> dict:
     env.setdefault("MKL_NUM_THREADS", "1")
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+# ---------------------------------------------------------------------------
+# CI rule: a skipped test is a failed run (install the component instead).
+
+_skipped = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped and os.environ.get("CLUSTERML_FAIL_ON_SKIP"):
+        print(f"\nCLUSTERML_FAIL_ON_SKIP: {len(_skipped)} test(s) skipped: {', '.join(_skipped[:10])}")
+        session.exitstatus = 1

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# clusterml's two commands on a fresh machine:
+#   ./dev.sh demo   - make .venv, install clusterml, run `clusterml demo` on 4 local MPI engines
+#   ./dev.sh test   - make .venv, install clusterml with its test extras, run every test
+#                     (as root it installs and starts a single-node Slurm for the Slurm tests,
+#                     and stops it again afterwards)
+# Any further arguments go to `clusterml demo` / pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+here=$PWD
+venv=${CLUSTERML_VENV:-$here/.venv}
+python=${PYTHON:-python3}
+
+ensure_venv() {
+    local extras=$1 stamp="$venv/.clusterml-installed-$1"
+    if [ ! -x "$venv/bin/python" ]; then
+        echo "==> creating $venv"
+        "$python" -m venv "$venv"
+        "$venv/bin/python" -m pip install -q --upgrade pip
+    fi
+    # reinstall when pyproject.toml changed since the last install
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        echo "==> installing clusterml[$extras] into $venv"
+        "$venv/bin/python" -m pip install -q -e ".[$extras]"
+        touch "$stamp"
+    fi
+}
+
+case "${1:-}" in
+    demo)
+        shift
+        ensure_venv farm
+        exec "$venv/bin/clusterml" demo "$@"
+        ;;
+    test)
+        shift
+        ensure_venv test,farm,bench
+        export CLUSTERML_FAIL_ON_SKIP=1
+        export PATH="$venv/bin:$PATH"
+        exec "$venv/bin/python" -m pytest tests -p no:cacheprovider "$@"
+        ;;
+    *)
+        sed -n '2,8p' "$0"
+        exit 2
+        ;;
+esac
