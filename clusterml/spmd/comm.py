@@ -45,9 +45,39 @@ __all__ = [
     "Failure",
     "raise_failures",
     "mpi_info",
+    "enable_stats",
+    "reset_stats",
+    "stats",
 ]
 
 _state: dict[str, Any] = {"comm": None, "parent": None}
+
+# Bytes this rank contributes to collectives (for benchmarks); off by default
+# because measuring means pickling the payload once more.
+_stats = {"enabled": False, "bytes": 0, "calls": 0}
+
+
+def enable_stats(on: bool = True) -> None:
+    """Count the bytes this rank contributes to clusterml's collectives."""
+    _stats["enabled"] = bool(on)
+
+
+def reset_stats() -> None:
+    _stats["bytes"] = _stats["calls"] = 0
+
+
+def stats() -> dict:
+    """``{"bytes": ..., "calls": ...}`` since the last :func:`reset_stats`."""
+    return {"bytes": _stats["bytes"], "calls": _stats["calls"]}
+
+
+def _count(obj) -> None:
+    if _stats["enabled"]:
+        import pickle
+
+        _stats["bytes"] += len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        _stats["calls"] += 1
+
 
 # Fault injection for the reliability tests: "step@rank[,step@rank...]"; a
 # guarded step whose name matches raises on that rank ("*" matches any).
@@ -311,9 +341,12 @@ class MPIContext(Context):
         self.size = comm.Get_size()
 
     def _allgather(self, obj):
+        _count(obj)
         return self.comm.allgather(obj)
 
     def _bcast(self, obj, root):
+        if self.rank == root:
+            _count(obj)
         return self.comm.bcast(obj, root=root)
 
 

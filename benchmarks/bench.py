@@ -1,0 +1,165 @@
+"""Benchmark clusterml against NumPy, scikit-learn and daal4py on the same data, in one run.
+
+Usage::
+
+    python benchmarks/bench.py                       # 2,000,000 x 32, 2 ranks x 1 thread
+    python benchmarks/bench.py --quick               # tiny: proves the harness works
+    python benchmarks/bench.py --algorithms covariance,pca_cor --ranks 2 --threads 1
+    python benchmarks/bench.py --daal4py-python /path/to/d4p-venv/bin/python
+
+Data are generated once (seeded) into ``.npy`` files under ``--datadir`` and
+every implementation reads the same files: clusterml and daal4py each rank its
+contiguous block (loaded into memory before the clock starts), NumPy and
+scikit-learn all rows in one process.  Times are of the compute call only,
+the best of ``--repeat`` runs, and for distributed runs the maximum over
+ranks.  Peak memory is each rank's peak RSS growth during the computations,
+as a multiple of its block's size; "bytes" is what one rank contributes to
+clusterml's collectives per call (it does not depend on the number of rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(1, ROOT)  # this checkout's clusterml, also when not installed
+
+import cases  # noqa: E402  (benchmarks/cases.py: what each algorithm runs per implementation)
+
+
+def make_data(datadir: str, rows: int, features: int, needs: set) -> dict:
+    """Generate (or reuse) the seeded inputs; returns name -> .npy path."""
+    os.makedirs(datadir, exist_ok=True)
+    paths = {}
+    rng = None
+    for name in sorted(needs):
+        path = os.path.join(datadir, f"{name}_{rows}x{features}.npy")
+        paths[name] = path
+        if os.path.exists(path):
+            continue
+        rng = rng or np.random.default_rng(20261121)
+        arr = cases.generate(name, rows, features, rng)
+        tmp = path + ".tmp.npy"
+        np.save(tmp, arr)
+        os.replace(tmp, path)
+    return paths
+
+
+def _env(threads: int) -> dict:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _mpiexec(python: str) -> str:
+    cand = os.path.join(os.path.dirname(python), "mpiexec")
+    if os.path.exists(cand):
+        return cand
+    cand = os.path.join(os.path.dirname(python), "mpirun")
+    return cand if os.path.exists(cand) else "mpiexec"
+
+
+def run_worker(impl: str, python: str, ranks: int, threads: int, algorithms, paths, repeat: int,
+               timeout: float) -> dict:
+    spec = json.dumps({"impl": impl, "algorithms": algorithms, "paths": paths, "repeat": repeat,
+                       "threads": threads})
+    worker = os.path.join(HERE, "_daal4py_worker.py" if impl == "daal4py" else "worker.py")
+    cmd = [python, worker, spec]
+    if ranks > 1 or impl in ("clusterml", "daal4py"):
+        cmd = [_mpiexec(python), "-n", str(ranks)] + cmd
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{impl} worker failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                           f"{proc.stderr[-5000:]}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")]
+    return json.loads(lines[-1][6:])
+
+
+def fmt(x, spec="{:.3f}"):
+    return "-" if x is None else spec.format(x)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", type=int, default=2_000_000)
+    p.add_argument("--features", type=int, default=32)
+    p.add_argument("--ranks", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads per rank")
+    p.add_argument("--algorithms", default=",".join(cases.available()),
+                   help="comma-separated; default: every case clusterml has")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--datadir", default=os.environ.get("CLUSTERML_BENCH_DATA", "/tmp/clusterml-bench"))
+    p.add_argument("--daal4py-python", default=os.environ.get("CLUSTERML_DAAL4PY_PYTHON"),
+                   help="python of a virtual environment with daal4py (see benchmarks/README.md)")
+    p.add_argument("--skip", default="", help="implementations to leave out, e.g. sklearn")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: only proves the harness runs")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--timeout", type=float, default=3600)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rows, args.features, args.repeat = 20_000, 8, 1
+    algorithms = [a for a in args.algorithms.split(",") if a]
+    unknown = set(algorithms) - set(cases.CASES)
+    if unknown:
+        p.error(f"unknown algorithm(s) {sorted(unknown)}; known: {sorted(cases.CASES)}")
+    paths = make_data(args.datadir, args.rows, args.features, cases.inputs_needed(algorithms))
+
+    impls = [("clusterml", sys.executable, args.ranks), ("numpy", sys.executable, 1),
+             ("sklearn", sys.executable, 1)]
+    if args.daal4py_python:
+        impls.append(("daal4py", args.daal4py_python, args.ranks))
+    skip = set(args.skip.split(","))
+    results = {}
+    for impl, python, ranks in impls:
+        if impl in skip:
+            continue
+        todo = [a for a in algorithms if cases.has(a, impl)]
+        if not todo:
+            continue
+        t = time.perf_counter()
+        results[impl] = run_worker(impl, python, ranks, args.threads, todo, paths, args.repeat,
+                                   args.timeout)
+        print(f"# {impl}: {len(todo)} algorithm(s) on {ranks} rank(s) in {time.perf_counter() - t:.0f} s",
+              file=sys.stderr, flush=True)
+
+    when = time.strftime("%Y-%m-%d")
+    print(f"\n{args.rows:,} x {args.features} float64, {args.ranks} rank(s) x {args.threads} thread(s), "
+          f"compute call only, best of {args.repeat}; {when}")
+    head = (f"{'algorithm':<22} {'clusterml s':>11} {'numpy s':>9} {'sklearn s':>9} {'daal4py s':>9} "
+            f"{'vs daal4py':>10} {'vs numpy':>9} {'peak/block':>10} {'bytes/rank':>10}")
+    print(head)
+    print("-" * len(head))
+    table = []
+    for a in algorithms:
+        row = {"algorithm": a}
+        for impl in ("clusterml", "numpy", "sklearn", "daal4py"):
+            row[impl] = results.get(impl, {}).get(a, {}).get("seconds")
+        c = results.get("clusterml", {}).get(a, {})
+        row["peak_over_block"] = c.get("peak_over_block")
+        row["bytes"] = c.get("bytes")
+        row["vs_daal4py"] = (row["clusterml"] / row["daal4py"]) if row["clusterml"] and row["daal4py"] else None
+        row["vs_numpy"] = (row["clusterml"] / row["numpy"]) if row["clusterml"] and row["numpy"] else None
+        table.append(row)
+        print(f"{a:<22} {fmt(row['clusterml']):>11} {fmt(row['numpy']):>9} {fmt(row['sklearn']):>9} "
+              f"{fmt(row['daal4py']):>9} {fmt(row['vs_daal4py'], '{:.2f}x'):>10} "
+              f"{fmt(row['vs_numpy'], '{:.2f}x'):>9} {fmt(row['peak_over_block'], '{:.2f}'):>10} "
+              f"{fmt(row['bytes'], '{:,.0f}'):>10}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"date": when, "args": vars(args), "table": table}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
