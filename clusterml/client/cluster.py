@@ -735,6 +735,11 @@ class Cluster:
 
     def _teardown(self):
         procs = self._recorded_processes()
+        if self._broken and self._owned:
+            # Ranks stuck in a collective ignore SIGTERM's polite path; do not wait for them.
+            here = socket.gethostname()
+            _kill_all([_alive({"pid": e["pid"]}) for e in self.engines if e["host"] == here],
+                      grace=0.0)
         self._close_client()
         ipc = self._ipp
         if ipc is not None:
