@@ -147,3 +147,20 @@ def test_next_start_reaps_orphans(ipython_dir):
         assert not orphan_pids & {p.pid for p in my_processes()}
         _ok(cluster)
     assert wait_no_processes() == []
+
+
+def test_interpreter_exit_stops_the_cluster(ipython_dir):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(os.path.dirname(HERE))!r})
+        import clusterml as cml
+        c = cml.Cluster(n=2, engine_env={engine_env()!r})
+        print("READY", c.cluster_id, flush=True)
+        # no stop(): the interpreter exits here
+    """)
+    env = dict(os.environ, IPYTHONDIR=ipython_dir)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=180)
+    assert proc.returncode == 0 and "READY" in proc.stdout, proc.stderr[-3000:]
+    assert wait_no_processes(timeout=5) == []
+    assert list_clusters() == []
