@@ -307,11 +307,13 @@ class _Ok:
     def __init__(self, value):
         self.value = value
 
+    # A tuple, never the bare value: pickle skips __setstate__ when the state is None,
+    # which would leave a step that returns None without a value after a collective.
     def __getstate__(self):
-        return self.value
+        return (self.value,)
 
-    def __setstate__(self, value):
-        self.value = value
+    def __setstate__(self, state):
+        (self.value,) = state
 
 
 def _add(a, b):

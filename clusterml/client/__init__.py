@@ -1,0 +1,8 @@
+"""The notebook side of clusterml: :class:`Cluster` over ipyparallel MPI engines.
+
+Only this package (and ``clusterml.launch``) imports ipyparallel.
+"""
+
+from .cluster import Cluster, EngineArray, RemoteAlgorithm, list_clusters, stop_all
+
+__all__ = ["Cluster", "EngineArray", "RemoteAlgorithm", "list_clusters", "stop_all"]

@@ -1,0 +1,293 @@
+"""The engine side of the notebook facade (:class:`clusterml.Cluster`).
+
+The facade never ships code to the engines: it sends a *reference* to one of
+the functions below (pickled by module and name) with small arguments, and
+every engine runs exactly what a ``%%px`` cell would run::
+
+    res = cml.<algorithm>(**params, distributed=True).compute(**inputs)
+
+This module must not import ipyparallel: it runs on engines started by any
+launcher, and equally under plain ``mpiexec``.  It reaches the engine's
+interactive namespace (where ``%%px`` cells bind names) through IPython.
+
+Objects that stay on the engines (scattered rows, per-row outputs such as
+k-means assignments) live in :data:`STORE` under names the client chooses;
+:class:`Ref` names such an object, or a variable of the interactive
+namespace, wherever a data argument is expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DistributedError, InputError
+from . import comm
+from .algorithm import REGISTRY, Result
+
+__all__ = ["Ref", "Entry", "STORE", "setup", "engine_info", "run_call", "store", "fetch", "free",
+           "per_row_fields", "digest", "PER_ROW_FIELDS"]
+
+#: Objects kept on this engine for the client: ``name -> object``.
+STORE: dict = {}
+
+#: Result fields that hold this rank's rows (they differ between ranks by design,
+#: stay on the engines and are fetched with ``.gather()``).  An algorithm may add
+#: its own with a ``per_row_fields`` class attribute.
+PER_ROW_FIELDS = frozenset({"assignments", "leftSingularMatrix", "prediction", "predictions",
+                            "probabilities", "logProbabilities"})
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The name of an object on every engine (scattered rows, a ``%%px`` variable, an output).
+
+    Resolved on each engine: first in :data:`STORE`, then in the interactive
+    namespace.  Small and picklable, so it travels inside a call's input spec.
+    """
+
+    name: str
+
+    def __repr__(self):
+        return f"Ref({self.name!r})"
+
+
+def _user_ns() -> dict:
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+    except ImportError:  # pragma: no cover - IPython ships with every engine
+        ip = None
+    if ip is not None:
+        return ip.user_ns
+    return sys.modules["__main__"].__dict__
+
+
+def _lookup(name: str):
+    if name in STORE:
+        return STORE[name]
+    ns = _user_ns()
+    if name in ns:
+        return ns[name]
+    raise InputError(f"no variable {name!r} on this engine; bind it in a %%px cell "
+                     f"or send rows with cluster.scatter(...)")
+
+
+# --------------------------------------------------------------------------
+# Setup and identity
+
+
+def setup() -> dict:
+    """Initialise clusterml on this engine and bind ``cml`` for ``%%px`` cells.
+
+    Collective (``init`` duplicates the world communicator).  Returns
+    :func:`engine_info`.
+    """
+    import clusterml
+
+    comm.init()
+    ns = _user_ns()
+    ns.setdefault("cml", clusterml)
+    return engine_info()
+
+
+def engine_info() -> dict:
+    """Who this engine is: MPI rank and world size, host, pid, versions."""
+    import clusterml
+
+    info = comm.mpi_info()
+    return {
+        "rank": info["world_rank"],
+        "size": info["world_size"],
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "version": clusterml.__version__,
+        "python": sys.version.split()[0],
+        "mpi": info["library"],
+        "cml_rank": comm.my_procid() if comm.is_initialized() else None,
+        "cml_size": comm.num_procs() if comm.is_initialized() else None,
+    }
+
+
+def reset_comm() -> bool:
+    """Replace clusterml's communicator by a fresh one (collective).
+
+    Used after an interrupted call that every engine survived: messages of
+    the interrupted collective can never match the new communicator's.
+    """
+    comm.fini()
+    comm.init()
+    return True
+
+
+# --------------------------------------------------------------------------
+# Objects kept on the engines
+
+
+def store(name: str, obj, bind: bool = False) -> int:
+    """Keep ``obj`` under ``name`` (also in the interactive namespace if ``bind``)."""
+    STORE[name] = obj
+    if bind:
+        _user_ns()[name] = obj
+    return len(obj) if hasattr(obj, "__len__") else 1
+
+
+def fetch(name: str):
+    """Return the object named ``name`` (STORE first, then the interactive namespace)."""
+    return _lookup(name)
+
+
+def free(*names: str) -> int:
+    """Forget objects kept in :data:`STORE` (names not there are ignored)."""
+    n = 0
+    for name in names:
+        if STORE.pop(name, None) is not None:
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------
+# One broadcast call
+
+
+def per_row_fields(algo) -> frozenset:
+    return PER_ROW_FIELDS | frozenset(getattr(type(algo), "per_row_fields", ()))
+
+
+def _canonical(obj):
+    """A picklable form whose bytes are equal iff the values are (arrays via ``tobytes``)."""
+    if isinstance(obj, Result):
+        return ("Result", obj._kind, tuple((k, _canonical(getattr(obj, k))) for k in obj.fields()))
+    if isinstance(obj, np.ndarray):
+        return ("ndarray", obj.dtype.str, obj.shape, np.ascontiguousarray(obj).tobytes())
+    if isinstance(obj, dict):
+        return ("dict", tuple((k, _canonical(v)) for k, v in obj.items()))
+    if isinstance(obj, (list, tuple)):
+        return (type(obj).__name__, tuple(_canonical(v) for v in obj))
+    if isinstance(obj, np.generic):
+        return ("scalar", obj.dtype.str, obj.tobytes())
+    return obj
+
+
+def digest(obj) -> str:
+    """sha256 of the canonical pickle of ``obj`` (same bits -> same digest)."""
+    return hashlib.sha256(pickle.dumps(_canonical(obj), protocol=4)).hexdigest()
+
+
+def _resolve(value):
+    return _lookup(value.name) if isinstance(value, Ref) else value
+
+
+def run_call(name: str, params: dict, inputs: dict, call_id: str, full_rank: int = 0,
+             drop: tuple = ()) -> dict:
+    """Run one algorithm call collectively, as a ``%%px`` cell would.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`clusterml.spmd.REGISTRY`.
+    params : dict
+        Constructor parameters (without ``distributed``).
+    inputs : dict
+        ``compute`` inputs by name: paths, :class:`~clusterml.spmd.inputs.Partition`,
+        :class:`Ref`, or small replicated objects (a model, initial centroids).
+    call_id : str
+        Per-row outputs are kept in :data:`STORE` as ``f"{call_id}.{field}"``.
+    full_rank : int
+        The rank that returns the whole result; the others return only its digest.
+    drop : tuple of str
+        Names to forget from :data:`STORE` first (outputs the client no longer references).
+
+    Returns
+    -------
+    dict
+        ``status`` ("ok" or "error"), ``rank``, ``digest``, ``result`` (on
+        ``full_rank`` only, per-row fields replaced by None), ``rows``
+        (``field -> (shape, dtype)`` of kept per-row outputs), ``seconds``; or,
+        for an error, ``etype``, ``message``, ``causes``, ``traceback``.
+        Errors are returned, not raised, so clusterml's error classes and the
+        per-rank causes survive the trip intact.
+    """
+    rank = comm.my_procid()
+    t0 = time.perf_counter()
+    free(*drop)
+    try:
+        cls = REGISTRY.get(name)
+        if cls is None:
+            raise KeyError(f"no algorithm {name!r} on this engine (known: {', '.join(sorted(REGISTRY))})")
+        algo = cls(**params, distributed=True)
+        if any(isinstance(v, Ref) for v in inputs.values()):
+            ctx = comm.context(True)
+            box = {}
+
+            def resolve():
+                box.update({k: _resolve(v) for k, v in inputs.items()})
+
+            ctx.check(resolve, step="resolve references")
+            inputs = box
+        res = algo.compute(**inputs)
+        rows = {}
+        shared = res
+        if isinstance(res, Result):
+            keep = [f for f in res.fields()
+                    if f in per_row_fields(algo) and isinstance(getattr(res, f), np.ndarray)]
+            if keep:
+                shared = Result(res._kind, **{f: (None if f in keep else getattr(res, f))
+                                              for f in res.fields()})
+                for f in keep:
+                    arr = getattr(res, f)
+                    STORE[f"{call_id}.{f}"] = arr
+                    rows[f] = (arr.shape, arr.dtype.str)
+        d = digest(shared)
+        return {"status": "ok", "rank": rank, "digest": d, "rows": rows,
+                "result": shared if rank == full_rank else None,
+                "seconds": time.perf_counter() - t0}
+    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt too: the client must hear back
+        causes = exc.causes if isinstance(exc, DistributedError) else {}
+        return {"status": "error", "rank": rank, "etype": type(exc).__name__,
+                "module": type(exc).__module__, "message": str(exc), "causes": causes,
+                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                "seconds": time.perf_counter() - t0}
+
+
+def noop() -> int:
+    """A call that does nothing (the facade's own round trip is measured with it)."""
+    return comm.my_procid()
+
+
+class Entry:
+    """A picklable reference to one function of this module.
+
+    The client sends ``Entry("run_call")`` instead of the function itself, so
+    only a module and a name travel (no code object) and the engine always
+    runs its own installed clusterml.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        if name not in _ENTRIES:
+            raise ValueError(f"{name!r} is not an engine entry point ({', '.join(sorted(_ENTRIES))})")
+        self.name = name
+
+    def __call__(self, *args, **kwargs):
+        return globals()[self.name](*args, **kwargs)
+
+    def __reduce__(self):
+        return (Entry, (self.name,))
+
+    def __repr__(self):
+        return f"Entry({self.name!r})"
+
+
+_ENTRIES = frozenset({"setup", "engine_info", "reset_comm", "store", "fetch", "free", "run_call",
+                      "noop"})
