@@ -55,13 +55,21 @@ def make_data(workdir: str, n: int, rows: int, features: int, seed: int = 0) -> 
     os.makedirs(workdir, exist_ok=True)
     for r in range(n):
         a, b = rows * r // n, rows * (r + 1) // n
-        for name, arr, fmt in (("X", X, "%.17g"), ("Y", Y, "%.17g"), ("C", C, "%d"), ("L", L[:, None], "%d")):
-            np.savetxt(os.path.join(workdir, f"{name}{r}.csv"), arr[a:b], delimiter=",", fmt=fmt,
-                       header=",".join(f"{name.lower()}{j}" for j in range(arr.shape[1])), comments="")
-    np.savetxt(os.path.join(workdir, "C0.csv"), X[:8], delimiter=",", fmt="%.17g")
+        for name, arr in (("X", X), ("Y", Y), ("C", C), ("L", L[:, None])):
+            _write_csv(os.path.join(workdir, f"{name}{r}.csv"), arr[a:b], name.lower())
+    _write_csv(os.path.join(workdir, "C0.csv"), X[:8], "c")
     t = {k: os.path.join(workdir, k + "{}.csv") for k in "XYCL"}
     t["C0"] = os.path.join(workdir, "C0.csv")
     return t
+
+
+def _write_csv(path, arr, prefix):
+    """A CSV with a header row, written by Arrow's C++ writer (np.savetxt is 20x slower)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    table = pa.table({f"{prefix}{j}": arr[:, j] for j in range(arr.shape[1])})
+    pacsv.write_csv(table, path)
 
 
 def _field(res, dotted):
@@ -74,7 +82,7 @@ def _inputs(stems, templates, rank=None, n=None):
     out = []
     for s in stems:
         if s == "C0":
-            out.append(np.loadtxt(templates["C0"], delimiter=","))
+            out.append(_load_csv(templates["C0"]))
         elif rank is None:  # every rank's file stacked: the single-process reference
             out.append(np.vstack([_load_csv(templates[s].replace("{}", str(r))) for r in range(n)]))
         else:
@@ -142,8 +150,10 @@ def spmd_worker(templates, out_path):
     import pickle
 
     from . import spmd
+    from .spmd.remote import warm_up
 
     spmd.init()
+    warm_up()
     rows = []
     for name, params, stems, _ in available_steps():
         spmd.comm.get_comm().Barrier()
