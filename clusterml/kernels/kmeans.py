@@ -683,7 +683,6 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     br = min(rows.block_rows, max(rows.n, 1))
     buf = np.empty((br, d))
     G = np.empty((br, k))
-    near = np.empty((br, d))
     for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
         m = stop - start
         Bs = np.subtract(B, shift, out=buf[:m])
@@ -698,8 +697,7 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
             counts += np.bincount(lab, minlength=k)
             onehot = sp.csr_matrix((np.ones(m), lab, np.arange(m + 1)), shape=(m, k))
             sums += onehot.T @ Bs
-        np.take(Cs, lab, axis=0, out=near[:m])
-        np.subtract(Bs, near[:m], out=Bs)
+        np.subtract(Bs, Cs[lab], out=Bs)
         objective += float(np.einsum("ij,ij->", Bs, Bs))
     return LloydPartial(sums, counts, objective, changed)
 
