@@ -37,9 +37,9 @@ computed in pieces:
 * **Per-row values are computed per row.**  Squared distances used for
   draws come from :func:`sqdist_rows` (NumPy's ``einsum`` inner products: one
   dot product per output element, the same instructions wherever the row
-  sits in the block; BLAS ``dgemm`` does *not* guarantee that, its edge
-  kernels round differently, which the tests show).  A chosen row's weight is
-  set to exactly 0 so it is never drawn twice.
+  sits in the block; BLAS ``dgemm`` does *not* guarantee that: OpenBLAS's
+  edge kernels round some rows differently at other offsets, as measured).
+  A chosen row's weight is set to exactly 0 so it is never drawn twice.
 * **Sums that decide are exact.**  The k-means|| cost ``phi`` and the
   potentials of greedy k-means++ trials are summed with :class:`ExactSum`
   (integer accumulation of mantissas by exponent), rounded once at the end:
