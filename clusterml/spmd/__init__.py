@@ -7,10 +7,11 @@ engines driven by :mod:`clusterml.client`.
 from .algorithm import REGISTRY, Algorithm, Result
 from .comm import daalfini, daalinit, fini, init, my_procid, num_procs
 from .inputs import Partition, read_partition
+from .kmeans import kmeans, kmeans_init
 from .moments import covariance, low_order_moments
 
 __all__ = [
     "init", "fini", "daalinit", "daalfini", "my_procid", "num_procs",
     "read_partition", "Partition", "Algorithm", "Result", "REGISTRY",
-    "low_order_moments", "covariance",
+    "low_order_moments", "covariance", "kmeans_init", "kmeans",
 ]

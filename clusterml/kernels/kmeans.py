@@ -1,0 +1,800 @@
+"""k-means: initialisation (first rows, random rows, k-means++, k-means||) and Lloyd.
+
+Everything here is a function of one block of rows (:class:`Rows`) plus a
+*team*: any object with
+
+``team.allgather(fn, *args, step=...)``
+    ``[fn(rows_c, *args) for every chunk c]``, in chunk (rank) order;
+``team.root(fn, *args, step=...)``
+    ``fn(*args)`` computed once and shared by every chunk.
+
+:class:`Chunks` is the team of several blocks held by one process (tests,
+and the k-means|| reduction); :mod:`clusterml.spmd.kmeans` supplies the team
+of MPI ranks.  The drivers (:func:`init_centroids`, :func:`lloyd`) only
+merge what ``allgather`` returns, in chunk order, so every rank takes the same
+decisions from the same numbers, and one process splitting its rows into 7
+chunks runs exactly what 7 ranks run.
+
+Same centroids whatever the number of ranks
+-------------------------------------------
+Random draws come from :mod:`clusterml.kernels.random`: a pure function of
+(seed, step, *global* row index), never of how the rows are split.  Sums of
+floating-point numbers do depend on the split (rounding follows the order of
+additions), so no random decision here depends on a floating-point sum
+computed in pieces:
+
+* **k-means++ draws by an exponential race.**  Row ``i`` with weight
+  ``w_i = D(x_i)^2`` gets the key ``E_i / w_i`` where ``E_i = -log(u_i)`` is a
+  standard exponential of its own uniform ``u_i``; the row with the smallest
+  key wins, and ``P(i wins) = w_i / sum(w)`` exactly (the minimum of
+  independent exponentials with rates ``w_i``; equivalently Efraimidis &
+  Spirakis' ``u_i**(1/w_i)``, maximised).  Each rank sends its local winner
+  (key, global index, row) in one small allgather and everyone keeps the
+  minimum of (key, global index): a comparison, never a sum, so the winner
+  is the same row for every split.  The brief's alternative, a cumulative
+  sum searched for ``u * total``, depends on the rounding of the partial sums
+  and hence on the split.
+* **Per-row values are computed per row.**  Squared distances used for
+  draws come from :func:`sqdist_rows` (NumPy's ``einsum`` inner products: one
+  dot product per output element, the same instructions wherever the row
+  sits in the block; BLAS ``dgemm`` does *not* guarantee that: OpenBLAS's
+  edge kernels round some rows differently at other offsets, as measured).
+  A chosen row's weight is set to exactly 0 so it is never drawn twice.
+* **Sums that decide are exact.**  The k-means|| cost ``phi`` and the
+  potentials of greedy k-means++ trials are summed with :class:`ExactSum`
+  (integer accumulation of mantissas by exponent), rounded once at the end:
+  the same float for every split.
+
+Lloyd, which is deterministic, uses the fast ``||x||^2 - 2 x.c + ||c||^2``
+form with BLAS ``dgemm`` for ``X C^T`` and ordinary sums; its result equals
+the single-process one within floating-point tolerance.
+
+References
+----------
+D. Arthur, S. Vassilvitskii, "k-means++: the advantages of careful seeding",
+SODA 2007.
+B. Bahmani, B. Moseley, A. Vattani, R. Kumar, S. Vassilvitskii, "Scalable
+k-means++", PVLDB 5(7), 2012.
+P. S. Efraimidis, P. G. Spirakis, "Weighted random sampling with a
+reservoir", Information Processing Letters 97(5), 2006.
+S. P. Lloyd, "Least squares quantization in PCM", IEEE Trans. Inf. Theory
+28(2), 1982.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+
+import numpy as np
+import scipy.sparse as sp
+
+from .blocks import block_rows as default_block_rows
+from .random import bits, stream_key, uniform
+
+__all__ = [
+    "INIT_METHODS",
+    "DEFAULT_SEED",
+    "ExactSum",
+    "Rows",
+    "Chunks",
+    "sqdist_rows",
+    "init_centroids",
+    "first_rows",
+    "random_rows",
+    "plusplus",
+    "parallel_plusplus",
+    "LloydPartial",
+    "lloyd_pass",
+    "lloyd",
+]
+
+INIT_METHODS = ("defaultDense", "deterministicDense", "randomDense", "plusPlusDense",
+                "parallelPlusDense")
+DEFAULT_SEED = 777777
+
+# Stream domains: every random decision has its own stream key
+# stream_key(seed, domain, step, trial), so no two decisions share draws.
+_RANDOM, _PLUSPLUS, _PAR_FIRST, _PAR_ROUND, _PAR_REDUCE, _PAR_FILL = 1, 2, 3, 4, 5, 6
+
+
+# --------------------------------------------------------------------------
+# Exact sums
+
+
+@dataclass(frozen=True)
+class ExactSum:
+    """The exact sum of float64 values, ``mantissa * 2**exponent`` (Python ints).
+
+    Each value ``v = m * 2**e`` (``np.frexp``) contributes the 53-bit integer
+    ``m * 2**53`` to the bin of its exponent ``e``.  The integers are split in
+    halves of 27 and 26 bits so that ``np.bincount``'s float64 accumulation of
+    up to 2**24 of them never rounds; the bins are then combined in Python's
+    unbounded integers.  Merging two sums is exact, hence associative and
+    independent of how the values were split: ``float(s)`` is the correctly
+    rounded sum of all values.  Cost: a few vectorised passes.
+    """
+
+    mantissa: int = 0
+    exponent: int = 0
+
+    _CHUNK = 1 << 24
+
+    @classmethod
+    def of(cls, values) -> "ExactSum":
+        v = np.ravel(np.asarray(values, dtype=np.float64))
+        if v.size == 0:
+            return cls()
+        frac, exp = np.frexp(v)
+        whole = np.ldexp(frac, 53)                 # integer valued, |whole| < 2**53
+        hi = np.trunc(whole * 2.0 ** -26)          # |hi| < 2**27
+        lo = whole - hi * 2.0 ** 26                # |lo| < 2**26, exact
+        emin = int(exp.min())
+        idx = (exp - emin).astype(np.intp)
+        total = 0
+        for s in range(0, v.size, cls._CHUNK):
+            sl = slice(s, s + cls._CHUNK)
+            H = np.bincount(idx[sl], weights=hi[sl])
+            L = np.bincount(idx[sl], weights=lo[sl])
+            for b in np.flatnonzero((H != 0) | (L != 0)):
+                total += ((int(H[b]) << 26) + int(L[b])) << int(b)
+        return cls(total, emin - 53)
+
+    def __add__(self, other: "ExactSum") -> "ExactSum":
+        if other.mantissa == 0:
+            return self
+        if self.mantissa == 0:
+            return other
+        e = min(self.exponent, other.exponent)
+        m = (self.mantissa << (self.exponent - e)) + (other.mantissa << (other.exponent - e))
+        return ExactSum(m, e)
+
+    def __float__(self) -> float:
+        m, e = self.mantissa, self.exponent
+        if m == 0:
+            return 0.0
+        if e >= 0:
+            try:
+                return float(m << e)
+            except OverflowError:
+                return float("inf") if m > 0 else float("-inf")
+        return m / (1 << -e)  # int / int is correctly rounded in CPython
+
+
+def _exact_total(parts) -> float:
+    return float(reduce(lambda a, b: a + b, parts, ExactSum()))
+
+
+# --------------------------------------------------------------------------
+# Rows of one chunk and teams
+
+
+class Rows:
+    """One chunk of rows and what the algorithms keep about them between steps.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_local, n_features)
+        The rows (used in place, never copied).
+    offset : int
+        Global index of ``X[0]`` (an exclusive scan of the row counts).
+    gidx : ndarray of int, shape (n_local,), optional
+        Explicit global indices (the k-means|| candidates); overrides offset.
+    weights : ndarray of shape (n_local,), optional
+        Multiplicity of each row (the k-means|| candidates' weights).
+    block_rows : int, optional
+        Rows per block; temporaries are ``block_rows x max(k, n_features)``.
+
+    Attributes
+    ----------
+    d2 : ndarray of shape (n_local,) or None
+        Squared distance of each row to the nearest chosen centre (init).
+    shift : ndarray of shape (n_features,) or None
+        Origin used for distances (the first centre), so data far from 0
+        keeps its precision.
+    nearest : ndarray of int64, shape (n_local,) or None
+        Index of the nearest k-means|| candidate.
+    labels : ndarray of int32, shape (n_local,) or None
+        Lloyd's assignments.
+    """
+
+    def __init__(self, X, offset=0, gidx=None, weights=None, block_rows=None):
+        self.X = X
+        self.offset = int(offset)
+        self._gidx = None if gidx is None else np.asarray(gidx, dtype=np.int64)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+        self.block_rows = int(block_rows or default_block_rows(max(1, X.shape[1])))
+        self.d2 = None
+        self.shift = None
+        self.nearest = None
+        self.labels = None
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    def blocks(self):
+        """Yield ``(start, stop, X[start:stop])`` block by block."""
+        for start in range(0, self.n, self.block_rows):
+            stop = min(self.n, start + self.block_rows)
+            yield start, stop, self.X[start:stop]
+
+    def gidx(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = self.n if stop is None else stop
+        if self._gidx is not None:
+            return self._gidx[start:stop]
+        return np.arange(self.offset + start, self.offset + stop, dtype=np.int64)
+
+    def local_positions(self, g: np.ndarray) -> np.ndarray:
+        """Local row numbers of the global indices ``g`` held by this chunk (-1 if not held)."""
+        g = np.asarray(g, dtype=np.int64)
+        if self._gidx is not None:          # a few candidates: a dictionary is enough
+            where = {int(v): i for i, v in enumerate(self._gidx)}
+            return np.array([where.get(int(v), -1) for v in g], dtype=np.int64)
+        loc = g - self.offset
+        return np.where((loc >= 0) & (loc < self.n), loc, -1)
+
+
+class Chunks:
+    """A team of several chunks in one process: what MPI ranks do, without MPI."""
+
+    def __init__(self, rows_list):
+        self.chunks = list(rows_list)
+
+    @classmethod
+    def split(cls, X, counts, block_rows=None) -> "Chunks":
+        """Chunks of ``X`` with the given row counts, in order (a simulated rank layout)."""
+        if sum(counts) != len(X):
+            raise ValueError(f"counts {counts} do not add up to {len(X)} rows")
+        out, start = [], 0
+        for c in counts:
+            out.append(Rows(X[start:start + c], offset=start, block_rows=block_rows))
+            start += c
+        return cls(out)
+
+    def allgather(self, fn, *args, step=None):
+        return [fn(rows, *args) for rows in self.chunks]
+
+    def root(self, fn, *args, step=None):
+        return fn(*args)
+
+
+# --------------------------------------------------------------------------
+# Distances
+
+
+def sqdist_rows(Bs: np.ndarray, Cs: np.ndarray, cc: np.ndarray | None = None) -> np.ndarray:
+    """Squared distances of rows to centres, each row computed on its own.
+
+    ``||x||^2 + ||c||^2 - 2 x.c`` with the inner products taken by
+    ``einsum`` (one dot product per output element), so a row's distances do
+    not depend on where the row sits in its block; clipped at 0.
+
+    Parameters
+    ----------
+    Bs : ndarray of shape (m, n_features)
+        Rows (already shifted).
+    Cs : ndarray of shape (c, n_features)
+        Centres (shifted by the same origin).
+    cc : ndarray of shape (c,), optional
+        ``||Cs||^2`` if already known.
+
+    Returns
+    -------
+    ndarray of shape (m, c)
+    """
+    if cc is None:
+        cc = np.einsum("ij,ij->i", Cs, Cs)
+    xx = np.einsum("ij,ij->i", Bs, Bs)
+    D = np.einsum("ij,kj->ik", Bs, Cs)
+    D *= -2.0
+    D += xx[:, None]
+    D += cc[None, :]
+    np.maximum(D, 0.0, out=D)
+    return D
+
+
+def _absorb(rows: Rows, centres: np.ndarray, cgidx: np.ndarray, base: int | None, start: int,
+            stop: int, B: np.ndarray, Cs: np.ndarray, cc: np.ndarray) -> None:
+    """Lower ``d2[start:stop]`` with new centres (and track the nearest one if ``base``)."""
+    D = sqdist_rows(B - rows.shift, Cs, cc)
+    j = D.argmin(axis=1)
+    dmin = D[np.arange(len(j)), j]
+    cur = rows.d2[start:stop]
+    better = dmin < cur                     # strict: ties keep the earlier centre
+    cur[better] = dmin[better]
+    if base is not None:
+        rows.nearest[start:stop][better] = base + j[better]
+
+
+def _prepare_absorb(rows: Rows, new):
+    """Set up d2 (and the origin) the first time centres arrive; return shifted centres."""
+    cgidx, centres = new
+    if rows.shift is None:
+        rows.shift = np.array(centres[0], dtype=np.float64)
+    if rows.d2 is None:
+        rows.d2 = np.full(rows.n, np.inf)
+        rows.nearest = np.zeros(rows.n, dtype=np.int64)
+    Cs = centres - rows.shift
+    return Cs, np.einsum("ij,ij->i", Cs, Cs)
+
+
+def _zero_own_centres(rows: Rows, new, base: int | None) -> None:
+    """A row that is itself a centre is at distance exactly 0 (never drawn again)."""
+    cgidx, _ = new
+    pos = rows.local_positions(cgidx)
+    mine = pos >= 0
+    rows.d2[pos[mine]] = 0.0
+    if base is not None:
+        rows.nearest[pos[mine]] = base + np.flatnonzero(mine)
+
+
+# --------------------------------------------------------------------------
+# Exponential races (weighted draws that do not depend on the split)
+
+
+def _race_block(key: np.ndarray, g: np.ndarray, start: int, best):
+    """Update ``best = (key, gidx, local row)`` with the block's smallest (key, gidx)."""
+    i = int(np.argmin(key))
+    ties = np.flatnonzero(key == key[i])
+    if len(ties) > 1:
+        i = int(ties[np.argmin(g[ties])])
+    cand = (float(key[i]), int(g[i]), start + i)
+    return cand if best is None or cand[:2] < best[:2] else best
+
+
+def _draw(rows: Rows, new, keys, base=None):
+    """Absorb new centres into ``d2``, then run one race per key over this chunk's rows.
+
+    Returns, per key, ``(key, gidx, row, fkey, fgidx, frow)``: the winner with
+    weights ``d2 * weights`` and the winner of the unweighted race (used only
+    when every weight is 0, i.e. every row coincides with a centre).  ``gidx``
+    is -1 on a chunk without rows.  One pass over the rows.
+    """
+    if new is not None and len(new[0]):
+        Cs, cc = _prepare_absorb(rows, new)
+        _zero_own_centres(rows, new, base)      # absorb only lowers d2: the zeros stay
+    else:
+        new = None
+    weighted = [None] * len(keys)
+    plain = [None] * len(keys)
+    for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
+        if new is not None:
+            _absorb(rows, new[1], new[0], base, start, stop, B, Cs, cc)
+        g = rows.gidx(start, stop)
+        w = None if rows.d2 is None else rows.d2[start:stop]
+        if rows.weights is not None:
+            w = rows.weights[start:stop] if w is None else w * rows.weights[start:stop]
+        for t, key in enumerate(keys):
+            E = -np.log(uniform(key, g))        # standard exponentials, E > 0
+            if w is None:
+                weighted[t] = _race_block(E, g, start, weighted[t])
+                continue
+            with np.errstate(divide="ignore", over="ignore"):
+                score = E / w                   # weight 0 -> inf: never wins
+            weighted[t] = _race_block(score, g, start, weighted[t])
+            plain[t] = _race_block(E, g, start, plain[t])
+    out = []
+    for wt, pl in zip(weighted, plain):
+        if wt is None:
+            out.append((np.inf, -1, None, np.inf, -1, None))
+            continue
+        pl = pl if pl is not None else wt
+        out.append((wt[0], wt[1], rows.X[wt[2]].copy(), pl[0], pl[1], rows.X[pl[2]].copy()))
+    return out
+
+
+def _merge_draws(parts):
+    """The winners over all chunks: smallest (key, gidx); unweighted race if all weights are 0."""
+    winners = []
+    for t in range(len(parts[0])):
+        entries = [p[t] for p in parts if p[t][1] >= 0]
+        key, g, row = min(((e[0], e[1], e[2]) for e in entries), key=lambda x: (x[0], x[1]))
+        if not np.isfinite(key):
+            key, g, row = min(((e[3], e[4], e[5]) for e in entries), key=lambda x: (x[0], x[1]))
+        winners.append((g, row))
+    return winners
+
+
+def _potentials(rows: Rows, cands: np.ndarray):
+    """Per candidate, the exact sum over this chunk of ``weight * min(d2, d(x, cand)^2)``."""
+    Cs = cands - rows.shift
+    cc = np.einsum("ij,ij->i", Cs, Cs)
+    sums = [ExactSum() for _ in range(len(cands))]
+    for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
+        D = sqdist_rows(B - rows.shift, Cs, cc)
+        np.minimum(D, rows.d2[start:stop, None], out=D)
+        if rows.weights is not None:
+            D *= rows.weights[start:stop, None]
+        for t in range(len(cands)):
+            sums[t] = sums[t] + ExactSum.of(D[:, t])
+    return sums
+
+
+# --------------------------------------------------------------------------
+# Initialisation methods
+
+
+def first_rows(team, n_clusters: int) -> np.ndarray:
+    """``defaultDense`` / ``deterministicDense``: the first ``n_clusters`` rows in rank order.
+
+    Works when the first chunks hold fewer rows than that (or none): each
+    chunk gives the rows of its own that fall among the first global ones.
+    One collective.
+    """
+    def local(rows, k):
+        take = max(0, min(rows.n, k - rows.offset))
+        return rows.X[:take].copy()
+
+    parts = team.allgather(local, n_clusters, step="kmeans_init first rows")
+    return np.vstack(parts)[:n_clusters]
+
+
+def random_rows(team, n_clusters: int, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """``randomDense``: ``n_clusters`` distinct rows drawn uniformly (without replacement).
+
+    Every row gets 64 random bits keyed by its global index; the rows with the
+    ``n_clusters`` smallest values form a uniformly random subset, in random
+    order (a random permutation's first elements).  Each chunk sends its own
+    smallest ``n_clusters`` (one collective); ties, which need equal 64-bit
+    values, go to the smaller global index.
+    """
+    key = stream_key(seed, _RANDOM)
+
+    def local(rows, k):
+        h = np.empty(0, np.uint64)
+        g = np.empty(0, np.int64)
+        pos = np.empty(0, np.int64)
+        for start, stop, _B in ([] if rows.n == 0 else rows.blocks()):
+            gb = rows.gidx(start, stop)
+            h = np.concatenate([h, bits(key, gb)])
+            g = np.concatenate([g, gb])
+            pos = np.concatenate([pos, np.arange(start, stop)])
+            keep = np.lexsort((g, h))[:k]
+            h, g, pos = h[keep], g[keep], pos[keep]
+        return h, g, rows.X[pos]
+
+    parts = team.allgather(local, n_clusters, step="kmeans_init random rows")
+    h = np.concatenate([p[0] for p in parts])
+    g = np.concatenate([p[1] for p in parts])
+    X = np.vstack([p[2] for p in parts])
+    return X[np.lexsort((g, h))[:n_clusters]]
+
+
+def plusplus(team, n_clusters: int, seed: int = DEFAULT_SEED, n_trials: int = 1,
+             domain: int = _PLUSPLUS, start=None) -> np.ndarray:
+    """``plusPlusDense``: k-means++ seeding (Arthur & Vassilvitskii 2007).
+
+    The first centre is a uniformly random row; each next one is a row drawn
+    with probability proportional to ``D(x)^2``, its squared distance to the
+    nearest centre chosen so far (times the row's weight, if any), by an
+    exponential race (see the module docstring): one allgather of each
+    chunk's winner (key, global index, row) per centre.
+
+    With ``n_trials > 1`` this is the greedy variant (as scikit-learn's): each
+    step draws ``n_trials`` candidates independently and keeps the one that
+    most lowers the potential ``sum D(x)^2``, summed exactly; a second small
+    allgather per centre.
+
+    Parameters
+    ----------
+    team : Chunks or the spmd team
+    n_clusters : int
+    seed : int
+    n_trials : int
+    domain : int
+        Stream domain (distinct draws for distinct uses of k-means++).
+    start : list of ndarray, optional
+        Centres already chosen (their distances already in every chunk's d2).
+
+    Returns
+    -------
+    ndarray of shape (n_clusters, n_features)
+    """
+    centres = [] if start is None else list(start)
+    new = None
+    step = len(centres)
+    while len(centres) < n_clusters:
+        trials = 1 if (step == 0 and start is None) else n_trials
+        keys = [stream_key(seed, domain, step, t) for t in range(trials)]
+        parts = team.allgather(_draw, new, keys, step="k-means++ draw")
+        cands = _merge_draws(parts)
+        best = 0
+        if len(cands) > 1:
+            rows = np.vstack([c[1] for c in cands])
+            pots = team.allgather(_potentials, rows, step="k-means++ trials")
+            totals = [_exact_total(p[t] for p in pots) for t in range(len(cands))]
+            best = int(np.argmin(totals))   # first minimum: ties go to the earlier trial
+        g, row = cands[best]
+        new = (np.array([g], dtype=np.int64), row[None, :])
+        centres.append(row)
+        step += 1
+    return np.vstack(centres)
+
+
+def _par_absorb_cost(rows: Rows, new, base: int) -> ExactSum:
+    if new is not None and len(new[0]):
+        Cs, cc = _prepare_absorb(rows, new)
+        for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
+            _absorb(rows, new[1], new[0], base, start, stop, B, Cs, cc)
+        _zero_own_centres(rows, new, base)
+    return ExactSum.of(rows.d2 if rows.d2 is not None else np.empty(0))
+
+
+def _par_sample(rows: Rows, phi: float, ell: float, key: int):
+    g_out, x_out = [np.empty(0, np.int64)], [np.empty((0, rows.X.shape[1]))]
+    for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
+        g = rows.gidx(start, stop)
+        # P(row chosen) = min(1, ell * d2 / phi); compared without dividing.
+        chosen = uniform(key, g) * phi < ell * rows.d2[start:stop]
+        if chosen.any():
+            g_out.append(g[chosen])
+            x_out.append(B[chosen])
+    return np.concatenate(g_out), np.vstack(x_out)
+
+
+def _par_weights(rows: Rows, new, base: int, n_cands: int) -> np.ndarray:
+    _par_absorb_cost(rows, new, base)
+    if rows.n == 0:
+        return np.zeros(n_cands, dtype=np.int64)
+    return np.bincount(rows.nearest, minlength=n_cands).astype(np.int64)
+
+
+def _reduce_candidates(Y, G, w, n_clusters, seed, n_trials):
+    team = Chunks([Rows(Y, gidx=G, weights=w.astype(np.float64))])
+    return plusplus(team, n_clusters, seed, n_trials, domain=_PAR_REDUCE)
+
+
+def parallel_plusplus(team, n_clusters: int, seed: int = DEFAULT_SEED,
+                      oversampling_factor: float = 0.5, n_rounds: int = 5,
+                      n_trials: int = 1) -> np.ndarray:
+    """``parallelPlusDense``: k-means|| seeding (Bahmani et al. 2012).
+
+    1. One uniformly random row is the first candidate.
+    2. Each of ``n_rounds`` rounds computes the cost ``phi = sum D(x)^2``
+       (exactly) and keeps every row independently with probability
+       ``min(1, ell * D(x)^2 / phi)``, ``ell = oversampling_factor * n_clusters``;
+       the new candidates are gathered (in global row order) by every chunk.
+    3. Each candidate is weighted by the number of rows nearest to it.
+    4. Weighted k-means++ (``n_trials`` as in :func:`plusplus`) reduces the
+       candidates to ``n_clusters`` centres, on the first chunk (rank 0), and
+       the result is shared (``team.root``).
+
+    Two small collectives per round.  If the rounds yield no more than
+    ``n_clusters`` candidates, they are all kept and k-means++ over the rows
+    adds the missing ones.
+
+    Returns
+    -------
+    ndarray of shape (n_clusters, n_features)
+    """
+    parts = team.allgather(_draw, None, [stream_key(seed, _PAR_FIRST)], step="k-means|| first")
+    g0, row0 = _merge_draws(parts)[0]
+    cand_g = [np.array([g0], dtype=np.int64)]
+    cand_x = [row0[None, :]]
+    new, base, n_cands = (cand_g[0], cand_x[0]), 0, 1
+    ell = float(oversampling_factor) * n_clusters
+    for r in range(n_rounds):
+        phi = _exact_total(team.allgather(_par_absorb_cost, new, base, step="k-means|| cost"))
+        base = n_cands
+        new = None
+        if phi == 0.0:      # every row coincides with a candidate
+            break
+        picked = team.allgather(_par_sample, phi, ell, stream_key(seed, _PAR_ROUND, r),
+                                step="k-means|| sample")
+        g = np.concatenate([p[0] for p in picked])
+        if len(g):
+            x = np.vstack([p[1] for p in picked])
+            new = (g, x)
+            cand_g.append(g)
+            cand_x.append(x)
+            n_cands += len(g)
+    counts = team.allgather(_par_weights, new, base, n_cands, step="k-means|| weights")
+    w = reduce(np.add, counts)
+    G = np.concatenate(cand_g)
+    Y = np.vstack(cand_x)
+    if n_cands <= n_clusters:
+        return plusplus(team, n_clusters, seed, n_trials, domain=_PAR_FILL, start=list(Y))
+    return team.root(_reduce_candidates, Y, G, w, n_clusters, seed, n_trials,
+                     step="k-means|| reduce")
+
+
+def init_centroids(team, method: str, n_clusters: int, seed: int = DEFAULT_SEED,
+                   n_trials: int = 1, oversampling_factor: float = 0.5,
+                   n_rounds: int = 5) -> np.ndarray:
+    """Initial centroids by daal4py's method name (see :data:`INIT_METHODS`).
+
+    Returns
+    -------
+    ndarray of shape (n_clusters, n_features)
+    """
+    if method in ("defaultDense", "deterministicDense"):
+        return first_rows(team, n_clusters)
+    if method == "randomDense":
+        return random_rows(team, n_clusters, seed)
+    if method == "plusPlusDense":
+        return plusplus(team, n_clusters, seed, n_trials)
+    if method == "parallelPlusDense":
+        return parallel_plusplus(team, n_clusters, seed, oversampling_factor, n_rounds, n_trials)
+    raise ValueError(f"method={method!r} is not one of {INIT_METHODS}")
+
+
+# --------------------------------------------------------------------------
+# Lloyd
+
+
+@dataclass
+class LloydPartial:
+    """What one Lloyd pass reduces: per-cluster sums and counts, objective, changes.
+
+    Attributes
+    ----------
+    sums : ndarray of shape (k, n_features)
+        Sums of the (shifted) rows of each cluster.
+    counts : ndarray of int64, shape (k,)
+    objective : float
+        Sum of squared distances of rows to their assigned centroid.
+    changed : int
+        Rows whose assignment differs from the previous pass.
+    """
+
+    sums: np.ndarray
+    counts: np.ndarray
+    objective: float
+    changed: int
+
+    def __add__(self, other: "LloydPartial") -> "LloydPartial":
+        return LloydPartial(self.sums + other.sums, self.counts + other.counts,
+                            self.objective + other.objective, self.changed + other.changed)
+
+
+def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = True) -> LloydPartial:
+    """Assign each row to its nearest centroid; accumulate sums, counts and the objective.
+
+    A block at a time: ``X_b C^T`` by BLAS ``dgemm`` (the ``n x k`` matrix never
+    exists whole, only ``block_rows x k``), the nearest centroid by
+    ``argmin ||c||^2 - 2 x.c``, and the objective from the differences to the
+    chosen centroid (no cancellation).  Rows are shifted by ``shift`` (the mean
+    of the starting centroids) so data far from the origin keeps its
+    precision.
+
+    Parameters
+    ----------
+    rows : Rows
+        Its ``labels`` are updated in place.
+    C : ndarray of shape (k, n_features)
+    shift : ndarray of shape (n_features,)
+    accumulate : bool
+        Also accumulate per-cluster sums and counts (not needed by a final,
+        assign-only pass).
+
+    Returns
+    -------
+    LloydPartial
+    """
+    k, d = C.shape
+    Cs = C - shift
+    cc = np.einsum("ij,ij->i", Cs, Cs)
+    if rows.labels is None:
+        rows.labels = np.full(rows.n, -1, dtype=np.int32)
+    sums = np.zeros((k, d))
+    counts = np.zeros(k, dtype=np.int64)
+    objective, changed = 0.0, 0
+    br = min(rows.block_rows, max(rows.n, 1))
+    buf = np.empty((br, d))
+    G = np.empty((br, k))
+    for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
+        m = stop - start
+        Bs = np.subtract(B, shift, out=buf[:m])
+        Gm = np.dot(Bs, Cs.T, out=G[:m])          # BLAS dgemm
+        Gm *= -2.0
+        Gm += cc                                  # ||x||^2 is the same for every centroid
+        lab = Gm.argmin(axis=1)
+        old = rows.labels[start:stop]
+        changed += int(np.count_nonzero(old != lab))
+        old[:] = lab
+        if accumulate:
+            counts += np.bincount(lab, minlength=k)
+            onehot = sp.csr_matrix((np.ones(m), lab, np.arange(m + 1)), shape=(m, k))
+            sums += onehot.T @ Bs
+        np.subtract(Bs, Cs[lab], out=Bs)
+        objective += float(np.einsum("ij,ij->", Bs, Bs))
+    return LloydPartial(sums, counts, objective, changed)
+
+
+def _farthest(rows: Rows, C: np.ndarray, shift: np.ndarray, n: int):
+    """This chunk's ``n`` rows farthest from their assigned centroid.
+
+    Returns ``(dist2, gidx, rows, labels)``, sorted by decreasing distance,
+    ties to the smaller global index.  Distances are computed row by row.
+    """
+    Cs = C - shift
+    d2 = np.empty(0)
+    g = np.empty(0, np.int64)
+    pos = np.empty(0, np.int64)
+    for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
+        diff = (B - shift) - Cs[rows.labels[start:stop]]
+        db = np.einsum("ij,ij->i", diff, diff)
+        d2 = np.concatenate([d2, db])
+        g = np.concatenate([g, rows.gidx(start, stop)])
+        pos = np.concatenate([pos, np.arange(start, stop)])
+        keep = np.lexsort((g, -d2))[:n]
+        d2, g, pos = d2[keep], g[keep], pos[keep]
+    return d2, g, rows.X[pos], rows.labels[pos].astype(np.int64)
+
+
+def _update_centroids(team, C, shift, total: LloydPartial):
+    """New centroids from reduced sums; empty clusters take the farthest rows.
+
+    Empty clusters (in increasing order) receive the rows farthest from their
+    assigned centroid (largest first, ties to the smaller global index), as
+    daal4py and scikit-learn do; such a row leaves its old cluster's sum and
+    count (as in scikit-learn).  A cluster left with no row keeps its
+    previous centroid.  Returns the centroids and the sum of the moved rows'
+    squared distances (daal4py subtracts it from the objective).
+    """
+    sums = total.sums.copy()
+    counts = total.counts.copy()
+    C_new = C.copy()
+    empty = np.flatnonzero(counts == 0)
+    moved = np.zeros(len(C), dtype=bool)
+    gain = 0.0
+    if len(empty):
+        parts = team.allgather(_farthest, C, shift, len(empty), step="kmeans empty clusters")
+        d2 = np.concatenate([p[0] for p in parts])
+        g = np.concatenate([p[1] for p in parts])
+        X = np.vstack([p[2] for p in parts])
+        lab = np.concatenate([p[3] for p in parts])
+        order = np.lexsort((g, -d2))[:len(empty)]
+        for j, i in zip(empty, order):
+            C_new[j] = X[i]
+            moved[j] = True
+            sums[lab[i]] -= X[i] - shift
+            counts[lab[i]] -= 1
+            gain += float(d2[i])
+    fill = (counts > 0) & ~moved
+    C_new[fill] = shift + sums[fill] / counts[fill, None]
+    return C_new, gain
+
+
+def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float = 0.0):
+    """Lloyd's algorithm from the centroids ``C0``; assignments stay in each chunk's ``labels``.
+
+    One reduction per iteration carries the per-cluster sums, counts, the
+    objective and the number of changed assignments; every stop decision is
+    taken from those reduced values, identically on every chunk.
+
+    Iteration ``t`` assigns the rows to ``C_t`` and computes ``C_{t+1}``.  The
+    loop stops after ``max_iterations`` iterations; or, as in daal4py, when
+    ``accuracy_threshold > 0`` and the objective changed by less than it
+    (absolute); or, as scikit-learn, when an iteration changed no assignment
+    and left no cluster empty (its centroids could not move again).  A final
+    pass assigns the rows to the returned centroids, so assignments and
+    objective always match them.  ``max_iterations == 0`` only assigns
+    (prediction).
+
+    Returns
+    -------
+    centroids : ndarray of shape (k, n_features)
+    objective : float
+        Sum of squared distances of the rows to their assigned centroid.
+    n_iterations : int
+        Iterations performed (scikit-learn's ``n_iter_``).
+    """
+    C = np.array(C0, dtype=np.float64)
+    shift = C.mean(axis=0)
+    n_iter, previous = 0, 0.0
+    final = max_iterations == 0
+    while True:
+        parts = team.allgather(lloyd_pass, C, shift, not final, step="kmeans iteration")
+        total = reduce(lambda a, b: a + b, parts)
+        if final:
+            return C, total.objective, n_iter
+        if n_iter > 0 and total.changed == 0 and total.counts.all():
+            return C, total.objective, n_iter + 1
+        C, gain = _update_centroids(team, C, shift, total)
+        n_iter += 1
+        objective = total.objective - gain
+        final = n_iter >= max_iterations or (
+            accuracy_threshold > 0 and abs(previous - objective) < accuracy_threshold)
+        previous = objective
