@@ -743,6 +743,11 @@ class Cluster:
         self._close_client()
         ipc = self._ipp
         if ipc is not None:
+            # An intended stop: mpiexec exits non-zero when its engines are terminated, and
+            # ipyparallel then prints a warning with every engine's log into the notebook.
+            # Quieten this cluster's own logger (named by its id; never a shared one).
+            if ipc.log.name.endswith("." + str(ipc.cluster_id)):
+                ipc.log.setLevel(max(ipc.log.getEffectiveLevel(), logging.ERROR))
             try:
                 ipc.stop_cluster_sync()
             except Exception as exc:
