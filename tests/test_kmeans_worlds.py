@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, mpiexec_path, subprocess_env
+from helpers import ROOT, mpiexec_path, subprocess_env
 
 TIMEOUT = int(os.environ.get("CLUSTERML_MPI_SUITE_TIMEOUT", "900"))
 

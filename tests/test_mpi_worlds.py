@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, mpiexec_path, subprocess_env
+from helpers import ROOT, mpiexec_path, subprocess_env
 
 WORLD_TIMEOUT = int(os.environ.get("CLUSTERML_MPI_SUITE_TIMEOUT", "900"))
 

@@ -8,7 +8,7 @@ import pytest
 
 import clusterml as cml
 
-from conftest import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank, size,
+from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank, size,
                       uneven_counts, world)
 
 

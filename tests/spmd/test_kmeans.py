@@ -8,7 +8,7 @@ from sklearn.cluster import KMeans
 
 import clusterml as cml
 
-from conftest import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank,
+from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank,
                       same_on_every_rank, size, uneven_counts, world)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import clusterml as cml
 
-from conftest import mpi_assert, my_block, same_on_every_rank, size
+from mpihelpers import mpi_assert, my_block, same_on_every_rank, size
 
 
 def blobs(n_per=40, centres=5, d=3, seed=11):
@@ -71,7 +71,7 @@ def test_plusplus_spreads_over_blobs():
 
 
 def test_too_many_clusters_everywhere():
-    from conftest import expect_distributed_error
+    from mpihelpers import expect_distributed_error
 
     X = blobs()[:7]
     err = expect_distributed_error(

@@ -5,7 +5,7 @@ import pytest
 
 import clusterml as cml
 
-from conftest import (mpi_allclose, mpi_assert, my_block, rank, same_on_every_rank, size,
+from mpihelpers import (mpi_allclose, mpi_assert, my_block, rank, same_on_every_rank, size,
                       uneven_counts)
 
 
