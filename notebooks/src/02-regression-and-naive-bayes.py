@@ -97,13 +97,15 @@ plt.show()
 # ## Multinomial naive Bayes on counts
 #
 # 20,000 "documents" of 4 classes, each a vector of counts over a 30-word vocabulary, drawn
-# from a class-specific word distribution. The counts and labels are written as `.npy` files
+# from a class-specific word distribution (the classes share most of their vocabulary, so
+# some documents are hard to tell apart). The counts and labels are written as `.npy` files
 # and each engine reads its own block with `cml.read_partition` (the blocks of the two files
 # line up because both have the same number of rows). 16,000 train, 4,000 test.
 
 # %%
 n_docs, n_words, n_classes = 20_000, 30, 4
-word_probs = rng.dirichlet(np.full(n_words, 0.5), size=n_classes)
+base = rng.dirichlet(np.full(n_words, 2.0))                   # shared word frequencies ...
+word_probs = rng.dirichlet(100 * base, size=n_classes)       # ... and each class's variation on them
 doc_class = rng.integers(0, n_classes, size=n_docs)
 lengths = rng.poisson(25, size=n_docs)
 counts = np.array([rng.multinomial(m, word_probs[c]) for m, c in zip(lengths, doc_class)], dtype=float)
@@ -170,5 +172,5 @@ np.testing.assert_allclose(nb.model.LogTheta, ref_nb.feature_log_prob_, rtol=1e-
 np.testing.assert_allclose(nb.model.LogP.ravel(), ref_nb.class_log_prior_, rtol=1e-12)
 np.testing.assert_array_equal(labels_hat, ref_nb.predict(counts[n_train:]))
 np.testing.assert_allclose(proba, ref_nb.predict_proba(counts[n_train:]), rtol=1e-8, atol=1e-12)
-assert accuracy > 0.8
+assert 0.8 < accuracy < 0.97
 print("ALL CHECKS PASSED")
