@@ -89,7 +89,7 @@ for j in range(n_features):
 ax.axhline(0, color="k", lw=0.5)
 ax.set_xlabel("ridgeParameters (alpha)")
 ax.set_ylabel("coefficient")
-ax.set_title("Ridge coefficient paths (16,000 rows, 2 engines)")
+ax.set_title(f"Ridge coefficient paths (16,000 rows, {N_ENGINES} engines)")
 ax.legend(fontsize=8)
 plt.show()
 
