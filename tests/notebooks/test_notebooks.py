@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import subprocess
 import sys
 import time
 
@@ -199,9 +200,7 @@ def run_notebook(name: str, workdir: str, ipython_dir: str, extra_env: dict | No
     return nb
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in SLURM])
-def test_notebook_runs_and_checks_itself(name, tmp_path):
+def _run_and_check(name: str, tmp_path) -> None:
     ipython_dir = tmp_path / "ipython"
     ipython_dir.mkdir(mode=0o700)
     work = tmp_path / "work"
@@ -212,3 +211,23 @@ def test_notebook_runs_and_checks_itself(name, tmp_path):
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
     pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert pngs, f"{name}: no plot"
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in SLURM])
+def test_notebook_runs_and_checks_itself(name, tmp_path):
+    _run_and_check(name, tmp_path)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n in SLURM])
+def test_slurm_notebook_runs_and_checks_itself(name, live_slurm, tmp_path):
+    """Against the project's single-node Slurm (``live_slurm`` exports SLURM_CONF and PATH)."""
+    _run_and_check(name, tmp_path)
+    deadline = time.monotonic() + 60
+    while True:  # cancelled jobs can take a moment to leave the queue
+        q = subprocess.run(["squeue", "--noheader", "--format=%i %j %T"], capture_output=True, text=True)
+        if q.returncode == 0 and not q.stdout.strip() or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert q.returncode == 0 and q.stdout.strip() == "", f"Slurm jobs left behind:\n{q.stdout}{q.stderr}"
