@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,26 +28,27 @@ import pandas as pd
 
 import clusterml as cml
 
-N_ENGINES = 4                                      # MPI ranks = Slurm tasks
+N_ENGINES = 2                                      # MPI ranks = Slurm tasks
 CLUSTERML = [sys.executable, "-m", "clusterml"]    # the `clusterml` command of this Python
 DATA = os.path.abspath("data/slurm")               # must be visible from the compute nodes
 os.makedirs(DATA, exist_ok=True)
 
 
-def run(*cmd):
+def run(*cmd, show=True):
     """Run a command and show what a terminal would; fail if it fails."""
     cmd = [str(c) for c in cmd]
     shown = " ".join(cmd).replace(" ".join(CLUSTERML), "clusterml")
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    print(f"$ {shown}\n{proc.stdout}{proc.stderr}", end="")
+    if show:
+        print(f"$ {shown}\n{proc.stdout}{proc.stderr}", end="")
     if proc.returncode:
-        raise RuntimeError(f"{shown} exited with {proc.returncode}")
+        raise RuntimeError(f"{shown} exited with {proc.returncode}:\n{proc.stderr}")
     return proc.stdout
 
 
 def my_jobs() -> set:
-    """Ids of this user's Slurm jobs."""
-    return set(run("squeue", "--me", "--noheader", "--format=%i").split())
+    """Ids of this user's Slurm jobs (any state)."""
+    return set(run("squeue", "--me", "--noheader", "--format=%i", show=False).split())
 
 
 assert shutil.which("sbatch"), "no Slurm here (sbatch is not on the PATH)"
@@ -119,14 +121,18 @@ plt.show()
 # %% [markdown]
 # ## 4. Stop
 #
-# `cluster.stop()` cancels the engines job and stops the controller; nothing of this cluster
-# is left in the queue. (Closing the notebook's kernel does the same.)
+# `cluster.stop()` cancels the engines job and stops the controller (closing the notebook's
+# kernel does the same). Slurm shows the job as completing (`CG`) for a moment while it
+# cleans up the job's processes; then nothing of this cluster is left in the queue.
 
 # %%
 cluster.stop()
-left = my_jobs() & jobs
 _ = run("squeue", "--me")
-print("jobs of this cluster still queued:", left or "none")
+deadline = time.monotonic() + 60
+while (left := my_jobs() & jobs) and time.monotonic() < deadline:
+    time.sleep(0.5)
+_ = run("squeue", "--me")
+print("jobs of this cluster still queued:", ", ".join(sorted(left)) or "none")
 
 # %% [markdown]
 # ## Check against one process
