@@ -277,11 +277,13 @@ class _Ok:
     def __init__(self, value):
         self.value = value
 
+    # A 1-tuple, not the bare value: pickle skips __setstate__ when the state
+    # is None, which lost the value of every step returning None (ctx.check).
     def __getstate__(self):
-        return self.value
+        return (self.value,)
 
-    def __setstate__(self, value):
-        self.value = value
+    def __setstate__(self, state):
+        self.value = state[0]
 
 
 def _add(a, b):
