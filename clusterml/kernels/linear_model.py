@@ -184,7 +184,7 @@ def qr_partial(X: np.ndarray, Y: np.ndarray, intercept: bool, block_rows=None) -
     q = int(intercept) + X.shape[1] + Y.shape[1]
 
     def blocks():
-        for bx, by in _paired_blocks(X, Y, block_rows):
+        for bx, by in _paired_blocks(X, Y, block_rows or tsqr.block_rows(q)):
             parts = ([np.ones((bx.shape[0], 1))] if intercept else []) + [bx, by]
             yield np.hstack(parts)
 

@@ -133,7 +133,7 @@ def standardiser(m: Moments):
 
 def standardised_blocks(X: np.ndarray, mean: np.ndarray, scale: np.ndarray, block_rows=None):
     """Yield ``(B - mean) / scale`` for each row block ``B`` of ``X`` (block-sized temporaries)."""
-    for B in iter_blocks(X, block_rows):
+    for B in iter_blocks(X, block_rows or tsqr.block_rows(X.shape[1])):
         Z = B - mean
         Z /= scale
         yield Z

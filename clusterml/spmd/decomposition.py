@@ -212,7 +212,8 @@ class svd(Algorithm):
 
             Rs = ctx.allgather(local, step="svd tsqr")
         else:
-            Rs = ctx.allgather(lambda: tsqr.local_r(iter_blocks(data), p), step="svd tsqr")
+            Rs = ctx.allgather(lambda: tsqr.local_r(iter_blocks(data, tsqr.block_rows(p)), p),
+                               step="svd tsqr")
         fin = ctx.bcast_from(0, svd_k.finalize, Rs, want_u, step="svd of R")
         U = None
         if want_u:
