@@ -8,7 +8,7 @@ import pytest
 import clusterml as cml
 
 from conftest import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank,
-                      same_on_every_rank, size, uneven_counts, world)
+                      same_on_every_rank, size, world)
 
 
 def full_data(n=403, p=6, seed=0):

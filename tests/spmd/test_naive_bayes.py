@@ -7,7 +7,7 @@ from sklearn.naive_bayes import MultinomialNB
 import clusterml as cml
 
 from conftest import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank,
-                      same_on_every_rank, size, world)
+                      same_on_every_rank, world)
 
 
 def counts_data(n=401, p=7, c=3, seed=0):
