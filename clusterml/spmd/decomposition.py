@@ -18,7 +18,6 @@ from ..kernels import svd as svd_k
 from ..kernels import tsqr
 from ..kernels.blocks import iter_blocks
 from .algorithm import Algorithm, Result, check_choice, check_int, register, require_rows
-from .linear_model import guarded_local
 
 __all__ = ["pca", "pca_transform", "svd"]
 
@@ -159,7 +158,7 @@ class pca_transform(Algorithm):
             T, k, extra = self._inputs(layout.ncols["data"], eigenvectors, dataForTransform)
             return pca_k.transform(data, T, k, **extra)
 
-        out = guarded_local(ctx, local, step="pca transform")
+        out = ctx.local(local, step="pca transform")
         return Result("pca_transform_result", transformedData=out)
 
 
@@ -217,7 +216,7 @@ class svd(Algorithm):
         fin = ctx.bcast_from(0, svd_k.finalize, Rs, want_u, step="svd of R")
         U = None
         if want_u:
-            U = guarded_local(ctx, tsqr.apply_q, box["qr"], fin["u_factors"][ctx.rank],
+            U = ctx.local(tsqr.apply_q, box["qr"], fin["u_factors"][ctx.rank],
                               step="svd left singular vectors")
         V = fin["rightSingularMatrix"] if self.rightSingularMatrix != "notRequired" else None
         return Result("svd_result", singularValues=fin["singularValues"], rightSingularMatrix=V,

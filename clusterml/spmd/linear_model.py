@@ -9,23 +9,7 @@ from ..kernels import linear_model as lm_k
 from .algorithm import Algorithm, Result, check_choice, register, require_rows
 
 __all__ = ["linear_regression_training", "linear_regression_prediction",
-           "ridge_regression_training", "ridge_regression_prediction", "guarded_local"]
-
-
-def guarded_local(ctx, fn, *args, step: str):
-    """Run local work whose result stays on this rank; agree on errors in one collective.
-
-    The value is kept here (only a None/failure flag is exchanged), so a
-    failure on any rank raises the same error on every rank and nobody is
-    left waiting in the caller's next collective.
-    """
-    box = {}
-
-    def run():
-        box["value"] = fn(*args)
-
-    ctx.check(run, step=step)
-    return box["value"]
+           "ridge_regression_training", "ridge_regression_prediction"]
 
 
 def _check_flag(name, value):
@@ -180,7 +164,7 @@ class _RegressionPrediction(Algorithm):
             beta = check_linear_model(model, layout.ncols["data"], who)
             return lm_k.predict(data, beta)
 
-        pred = guarded_local(ctx, local, step="regression prediction")
+        pred = ctx.local(local, step="regression prediction")
         return Result(self._result_kind, prediction=pred)
 
 

@@ -8,7 +8,6 @@ from ..errors import InputError, ParameterError
 from ..kernels import naive_bayes as nb_k
 from ..kernels.blocks import iter_blocks
 from .algorithm import Algorithm, Result, check_choice, check_int, register
-from .linear_model import guarded_local
 
 __all__ = ["multinomial_naive_bayes_training", "multinomial_naive_bayes_prediction"]
 
@@ -179,5 +178,5 @@ class multinomial_naive_bayes_prediction(Algorithm):
                                 probabilities=self._want["computeClassProbabilities"],
                                 log_probabilities=self._want["computeClassLogProbabilities"])
 
-        out = guarded_local(ctx, local, step="naive bayes prediction")
+        out = ctx.local(local, step="naive bayes prediction")
         return Result("multinomial_naive_bayes_prediction_result", **out)
