@@ -21,7 +21,6 @@ import numpy as np
 from scipy.linalg.blas import dsyrk
 
 from .blocks import block_rows as block_rows_for
-from .blocks import iter_blocks
 from .fused import shift_and_sum
 from .moments import as_plain, chan_mean, shift_for
 
@@ -49,8 +48,9 @@ class CrossProducts:
         return cls(0, np.zeros(d), np.zeros((d, d)))
 
 
-def partial(X: np.ndarray, block_rows: int | None = None) -> CrossProducts:
-    """Centred cross products of the rows of ``X``, a block at a time.
+def partial(X: np.ndarray, *more: np.ndarray, block_rows: int | None = None,
+            centre: bool = True) -> CrossProducts:
+    """Centred cross products of the rows of ``[X, *more]``, a block at a time.
 
     Each block is shifted by a value near the column means (one fused pass
     that also sums the shifted columns, into a reused block-sized buffer) and
@@ -61,32 +61,45 @@ def partial(X: np.ndarray, block_rows: int | None = None) -> CrossProducts:
 
     Parameters
     ----------
-    X : ndarray of shape (n_local, n_features)
+    X : ndarray of shape (n_local, p)
+    *more : ndarray of shape (n_local, r)
+        Further columns (regression responses, for instance), taken as if
+        stacked beside ``X`` -- without making that stacked copy.
     block_rows : int, optional
         Rows per block (default: about 2 MiB of data).
+    centre : bool
+        False: ``cp`` is the raw Gram matrix ``[X, *more]^T [X, *more]``
+        (no shift), for models without an intercept.
 
     Returns
     -------
     CrossProducts
-        NaN or infinity in ``X`` shows as non-finite values (see :func:`is_finite`).
+        NaN or infinity in the data shows as non-finite values (see :func:`is_finite`).
     """
-    n, d = X.shape
+    cols = [as_plain(a) for a in (X,) + more]
+    n = X.shape[0]
+    widths = [a.shape[1] for a in cols]
+    d = sum(widths)
     if n == 0:
         return CrossProducts.empty(d)
-    X = as_plain(X)
-    shift = shift_for(X)
+    shift = np.concatenate([shift_for(a) for a in cols]) if centre else np.zeros(d)
+    offsets = np.cumsum([0] + widths)
     rows = block_rows or block_rows_for(d)
     buf = np.empty((min(rows, n), d))
     gram = np.zeros((d, d), order="F")
     total = np.zeros(d)
-    for B in iter_blocks(X, rows):
-        m = B.shape[0]
-        total += shift_and_sum(B, shift, buf)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        m = stop - start
+        for a, lo, hi in zip(cols, offsets[:-1], offsets[1:]):
+            total[lo:hi] += shift_and_sum(a[start:stop], shift[lo:hi], buf[:m, lo:hi])
         # buf[:m] is C-ordered, so its transpose is Fortran-ordered: dsyrk reads it in place
         gram = dsyrk(1.0, buf[:m].T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
     upper = np.triu(gram)
-    with np.errstate(over="ignore", invalid="ignore"):  # non-finite data: see is_finite
-        cp = upper + np.triu(upper, 1).T - np.outer(total, total) / n
+    cp = upper + np.triu(upper, 1).T
+    if centre:
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite data: see is_finite
+            cp -= np.outer(total, total) / n
     return CrossProducts(n, shift + total / n, cp)
 
 
