@@ -55,7 +55,9 @@ def load(paths, names, rank, size):
             blk = arr[: cases.K]
         else:
             blk = arr[len(arr) * rank // size: len(arr) * (rank + 1) // size]
-        blk = np.ascontiguousarray(blk, dtype=np.float64)  # copies out of the memory map
+        # np.array copies always (np.ascontiguousarray would return the contiguous memory-mapped
+        # slice itself: reading it during the call would then count the file pages as peak RSS)
+        blk = np.array(blk, dtype=np.float64, order="C")
         out.append(blk.reshape(-1, 1) if blk.ndim == 1 else blk)
     return out
 

@@ -168,7 +168,7 @@ def main(argv=None):
               f"{fmt(row['daal4py_peak_over_block'], '{:.2f}'):>8} {fmt(row['bytes'], '{:,.0f}'):>10}")
     ran = [r["daal4py_version"] for r in table if r["daal4py_version"]]
     if ran:
-        main_version = max(set(ran), key=ran.count)
+        main_version = max(ran, key=lambda v: (ran.count(v), -ran.index(v)))  # ties: first
         others = [f"{r['algorithm']}: {r['daal4py_version']}" for r in table
                   if r["daal4py_version"] not in (None, main_version)]
         print(f"daal4py {main_version}" + (f" ({', '.join(others)})" if others else ""))
