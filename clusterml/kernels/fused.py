@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["moments_pass", "shift_and_sum", "first_bad_value"]
+__all__ = ["moments_pass", "shift_and_sum", "first_bad_value", "assign_accumulate"]
 
 
 @njit(cache=True, nogil=True)
@@ -125,3 +125,63 @@ def first_bad_value(X: np.ndarray, limit: float):
         return None
     k = _locate(X, limit)
     return None if k < 0 else divmod(int(k), d)
+
+
+@njit(cache=True, nogil=True)
+def _assign_accumulate(Bs, G, Cs, labels, sums, counts, accumulate):
+    m, d = Bs.shape
+    k = G.shape[1]
+    objective = 0.0
+    changed = 0
+    for i in range(m):
+        best = 0
+        bv = G[i, 0]
+        for c in range(1, k):
+            if G[i, c] < bv:  # strict: ties go to the lower index, as numpy.argmin
+                bv = G[i, c]
+                best = c
+        if labels[i] != best:
+            changed += 1
+            labels[i] = best
+        dist = 0.0
+        if accumulate:
+            counts[best] += 1
+            for j in range(d):
+                x = Bs[i, j]
+                sums[best, j] += x
+                t = x - Cs[best, j]
+                dist += t * t
+        else:
+            for j in range(d):
+                t = Bs[i, j] - Cs[best, j]
+                dist += t * t
+        objective += dist
+    return objective, changed
+
+
+def assign_accumulate(Bs, G, Cs, labels, sums, counts, accumulate=True):
+    """The Lloyd step after the GEMM, in one pass over a block's rows.
+
+    For each row: the nearest centroid from ``G`` (``||c||^2 - 2 x.c``),
+    whether its label changed (``labels`` is updated in place), and -- with
+    ``accumulate`` -- its contribution to the cluster's sum and count; the
+    squared distance to the chosen centroid is computed from the difference
+    (no cancellation) and summed into the objective.
+
+    Parameters
+    ----------
+    Bs : ndarray of shape (m, d)
+        Shifted rows.
+    G : ndarray of shape (m, k)
+    Cs : ndarray of shape (k, d)
+        Shifted centroids.
+    labels : ndarray of int32, shape (m,)
+    sums : ndarray of shape (k, d), updated in place
+    counts : ndarray of int64, shape (k,), updated in place
+
+    Returns
+    -------
+    objective : float
+    changed : int
+    """
+    return _assign_accumulate(Bs, G, Cs, labels, sums, counts, accumulate)
