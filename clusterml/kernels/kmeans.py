@@ -67,9 +67,10 @@ from dataclasses import dataclass
 from functools import reduce
 
 import numpy as np
-import scipy.sparse as sp
 
 from .blocks import block_rows as default_block_rows
+from .fused import assign_accumulate, shift_and_sum
+from .moments import as_plain
 from .random import bits, stream_key, uniform
 
 __all__ = [
@@ -683,22 +684,17 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     br = min(rows.block_rows, max(rows.n, 1))
     buf = np.empty((br, d))
     G = np.empty((br, k))
+    Cs = np.ascontiguousarray(Cs)
     for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
         m = stop - start
-        Bs = np.subtract(B, shift, out=buf[:m])
+        Bs = buf[:m]
+        shift_and_sum(as_plain(B), shift, Bs)
         Gm = np.dot(Bs, Cs.T, out=G[:m])          # BLAS dgemm
         Gm *= -2.0
         Gm += cc                                  # ||x||^2 is the same for every centroid
-        lab = Gm.argmin(axis=1)
-        old = rows.labels[start:stop]
-        changed += int(np.count_nonzero(old != lab))
-        old[:] = lab
-        if accumulate:
-            counts += np.bincount(lab, minlength=k)
-            onehot = sp.csr_matrix((np.ones(m), lab, np.arange(m + 1)), shape=(m, k))
-            sums += onehot.T @ Bs
-        np.subtract(Bs, Cs[lab], out=Bs)
-        objective += float(np.einsum("ij,ij->", Bs, Bs))
+        obj, ch = assign_accumulate(Bs, Gm, Cs, rows.labels[start:stop], sums, counts, accumulate)
+        objective += obj
+        changed += ch
     return LloydPartial(sums, counts, objective, changed)
 
 

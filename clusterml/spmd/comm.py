@@ -296,6 +296,19 @@ class Context:
             raise_failures([payload], step)
         return payload.value
 
+    def local(self, fn: Callable, *args, step: str | None = None, **kwargs):
+        """Run local work whose value stays on this rank; agree on errors in one collective.
+
+        Only a success/failure marker crosses the network (the value may be a
+        rank's whole block of predictions), yet a failure on any rank raises the
+        same error on every rank, so nobody is left waiting in a later collective.
+        """
+        step = step or getattr(fn, "__name__", "step")
+        value, failure = _run_local(step, self.rank, fn, args, kwargs)
+        gathered = self._allgather(failure if failure is not None else _Ok(None))
+        raise_failures([g for g in gathered if isinstance(g, Failure)], step)
+        return value
+
     def check(self, fn: Callable, *args, step: str | None = None, **kwargs) -> None:
         """Run a local validation on every rank; raise everywhere if it failed anywhere."""
         self.allgather(fn, *args, step=step, **kwargs)

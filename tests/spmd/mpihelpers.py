@@ -1,11 +1,7 @@
 """Helpers for tests that run inside an MPI world (imported by every rank)."""
 
-import os
-import shutil
-import tempfile
 
 import numpy as np
-import pytest
 
 import clusterml as cml
 from clusterml.spmd import comm as _comm

@@ -103,6 +103,6 @@ def test_init_on_a_sub_communicator():
         mpi_allclose(res.mean, X.mean(0, keepdims=True), what="sub-communicator mean")
         mpi_assert(cml.num_procs() == sub.Get_size(), "num_procs on sub comm")
     finally:
-        cml.init()  # back to the world
+        cml.init(comm=world)  # back to the world (a bare init() keeps the current communicator)
         sub.Free()
     mpi_assert(cml.num_procs() == size(), "back on the world")
