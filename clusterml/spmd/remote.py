@@ -43,7 +43,7 @@ STORE: dict = {}
 #: stay on the engines and are fetched with ``.gather()``).  An algorithm may add
 #: its own with a ``per_row_fields`` class attribute.
 PER_ROW_FIELDS = frozenset({"assignments", "leftSingularMatrix", "prediction", "predictions",
-                            "probabilities", "logProbabilities"})
+                            "probabilities", "logProbabilities", "transformedData"})
 
 
 @dataclass(frozen=True)
