@@ -72,9 +72,11 @@ def _info_dict(with_mpi: bool = True) -> dict:
     except ImportError:
         info["ipyparallel"] = None
     if with_mpi:
-        from .spmd.comm import mpi_info
+        from .spmd import comm
 
-        info["mpi"] = mpi_info()
+        comm.init()
+        info["mpi"] = comm.mpi_info()
+        info["blas_threads_per_rank"] = comm.blas_threads() or "as OMP_NUM_THREADS etc. say"
     return info
 
 
@@ -93,6 +95,7 @@ def cmd_info(args):
     print(f"{'mpi library':<{width}} {mpi['library']}")
     print(f"{'mpi4py':<{width}} {mpi['mpi4py']} (MPI {mpi['standard']}, {mpi['vendor']})")
     print(f"{'world size':<{width}} {mpi['world_size']}")
+    print(f"{'blas threads':<{width}} {info['blas_threads_per_rank']} per rank")
     return 0
 
 

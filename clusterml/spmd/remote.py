@@ -122,6 +122,7 @@ def engine_info() -> dict:
         "mpi": info["library"],
         "cml_rank": comm.my_procid() if comm.is_initialized() else None,
         "cml_size": comm.num_procs() if comm.is_initialized() else None,
+        "blas_threads": comm.blas_threads(),
     }
 
 
