@@ -58,7 +58,7 @@ cluster
 # notebook's), then let each engine load its block.
 
 # %%
-cluster.view.push({"path": path, "n_centres": n_centres})
+_ = cluster.view.push({"path": path, "n_centres": n_centres})   # blocking: done on every engine
 
 # %%
 %%px
