@@ -309,3 +309,32 @@ def test_killed_engine_during_joblib_is_reported(ipython_dir):
                 joblib.Parallel(batch_size=1)(joblib.delayed(slow)(i) for i in range(20))
         procs = _processes_of(c)
     assert _gone(procs) == []
+
+
+# ---------------------------------------------------------------------------
+# the examples and the benchmark run (their numbers are not checked here)
+
+
+def test_examples_write_their_plots_in_process(tmp_path):
+    import deap_cmaes
+    import gridsearch_svc
+
+    png = tmp_path / "cmaes.png"
+    res = deap_cmaes.main(["--engines", "0", "--dim", "3", "--ngen", "5", "--plot", str(png)])
+    assert len(res["min"]) == 5 and png.stat().st_size > 1000
+    png = tmp_path / "grid.png"
+    search = gridsearch_svc.main(["--engines", "0", "--samples", "300", "--grid", "3", "--cv", "2",
+                                  "--plot", str(png)])
+    assert len(search.cv_results_["mean_test_score"]) == 9 and png.stat().st_size > 1000
+
+
+def test_benchmark_script_runs(ipython_dir):
+    import subprocess
+
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "farm.py"), "--quick",
+                          "--engines", "2"], capture_output=True, text=True, timeout=280,
+                         env=dict(os.environ, IPYTHONDIR=ipython_dir), cwd=str(ROOT))
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("gridsearch") for line in lines), out.stdout
+    assert sum(line.startswith("cmaes") for line in lines) == 2, out.stdout
