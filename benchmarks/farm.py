@@ -78,7 +78,7 @@ def run_local(work, repeat):
     for i, (_, fn, check) in enumerate(work):
         arg = 1 if i == 0 else map
         fn(arg)  # warm-up (imports, caches), like the engines get
-        t, out = best_of(repeat, lambda: fn(arg))
+        t, out = best_of(repeat, lambda fn=fn, arg=arg: fn(arg))
         times.append(t)
         checks.append(check(out))
     return times, checks
@@ -91,11 +91,11 @@ def run_cluster(n, work, repeat):
     with cml.Cluster(n=n, engine_env=deap_cmaes.engine_env(), timeout=3600) as cluster:
         for i, (_, fn, check) in enumerate(work):
             if i == 0:
-                def call():
+                def call(fn=fn):
                     with cluster.joblib():
                         return fn(-1)
             else:
-                def call():
+                def call(fn=fn):
                     return fn(cluster.map)
             call()  # warm-up: the engines import scikit-learn / DEAP once
             t, out = best_of(repeat, call)
@@ -141,8 +141,8 @@ def main(argv=None):
         row += " " + " ".join(f"{results[first][i] / results[n][i]:>6.2f} {local[i] / results[n][i]:>6.2f}"
                               for n in sizes[1:])
         print(row)
-    print(f"# NvM: time on M engines / time on N engines (speed-up); Nvloc: in-process time / time on N "
-          f"engines. Same results (best_params_, CMA-ES trajectory) on every run.")
+    print("# NvM: time on M engines / time on N engines (speed-up); Nvloc: in-process time / time on N "
+          "engines. Same results (best_params_, CMA-ES trajectory) on every run.")
     return {"local": local, "engines": results}
 
 

@@ -32,11 +32,11 @@ import sys
 import time
 
 import numpy as np
+from deap import algorithms, base, benchmarks, cma, creator, tools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-from deap import algorithms, base, benchmarks, cma, creator, tools  # noqa: E402
 
 if not hasattr(creator, "FitnessMin"):
     creator.create("FitnessMin", base.Fitness, weights=(-1.0,))

@@ -127,8 +127,9 @@ def main(argv=None):
         where = f"{args.engines} engines"
     seconds = time.perf_counter() - t0
     nfits = len(grid["C"]) * len(grid["gamma"]) * args.cv
+    best = ", ".join(f"{k}={v:.3g}" for k, v in search.best_params_.items())
     print(f"GridSearchCV of SVC(rbf) on {len(X_train)} digits: {nfits} fits ({where}) in {seconds:.2f} s; "
-          f"best {{'C': {search.best_params_['C']:.3g}, 'gamma': {search.best_params_['gamma']:.3g}}} CV accuracy {search.best_score_:.3f}, "
+          f"best {best}: CV accuracy {search.best_score_:.3f}, "
           f"test accuracy {search.score(X_test, y_test):.3f}")
     if args.plot:
         plot_heatmap(search, grid, args.plot, f"RBF SVC on digits ({where})")

@@ -40,6 +40,7 @@ collective: the other ranks are not taking part.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import math
 import pickle
 import signal
@@ -49,11 +50,13 @@ import weakref
 
 from ..errors import ClusterTimeoutError, ComputeError, EngineError, ParameterError
 
-__all__ = ["TaskError", "farm_map", "joblib_config", "ClusterBackend", "register_joblib_backend",
-           "JOBLIB_BACKEND_NAME"]
+# ClusterBackend too (module __getattr__: it needs joblib, an optional extra)
+__all__ = ["JOBLIB_BACKEND_NAME", "TaskError", "farm_map", "joblib_config", "register_joblib_backend"]
 
 #: Name under which :func:`register_joblib_backend` (and ``cluster.joblib()``) registers the backend.
 JOBLIB_BACKEND_NAME = "clusterml"
+
+log = logging.getLogger("clusterml.client")
 
 # Seconds of a map before its progress line appears (short maps, such as one DEAP
 # generation, stay quiet instead of printing a bar per call).
@@ -184,7 +187,7 @@ def _lview(cluster):
     return view
 
 
-_VIEWS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _engine_of(cluster, ar):
@@ -261,12 +264,19 @@ def _dead_engines(cluster, ars, what, describe) -> None:
             lost = [e["rank"] for e in cluster.engines]
     if not lost:
         return
-    on_lost = [ar for ar in ars if not ar.ready() and _engine_of(cluster, ar) in lost]
+    def failed(ar):
+        try:
+            return not ar.ready() or not ar.successful()
+        except Exception:
+            return True
+
+    unfinished = [ar for ar in ars if failed(ar)]
+    on_lost = [ar for ar in unfinished if _engine_of(cluster, ar) in lost]
     cluster._broken = f"engine(s) of rank(s) {', '.join(map(str, lost))} died during {what}"
     _abort(cluster, ars)
     raise EngineError(
-        f"{cluster._broken}{describe(on_lost)}. A task that ends its engine's process (os._exit, a "
-        f"crash, out of memory) takes the whole MPI engine set down: MPI cannot lose a rank. "
+        f"{cluster._broken}{describe(on_lost, unfinished)}. A task that ends its engine's process "
+        f"(os._exit, a crash, out of memory) takes the whole MPI engine set down: MPI cannot lose a rank. "
         f"Call cluster.restart() for a new engine set.",
         {r: ("EngineError", "engine died", "") for r in lost})
 
@@ -285,7 +295,8 @@ def _task_failure(what, index, total, eid, info, stage) -> TaskError:
     tb = info["traceback"].rstrip()
     msg = (f"{what}: {where} failed on engine {eid if eid is not None else '?'}{during}: "
            f"{info['etype']}: {info['message']}\n--- remote traceback ---\n{tb}")
-    if stage and stage.startswith("unpickling") and info["etype"] in ("ModuleNotFoundError", "AttributeError"):
+    cannot_import = info["etype"] in ("ModuleNotFoundError", "AttributeError")
+    if stage and stage.startswith("unpickling") and cannot_import:
         msg += ("\n(the engines cannot rebuild the function or its arguments: define them in the "
                 "notebook / __main__, or make their module importable on the engines, e.g. "
                 "Cluster(..., engine_env={'PYTHONPATH': ...}))")
@@ -391,9 +402,13 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
     pending = set(ars)
     done_tasks = 0
 
-    def unfinished(on):
-        idx = [i for ar in on for i in range(ars[ar][0], ars[ar][0] + ars[ar][1])]
-        return f" while running task(s) {_ranges(idx)}" if idx else ""
+    def unfinished(on_lost, not_done):
+        def idx(which):
+            return _ranges(i for ar in which for i in range(ars[ar][0], ars[ar][0] + ars[ar][1]))
+
+        if on_lost:
+            return f" while running task(s) {idx(on_lost)}"
+        return f" with task(s) {idx(not_done)} unfinished" if not_done else ""
 
     try:
         while pending:
@@ -406,12 +421,13 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
                 try:
                     reply = pickle.loads(ar.get(0))
                 except ipp.error.EngineError as exc:
-                    _dead_engines(cluster, list(pending), what, unfinished)
+                    _dead_engines(cluster, list(ars), what, unfinished)
                     cluster._broken = f"an engine died during {what}"
                     _abort(cluster, list(pending))
-                    raise EngineError(f"{what}: the engine running task(s) {_ranges(range(start, start + count))} "
-                                      f"died ({exc}); MPI cannot lose a rank: call cluster.restart()",
-                                      {eid if eid is not None else -1: ("EngineError", str(exc), "")}) from None
+                    raise EngineError(f"{what}: the engine running task(s) "
+                                      f"{_ranges(range(start, start + count))} died ({exc}); MPI cannot "
+                                      f"lose a rank: call cluster.restart()",
+                                      {-1 if eid is None else eid: ("EngineError", str(exc), "")}) from None
                 except ipp.error.RemoteError as exc:  # the runner itself could not run
                     _abort(cluster, list(pending))
                     raise TaskError(f"{what}: tasks {_ranges(range(start, start + count))} could not run on "
@@ -429,7 +445,7 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
                     results.append(reply[1])
                 done_tasks += count
             if pending:
-                _dead_engines(cluster, list(pending), what, unfinished)
+                _dead_engines(cluster, list(ars), what, unfinished)
                 now = time.monotonic()
                 if now > deadline:
                     _interrupt(cluster, list(pending), what,
@@ -524,13 +540,26 @@ def _backend_class():
             return n_jobs
 
         def submit(self, func, callback=None):
-            view = self._get_view()
-            ar = view.apply_async(_run_call, _dumps(func))
-            self._ars = [a for a in self._ars if not a.ready()] + [ar]
+            # joblib calls this from its callback (ipyparallel's I/O thread) too, where an
+            # exception would be lost and joblib would wait for a batch that never ran: a
+            # failure to submit becomes a failed future that retrieve_result raises.
+            try:
+                ar = self._get_view().apply_async(_run_call, _dumps(func))
+            except Exception as exc:
+                ar = concurrent.futures.Future()
+                ar.set_exception(exc)
+            else:
+                self._ars = [a for a in self._ars if not a.ready()] + [ar]
             if callback:
                 # joblib only needs to hear that a batch ended (it dispatches the next one);
                 # the result or the error is fetched by retrieve_result.
-                ar.add_done_callback(lambda _: callback(None))
+                def done(_):
+                    try:
+                        callback(None)
+                    except Exception as exc:  # already reported through retrieve_result
+                        log.debug("joblib callback failed: %r", exc)
+
+                ar.add_done_callback(done)
             return ar
 
         apply_async = submit  # the name joblib < 1.5 calls
@@ -538,6 +567,8 @@ def _backend_class():
         def retrieve_result(self, out, timeout=None):
             import ipyparallel as ipp
 
+            if not hasattr(out, "msg_ids"):  # a batch that could not be submitted
+                return out.result()
             cluster = self.cluster
             limit = timeout if timeout is not None else (self._timeout if self._timeout is not None
                                                          else cluster.timeout)
@@ -548,7 +579,7 @@ def _backend_class():
                     out.wait(_POLL)
                     if out.ready():
                         break
-                    _dead_engines(cluster, [out], what, lambda on: "")
+                    _dead_engines(cluster, [out], what, lambda *_: "")
                     if time.monotonic() > deadline:
                         _interrupt(cluster, [out], what, f"timed out after {limit:g} s")
             except KeyboardInterrupt:
