@@ -987,6 +987,29 @@ class Cluster:
         self._check_usable()
         return self._wait(self._view.apply_async(f, *args, **kwargs), timeout, getattr(f, "__name__", "apply"))
 
+    # -- task farming (clusterml/client/farm.py) ---------------------------------
+    def map(self, f, *iterables, ordered: bool = True, chunksize: int | None = None,
+            timeout: float | None = None, progress: bool | None = None) -> list:
+        """``map(f, *iterables)`` load-balanced over the engines; a list of results in order.
+
+        Usable as DEAP's ``toolbox.register("map", cluster.map)``.  The first
+        task that raises is reported as a :class:`~clusterml.client.farm.TaskError`
+        naming its index.  See :func:`clusterml.client.farm.farm_map`.
+        """
+        from .farm import farm_map
+
+        return farm_map(self, f, *iterables, ordered=ordered, chunksize=chunksize, timeout=timeout,
+                        progress=progress)
+
+    def joblib(self, n_jobs: int | None = -1, timeout: float | None = None, **config):
+        """``with cluster.joblib():`` runs joblib, and scikit-learn's ``n_jobs``, on the engines.
+
+        See :func:`clusterml.client.farm.joblib_config`.
+        """
+        from .farm import joblib_config
+
+        return joblib_config(self, n_jobs=n_jobs, timeout=timeout, **config)
+
     def _noop(self, timeout=None):
         """One facade round trip doing nothing (for measuring the overhead)."""
         self._check_usable()
