@@ -44,6 +44,7 @@ from .. import errors as _errors
 from ..errors import (ClusterTimeoutError, ComputeError, DistributedError, EngineError,
                       InconsistentResultError, ParameterError)
 from ..spmd import REGISTRY
+from ..spmd.algorithm import bind_inputs
 from ..spmd.inputs import Partition, block_range
 from ..spmd.remote import Entry, Ref
 
@@ -233,18 +234,7 @@ class RemoteAlgorithm:
         clusterml.ClusterTimeoutError, clusterml.EngineError
         """
         cls = self._cls
-        names = tuple(cls._tables) + tuple(cls._extras)
-        if len(args) > len(names):
-            raise ParameterError(f"{self.name}.compute takes {len(names)} input(s) "
-                                 f"({', '.join(names)}), got {len(args)}")
-        inputs = dict(zip(names, args))
-        for k, v in kwargs.items():
-            if k not in names:
-                raise ParameterError(f"{self.name}.compute got an unexpected input {k!r}; "
-                                     f"expected {', '.join(names)}")
-            if k in inputs:
-                raise ParameterError(f"{self.name}.compute got input {k!r} twice")
-            inputs[k] = v
+        inputs = bind_inputs(self.name, cls._tables, cls._extras, args, kwargs)
         return self._cluster._compute(self.name, self.params, inputs, set(cls._tables), timeout)
 
     def __repr__(self):
