@@ -28,10 +28,10 @@ STEPS = [
     ("linear_regression_training", {}, ("X", "Y"), ("model.Beta",)),
     ("linear_regression_training", {"method": "qrDense"}, ("X", "Y"), ("model.Beta",)),
     ("ridge_regression_training", {"ridgeParameters": 1.0}, ("X", "Y"), ("model.Beta",)),
-    ("multinomial_naive_bayes_training", {"nClasses": 4}, ("C", "L"), ("model.LogTheta",)),
+    ("multinomial_naive_bayes_training", {"nClasses": 4}, ("N", "L"), ("model.LogTheta",)),
     ("kmeans_init", {"nClusters": 8, "method": "plusPlusDense"}, ("X",), ("centroids",)),
     ("kmeans_init", {"nClusters": 8, "method": "parallelPlusDense"}, ("X",), ("centroids",)),
-    ("kmeans", {"nClusters": 8, "maxIterations": 10}, ("X", "C0"), ("centroids", "objectiveFunction")),
+    ("kmeans", {"nClusters": 8, "maxIterations": 10}, ("X", "init"), ("centroids", "objectiveFunction")),
 ]
 
 
@@ -42,7 +42,7 @@ def available_steps():
 
 
 def make_data(workdir: str, n: int, rows: int, features: int, seed: int = 0) -> dict:
-    """Write per-rank CSV files ``{X,Y,C,L}{rank}.csv``; return the {} templates."""
+    """Write per-rank CSV files ``{X,Y,N,L}{rank}.csv`` and ``init.csv``; return the {} templates."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(scale=6.0, size=(8, features))
     labels = rng.integers(0, 8, size=rows)
@@ -55,11 +55,11 @@ def make_data(workdir: str, n: int, rows: int, features: int, seed: int = 0) -> 
     os.makedirs(workdir, exist_ok=True)
     for r in range(n):
         a, b = rows * r // n, rows * (r + 1) // n
-        for name, arr in (("X", X), ("Y", Y), ("C", C), ("L", L[:, None])):
+        for name, arr in (("X", X), ("Y", Y), ("N", C), ("L", L[:, None])):
             _write_csv(os.path.join(workdir, f"{name}{r}.csv"), arr[a:b], name.lower())
-    _write_csv(os.path.join(workdir, "C0.csv"), X[:8], "c")
-    t = {k: os.path.join(workdir, k + "{}.csv") for k in "XYCL"}
-    t["C0"] = os.path.join(workdir, "C0.csv")
+    _write_csv(os.path.join(workdir, "init.csv"), X[:8], "c")
+    t = {k: os.path.join(workdir, k + "{}.csv") for k in "XYNL"}
+    t["init"] = os.path.join(workdir, "init.csv")
     return t
 
 
@@ -81,8 +81,8 @@ def _field(res, dotted):
 def _inputs(stems, templates, rank=None, n=None):
     out = []
     for s in stems:
-        if s == "C0":
-            out.append(_load_csv(templates["C0"]))
+        if s == "init":  # initial centroids: the same small array on every rank
+            out.append(_load_csv(templates["init"]))
         elif rank is None:  # every rank's file stacked: the single-process reference
             out.append(np.vstack([_load_csv(templates[s].replace("{}", str(r))) for r in range(n)]))
         else:

@@ -4,5 +4,6 @@ Only this package (and ``clusterml.launch``) imports ipyparallel.
 """
 
 from .cluster import Cluster, EngineArray, RemoteAlgorithm, list_clusters, stop_all
+from .farm import TaskError
 
-__all__ = ["Cluster", "EngineArray", "RemoteAlgorithm", "list_clusters", "stop_all"]
+__all__ = ["Cluster", "EngineArray", "RemoteAlgorithm", "list_clusters", "stop_all", "TaskError"]

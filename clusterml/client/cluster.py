@@ -44,6 +44,7 @@ from .. import errors as _errors
 from ..errors import (ClusterTimeoutError, ComputeError, DistributedError, EngineError,
                       InconsistentResultError, ParameterError)
 from ..spmd import REGISTRY
+from ..spmd.algorithm import bind_inputs
 from ..spmd.inputs import Partition, block_range
 from ..spmd.remote import Entry, Ref
 
@@ -233,18 +234,7 @@ class RemoteAlgorithm:
         clusterml.ClusterTimeoutError, clusterml.EngineError
         """
         cls = self._cls
-        names = tuple(cls._tables) + tuple(cls._extras)
-        if len(args) > len(names):
-            raise ParameterError(f"{self.name}.compute takes {len(names)} input(s) "
-                                 f"({', '.join(names)}), got {len(args)}")
-        inputs = dict(zip(names, args))
-        for k, v in kwargs.items():
-            if k not in names:
-                raise ParameterError(f"{self.name}.compute got an unexpected input {k!r}; "
-                                     f"expected {', '.join(names)}")
-            if k in inputs:
-                raise ParameterError(f"{self.name}.compute got input {k!r} twice")
-            inputs[k] = v
+        inputs = bind_inputs(self.name, cls._tables, cls._extras, args, kwargs)
         return self._cluster._compute(self.name, self.params, inputs, set(cls._tables), timeout)
 
     def __repr__(self):
@@ -991,6 +981,29 @@ class Cluster:
         """Run ``f(*args, **kwargs)`` on every engine; return the values in rank order."""
         self._check_usable()
         return self._wait(self._view.apply_async(f, *args, **kwargs), timeout, getattr(f, "__name__", "apply"))
+
+    # -- task farming (clusterml/client/farm.py) ---------------------------------
+    def map(self, f, *iterables, ordered: bool = True, chunksize: int | None = None,
+            timeout: float | None = None, progress: bool | None = None) -> list:
+        """``map(f, *iterables)`` load-balanced over the engines; a list of results in order.
+
+        Usable as DEAP's ``toolbox.register("map", cluster.map)``.  The first
+        task that raises is reported as a :class:`~clusterml.client.farm.TaskError`
+        naming its index.  See :func:`clusterml.client.farm.farm_map`.
+        """
+        from .farm import farm_map
+
+        return farm_map(self, f, *iterables, ordered=ordered, chunksize=chunksize, timeout=timeout,
+                        progress=progress)
+
+    def joblib(self, n_jobs: int | None = -1, timeout: float | None = None, **config):
+        """``with cluster.joblib():`` runs joblib, and scikit-learn's ``n_jobs``, on the engines.
+
+        See :func:`clusterml.client.farm.joblib_config`.
+        """
+        from .farm import joblib_config
+
+        return joblib_config(self, n_jobs=n_jobs, timeout=timeout, **config)
 
     def _noop(self, timeout=None):
         """One facade round trip doing nothing (for measuring the overhead)."""

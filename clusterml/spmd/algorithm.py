@@ -136,23 +136,7 @@ class Algorithm:
         (``data`` first, then ``dependentVariables`` / ``labels``, then a
         model or initial centroids); keywords by the same names work too.
         """
-        names = self._tables + self._extras
-        if len(args) > len(names):
-            raise ParameterError(
-                f"{type(self).__name__}.compute takes {len(names)} input(s) "
-                f"({', '.join(names)}), got {len(args)}"
-            )
-        given = dict(zip(names, args))
-        for k, v in kwargs.items():
-            if k not in names:
-                raise ParameterError(f"{type(self).__name__}.compute got an unexpected input {k!r}; "
-                                     f"expected {', '.join(names)}")
-            if k in given:
-                raise ParameterError(f"{type(self).__name__}.compute got input {k!r} twice")
-            given[k] = v
-        missing = [n for n in self._tables if n not in given]
-        if missing:
-            raise ParameterError(f"{type(self).__name__}.compute is missing input(s) {', '.join(missing)}")
+        given = bind_inputs(type(self).__name__, self._tables, self._extras, args, kwargs)
         ctx = comm.context(self.distributed)
         tables = {n: given[n] for n in self._tables}
         extras = {n: given.get(n) for n in self._extras}
@@ -170,6 +154,30 @@ class Algorithm:
 
     def _compute(self, ctx, layout, **inputs):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def bind_inputs(what: str, tables, extras, args, kwargs) -> dict:
+    """Map ``compute``'s positional and keyword inputs to their names; check none is missing.
+
+    Positional inputs follow daal4py's order: the row-distributed ``tables``
+    first, then the replicated ``extras``.
+    """
+    names = tuple(tables) + tuple(extras)
+    if len(args) > len(names):
+        raise ParameterError(f"{what}.compute takes {len(names)} input(s) ({', '.join(names)}), "
+                             f"got {len(args)}")
+    given = dict(zip(names, args))
+    for k, v in kwargs.items():
+        if k not in names:
+            raise ParameterError(f"{what}.compute got an unexpected input {k!r}; "
+                                 f"expected {', '.join(names)}")
+        if k in given:
+            raise ParameterError(f"{what}.compute got input {k!r} twice")
+        given[k] = v
+    missing = [n for n in tables if n not in given]
+    if missing:
+        raise ParameterError(f"{what}.compute is missing input(s) {', '.join(missing)}")
+    return given
 
 
 def checked_partial(partial, is_finite, name: str = "data"):

@@ -48,20 +48,26 @@ def assert_results_equal(got, want, what):
     assert isinstance(got, cml.Result), f"{what}: got {type(got).__name__}"
     assert set(got.fields()) == set(want.fields()), f"{what}: fields {got.fields()} vs {want.fields()}"
     for f in want.fields():
-        a, b = getattr(got, f), getattr(want, f)
-        if isinstance(a, cml.client.EngineArray):
-            a = a.gather()
-        if isinstance(b, cml.Result):
-            assert_results_equal(a, b, f"{what}.{f}")
-            continue
-        if isinstance(b, np.ndarray):
-            a = np.asarray(a)
-            assert a.shape == b.shape, f"{what}.{f}: shape {a.shape} vs {b.shape}"
-            if f in SIGNLESS:
-                a, b = np.abs(a), np.abs(b)
-            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-8, err_msg=f"{what}.{f}")
-        else:
-            assert a == b, f"{what}.{f}: {a!r} vs {b!r}"
+        assert_values_equal(getattr(got, f), getattr(want, f), f"{what}.{f}", f in SIGNLESS)
+
+
+def assert_values_equal(a, b, what, signless=False):
+    if isinstance(a, cml.client.EngineArray):
+        a = a.gather()
+    if isinstance(b, cml.Result):
+        assert_results_equal(a, b, what)
+    elif isinstance(b, dict):
+        assert isinstance(a, dict) and set(a) == set(b), f"{what}: keys {a!r} vs {b!r}"
+        for k in b:
+            assert_values_equal(a[k], b[k], f"{what}[{k!r}]", signless)
+    elif isinstance(b, np.ndarray):
+        a = np.asarray(a)
+        assert a.shape == b.shape, f"{what}: shape {a.shape} vs {b.shape}"
+        if signless:
+            a, b = np.abs(a), np.abs(b)
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-8, err_msg=what)
+    else:
+        assert a == b, f"{what}: {a!r} vs {b!r}"
 
 
 @pytest.mark.parametrize("name", LANDED)

@@ -1,0 +1,150 @@
+"""Task farming speed-up: GridSearchCV through ``cluster.joblib()`` and DEAP CMA-ES through ``cluster.map``.
+
+Usage::
+
+    python benchmarks/farm.py                 # 1 and 2 engines (the machine has 2 cores)
+    python benchmarks/farm.py --engines 1,2,4 --repeat 3
+    python benchmarks/farm.py --quick         # tiny: proves the script works
+
+Workloads (the two examples in ``examples/``):
+
+* ``gridsearch``: ``GridSearchCV(SVC(kernel="rbf"), C x gamma, cv)`` on the
+  digits training split, the fits sent to the engines by joblib.
+* ``cmaes``: CMA-ES on Rastrigin (``--dim``, ``--ngen``, lambda = 20 dim),
+  the population evaluated with ``cluster.map``, once with the bare function
+  (microseconds per evaluation: the map's round trips dominate) and once with
+  ``--cost-ms`` of CPU added to every evaluation (a stand-in for an expensive
+  simulation, the case farming is for).
+
+Each workload is timed in this process (``n_jobs=1`` / the built-in ``map``)
+and on clusters of each ``--engines`` size, best of ``--repeat`` runs, after a
+warm-up run (the engines import scikit-learn / DEAP once).  Engines run one
+BLAS thread each.  The table prints seconds and the speed-up of every cluster
+against the first cluster size and against the in-process run.  Results of
+all runs are checked to be the same (``best_params_``, CMA-ES trajectory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+EXAMPLES = os.path.join(ROOT, "examples")
+sys.path.insert(0, ROOT)  # this checkout's clusterml, also when not installed
+sys.path.insert(1, EXAMPLES)
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the in-process baseline: one core, like an engine
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import deap_cmaes  # noqa: E402
+import gridsearch_svc  # noqa: E402
+
+
+def best_of(repeat: int, fn):
+    """(best seconds, last result) of ``repeat`` calls of ``fn()``."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def workloads(args):
+    X, _, y, _ = gridsearch_svc.load_data(args.samples, seed=0)
+    grid = gridsearch_svc.param_grid(args.grid)
+    nfits = len(grid["C"]) * len(grid["gamma"]) * args.cv
+    cm = dict(dim=args.dim, ngen=args.ngen, seed=64)
+    nevals = args.ngen * 20 * args.dim
+    return [
+        (f"gridsearch  SVC {args.grid}x{args.grid} grid, cv={args.cv}: {nfits} fits on {len(X)} digits",
+         lambda n_jobs: gridsearch_svc.grid_search(X, y, grid, cv=args.cv, n_jobs=n_jobs),
+         lambda s: sorted(s.best_params_.items())),
+        (f"cmaes       Rastrigin n={args.dim}, {args.ngen} gens: {nevals} evaluations of ~us",
+         lambda map_fn: deap_cmaes.run_cmaes(map_fn, **cm),
+         lambda r: r["min"]),
+        (f"cmaes+cost  same, +{args.cost_ms:g} ms CPU per evaluation",
+         lambda map_fn: deap_cmaes.run_cmaes(map_fn, cost_ms=args.cost_ms, **cm),
+         lambda r: r["min"]),
+    ]
+
+
+def run_local(work, repeat):
+    times, checks = [], []
+    for i, (_, fn, check) in enumerate(work):
+        arg = 1 if i == 0 else map
+        fn(arg)  # warm-up (imports, caches), like the engines get
+        t, out = best_of(repeat, lambda fn=fn, arg=arg: fn(arg))
+        times.append(t)
+        checks.append(check(out))
+    return times, checks
+
+
+def run_cluster(n, work, repeat):
+    import clusterml as cml
+
+    times, checks = [], []
+    with cml.Cluster(n=n, engine_env=deap_cmaes.engine_env(), timeout=3600) as cluster:
+        for i, (_, fn, check) in enumerate(work):
+            if i == 0:
+                def call(fn=fn):
+                    with cluster.joblib():
+                        return fn(-1)
+            else:
+                def call(fn=fn):
+                    return fn(cluster.map)
+            call()  # warm-up: the engines import scikit-learn / DEAP once
+            t, out = best_of(repeat, call)
+            times.append(t)
+            checks.append(check(out))
+    return times, checks
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--engines", default="1,2", help="cluster sizes, comma-separated (default 1,2)")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--samples", type=int, default=None, help="digits rows (default all 1797)")
+    p.add_argument("--grid", type=int, default=6)
+    p.add_argument("--cv", type=int, default=3)
+    p.add_argument("--dim", type=int, default=10)
+    p.add_argument("--ngen", type=int, default=20)
+    p.add_argument("--cost-ms", type=float, default=2.0)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.samples, args.grid, args.cv, args.dim, args.ngen, args.cost_ms, args.repeat = \
+            300, 2, 2, 3, 3, 0.5, 1
+    sizes = [int(s) for s in args.engines.split(",") if s.strip()]
+
+    work = workloads(args)
+    print(f"# task farming: {os.cpu_count()} cores; best of {args.repeat}; engines and the "
+          f"in-process run use one BLAS thread")
+    local, ref = run_local(work, args.repeat)
+    results = {}
+    for n in sizes:
+        results[n], checks = run_cluster(n, work, args.repeat)
+        for (name, _, _), a, b in zip(work, ref, checks):
+            if a != b:
+                raise SystemExit(f"{name.split()[0]} on {n} engine(s) gave a different result: {b} vs {a}")
+
+    first = sizes[0]
+    head = f"{'workload':<72} {'in-proc s':>9} " + " ".join(f"{f'{n} eng s':>8}" for n in sizes)
+    head += " " + " ".join(f"{f'{n}v{first}':>6} {f'{n}vloc':>6}" for n in sizes[1:])
+    print(head)
+    for i, (name, _, _) in enumerate(work):
+        row = f"{name:<72} {local[i]:>9.2f} " + " ".join(f"{results[n][i]:>8.2f}" for n in sizes)
+        row += " " + " ".join(f"{results[first][i] / results[n][i]:>6.2f} {local[i] / results[n][i]:>6.2f}"
+                              for n in sizes[1:])
+        print(row)
+    print("# NvM: time on M engines / time on N engines (speed-up); Nvloc: in-process time / time on N "
+          "engines. Same results (best_params_, CMA-ES trajectory) on every run.")
+    return {"local": local, "engines": results}
+
+
+if __name__ == "__main__":
+    main()
