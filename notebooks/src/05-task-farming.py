@@ -126,7 +126,7 @@ print(f"best fitness {best.fitness.values[0]:.4f} at {np.round(best, 3)}; {time.
 gen, fmin, favg = log.select("gen", "min", "avg")
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.semilogy(gen, favg, label="population mean")
-ax.semilogy(gen, fmin, label="best")
+ax.semilogy(gen, fmin, label="best of the generation")
 ax.set_xlabel("generation")
 ax.set_ylabel("Rastrigin value")
 ax.set_title("Genetic algorithm, individuals evaluated on the engines")
