@@ -72,6 +72,9 @@ def live_slurm(tmp_path_factory):
         CLUSTERML_SLURMCTLD_PORT=os.environ.get("CLUSTERML_TEST_SLURMCTLD_PORT", "16817"),
         CLUSTERML_SLURMD_PORT=os.environ.get("CLUSTERML_TEST_SLURMD_PORT", "16818"),
         CLUSTERML_SLURM_TIMEOUT="60",
+        # job ids of their own: concurrent test Slurms on this machine must not both
+        # run a job "1.0" at once (MPICH names shared memory after it)
+        CLUSTERML_SLURM_FIRST_JOB_ID=str(1000 + 1000 * (os.getpid() % 60000)),
     )
     t0 = time.monotonic()
     try:

@@ -717,6 +717,30 @@ def _process_trees(pids: Sequence[int]) -> list:
     return procs
 
 
+def _cluster_processes(pdir: str, cluster_id: str) -> list:
+    """This cluster's ipyparallel processes still on this machine, found by their environment.
+
+    ipyparallel's launchers give the controller and engines ``IPP_PROFILE_DIR``
+    and ``IPP_CLUSTER_ID``, which their children inherit; so a scheduler process
+    orphaned by a controller that died during its start-up is still found.
+    """
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline", "uids"]):
+        try:
+            if p.info["uids"] is None or p.info["uids"].real != os.getuid():
+                continue
+            if "ipyparallel" not in " ".join(p.info["cmdline"] or []):
+                continue
+            env = p.environ()
+        except psutil.Error:
+            continue
+        if env.get("IPP_PROFILE_DIR") == pdir and env.get("IPP_CLUSTER_ID") == cluster_id:
+            found.append(p)
+    return found
+
+
 def _end_leftovers(procs: list, timeout: float = 10) -> None:
     """Terminate, then kill, descendants that outlived their parent's stop.
 
@@ -764,6 +788,9 @@ def _teardown(cluster, pdir: str, timeout: float = 60) -> list[str]:
             S.scancel(j)
         except S.SlurmError as e:
             _log.warning("%s", e)
+    _wait_gone([], jobs, timeout)  # engines of a cancelled job end with it
+    known = {p.pid for p in procs}
+    procs += [p for p in _cluster_processes(os.path.abspath(pdir), cluster.cluster_id) if p.pid not in known]
     _end_leftovers(procs)
     left = _wait_gone([p.pid for p in procs if p.is_running()], jobs, timeout)
     _remove_cluster_files(pdir, cluster.cluster_id, record)

@@ -16,7 +16,7 @@ from tests.conftest import subprocess_env
 
 def doctor(*args, env):
     r = subprocess.run([sys.executable, "-m", "clusterml", "doctor", "--json", *args],
-                       capture_output=True, text=True, env=env, timeout=400)
+                       capture_output=True, text=True, env=env, timeout=900)
     checks = {c["name"]: c for c in json.loads(r.stdout)}
     return r.returncode, checks
 
@@ -25,11 +25,11 @@ def venv_path() -> str:
     return os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_doctor_all_ok_on_a_good_setup(live_slurm, ipython_dir):
     P.install(settings=P.ProfileSettings(slurm=dict(partition=live_slurm.partition, time="5")))
     env = subprocess_env(IPYTHONDIR=str(ipython_dir), PATH=venv_path())
-    rc, checks = doctor(env=env)
+    rc, checks = doctor("--timeout", "300", env=env)  # 2 cores shared with other MPI tests
     bad = {k: v for k, v in checks.items() if v["status"] != "ok"}
     assert rc == 0 and not bad, bad
     for name in ("mpi4py", "mpiexec-path", "mpiexec-python", "mpiexec-world", "slurm",
@@ -44,11 +44,11 @@ def test_doctor_all_ok_on_a_good_setup(live_slurm, ipython_dir):
     assert r.returncode == 0 and r.stdout.rstrip().endswith("all checks ok"), r.stdout + r.stderr
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_doctor_finds_singletons_when_the_profile_runs_srun_without_mpi(live_slurm, ipython_dir):
     P.install(settings=P.ProfileSettings(slurm=dict(partition=live_slurm.partition, time="5", mpi="none")))
     env = subprocess_env(IPYTHONDIR=str(ipython_dir), PATH=venv_path())
-    rc, checks = doctor(env=env)
+    rc, checks = doctor("--timeout", "300", env=env)
     assert rc == 1
     c = checks["srun-world"]
     assert c["status"] == "problem" and "srun --mpi=none gives 2 singletons" in c["summary"], c
