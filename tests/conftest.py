@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the tests import clusterml from this checkout even when pytest runs from elsewhere
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 collect_ignore = []
 if not os.environ.get("CLUSTERML_MPI_TEST"):

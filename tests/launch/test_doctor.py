@@ -11,7 +11,7 @@ import pytest
 
 from clusterml.launch import doctor as D
 from clusterml.launch import profiles as P
-from tests.conftest import subprocess_env
+from conftest import subprocess_env
 
 
 def doctor(*args, env):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from clusterml.launch import profiles as P
-from tests.conftest import ROOT, subprocess_env
+from conftest import ROOT, subprocess_env
 
 REPO = Path(ROOT)
 

@@ -19,7 +19,7 @@ from clusterml import ClusterTimeoutError, EngineError
 from clusterml.launch import ipcluster as IC
 from clusterml.launch import profiles as P
 from clusterml.launch import slurm as S
-from tests.conftest import subprocess_env
+from conftest import subprocess_env
 
 
 def cli(*args, env, timeout=300):
