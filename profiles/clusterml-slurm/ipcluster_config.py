@@ -3,11 +3,12 @@
 The engines job runs ``srun --mpi=pmi2 <ipengine> --mpi`` (or the MPI mode set
 below), so all engines form one MPI world and engine id == MPI rank. The
 controller runs here (the login node) by default, listening on the configured
-interface; set ``controller_on_compute_node`` to run it as its own Slurm job.
+interface; set ``CONTROLLER["on_compute_node"]`` to run it as its own Slurm job.
 
 Installed into ``$IPYTHONDIR/profile_clusterml-slurm`` by ``clusterml profile
-install``; the job scripts are rendered by ``clusterml.launch.slurm`` and written
-(mode 0700) into this profile's ``jobs/`` folder, never the current directory.
+install``, which writes the settings below from its command line. The job
+scripts are rendered by ``clusterml.launch.slurm`` and written (mode 0700) into
+this profile's ``jobs/`` folder, never the current directory.
 """
 
 import os
@@ -26,7 +27,7 @@ SITE = dict(
     extra_sbatch=[],  # more sbatch options, e.g. ["--qos=normal", "--constraint=skylake"]
     setup=[],  # shell lines run first, e.g. ["module load mpi/mpich"]
     venv=None,  # a virtualenv to activate in the job (None: inherit PATH, --export=ALL)
-    mpi="pmi2",  # "pmi2" (srun --mpi=pmi2), "pmix", or "mpiexec" inside the job
+    mpi="pmi2",  # "pmi2" (srun --mpi=pmi2), "pmix", "mpiexec" inside the job ("none": singletons!)
     mpiexec="mpiexec",  # the mpiexec for mpi="mpiexec" (must match mpi4py's MPI)
 )
 CONTROLLER = dict(

@@ -10,6 +10,10 @@
 #   CLUSTERML_SLURM_NODE     node name                                 [clusterml-node]
 #   CLUSTERML_SLURM_CPUS     CPUs the node claims (may exceed cores)   [8]
 #   CLUSTERML_SLURM_TIMEOUT  seconds to wait for the node to be idle   [60]
+#   CLUSTERML_SLURM_FIRST_JOB_ID  first job id (FirstJobId)            [1]
+#       Give concurrent instances on one machine different ranges: MPICH names
+#       its shared-memory segments after the PMI job ("1.0"), so two jobs with
+#       the same id at once on one host collide ("Message truncated").
 #
 # Processes started here are recorded in "$CLUSTERML_SLURM_DIR/started.pids"
 # ("name pid" per line); slurm/dev/stop.sh ends exactly those.
@@ -22,6 +26,7 @@ SLURMD_PORT="${CLUSTERML_SLURMD_PORT:-6818}"
 NODE="${CLUSTERML_SLURM_NODE:-clusterml-node}"
 CPUS="${CLUSTERML_SLURM_CPUS:-8}"
 TIMEOUT="${CLUSTERML_SLURM_TIMEOUT:-60}"
+FIRST_JOB_ID="${CLUSTERML_SLURM_FIRST_JOB_ID:-1}"
 PARTITION="debug"
 
 CONF="$DIR/slurm.conf"
@@ -32,7 +37,7 @@ log() { echo "[clusterml-slurm] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 [[ "$(id -u)" == 0 ]] || die "run as root (slurmd and munged need it)"
-for v in "$CTLD_PORT" "$SLURMD_PORT" "$CPUS" "$TIMEOUT"; do
+for v in "$CTLD_PORT" "$SLURMD_PORT" "$CPUS" "$TIMEOUT" "$FIRST_JOB_ID"; do
     [[ "$v" =~ ^[0-9]+$ ]] || die "expected a number, got '$v'"
 done
 [[ "$NODE" =~ ^[A-Za-z0-9_-]+$ ]] || die "bad node name '$NODE'"
@@ -154,6 +159,7 @@ SlurmdParameters=config_overrides
 KillWait=5
 InactiveLimit=0
 MinJobAge=30
+FirstJobId=$FIRST_JOB_ID
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$(hostname -s) CPUs=$CPUS State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
 EOF

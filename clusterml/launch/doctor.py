@@ -1,0 +1,559 @@
+"""``clusterml doctor``: check the MPI / Slurm / ipyparallel setup and say how to fix it.
+
+Every check returns a :class:`Check` with ``status`` ``ok``, ``warning``,
+``problem`` or ``skipped``, a one-line summary, details and a fix. The checks
+run real things rather than guessing from configuration:
+
+- ``mpi4py``: the MPI library mpi4py loads (in a child Python, so this process
+  never initialises MPI), and the ``libmpi`` file it mapped;
+- ``mpiexec-path`` / ``mpiexec-python``: the ``mpiexec`` on ``PATH`` and the one
+  next to the interpreter, identified by ``mpiexec --version``, against that
+  library (a different vendor's mpiexec starts singletons or kills engines);
+- ``mpiexec-world``: ``mpiexec -n 2`` with the mpiexec the local profile uses
+  gives ONE world of size 2;
+- ``slurm``: ``sinfo`` answers;
+- ``profiles``: clusterml-local / clusterml-slurm installed and loadable;
+- ``srun-world`` and ``controller-address``: a 2-task job rendered from the Slurm
+  profile's own engine template (its MPI mode, setup lines, account, ...) runs a
+  probe that reports its MPI world and connects to a socket opened here on the
+  address engines would use for the controller;
+- ``connection-files``: ``security/`` folders 0700 and files 0600 in every
+  profile of the IPython directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import slurm as S
+from .profiles import PROFILE_NAMES, ipython_dir, profile_dir
+
+__all__ = ["Check", "run_checks", "print_report", "print_progress", "mpi_family", "PROBE"]
+
+STATUSES = ("ok", "warning", "problem", "skipped")
+
+
+@dataclass
+class Check:
+    """One check's verdict."""
+
+    name: str
+    status: str
+    summary: str
+    details: str = ""
+    fix: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: Run by every task of a test world: writes one JSON file per process
+#: (stdout of several ranks may interleave). argv: folder [host port].
+PROBE = r"""
+import json, os, socket, sys
+res = {"host": socket.gethostname(), "pid": os.getpid(), "procid": os.environ.get("SLURM_PROCID")}
+try:
+    from mpi4py import MPI
+    w = MPI.COMM_WORLD
+    res.update(rank=w.Get_rank(), size=w.Get_size(),
+               library=MPI.Get_library_version().strip().splitlines()[0].strip())
+except Exception as e:
+    res["error"] = f"{type(e).__name__}: {e}"
+if len(sys.argv) > 3 and sys.argv[2] != "-":
+    try:
+        socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=15).close()
+        res["reach"] = "ok"
+    except OSError as e:
+        res["reach"] = f"{type(e).__name__}: {e}"
+with open(os.path.join(sys.argv[1], f"{res['host']}-{res['pid']}.json"), "w") as f:
+    json.dump(res, f)
+"""
+
+_INFO = r"""
+import json, os
+import mpi4py
+from mpi4py import MPI
+lib = ""
+try:
+    with open("/proc/self/maps") as f:
+        for line in f:
+            p = line.split()[-1]
+            if "libmpi" in os.path.basename(p):
+                lib = p
+                break
+except OSError:
+    pass
+print(json.dumps({"library": MPI.Get_library_version().strip().splitlines()[0].strip(),
+                  "mpi4py": mpi4py.__version__, "libmpi": lib}))
+"""
+
+
+def mpi_family(text: str) -> str | None:
+    """``"mpich"`` (MPICH, Intel MPI, MVAPICH, Cray: Hydra / PMI), ``"openmpi"``, or None."""
+    t = text.lower()
+    if "open mpi" in t or "openrte" in t or "open-mpi" in t:
+        return "openmpi"
+    if any(w in t for w in ("mpich", "hydra", "intel(r) mpi", "mvapich", "cray")):
+        return "mpich"
+    return None
+
+
+def _run(argv, timeout, env=None, cwd=None):
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           stdin=subprocess.DEVNULL, timeout=timeout, env=env, cwd=cwd)
+        return p.returncode, p.stdout
+    except FileNotFoundError as e:
+        return 127, str(e)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return None, out + f"\n(no answer within {timeout} s)"
+    except OSError as e:
+        return 126, str(e)
+
+
+def _first_lines(text: str, n: int = 3) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[:n] if line.strip())
+
+
+# ----------------------------------------------------------------------------- MPI checks
+def check_mpi4py() -> tuple[Check, dict]:
+    rc, out = _run([sys.executable, "-c", _INFO], timeout=60)
+    if rc != 0:
+        return Check("mpi4py", "problem", "mpi4py cannot load an MPI library", _first_lines(out, 8),
+                     "install mpi4py and an MPI (pip install mpi4py mpich), or load your site's MPI module "
+                     "before starting Python"), {}
+    info = json.loads(out.strip().splitlines()[-1])
+    info["family"] = mpi_family(info["library"])
+    return Check("mpi4py", "ok", f"mpi4py {info['mpi4py']} uses {info['library']}",
+                 f"libmpi: {info['libmpi'] or '?'}; interpreter: {sys.executable}"), info
+
+
+def _mpiexec_version(path: str) -> tuple[str | None, str]:
+    rc, out = _run([path, "--version"], timeout=30)
+    return mpi_family(out), _first_lines(out)
+
+
+def check_mpiexecs(info: dict) -> list[Check]:
+    lib_family = info.get("family")
+    lib = info.get("library", "?")
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    here_ok = os.access(here, os.X_OK)
+    on_path = shutil.which("mpiexec")
+    checks = []
+    bindir = os.path.dirname(sys.executable)
+    if on_path is None:
+        checks.append(Check(
+            "mpiexec-path", "problem", "no mpiexec on PATH",
+            f"mpi4py uses {lib}. Plain SPMD jobs (mpiexec -n 4 python job.py) and the Slurm "
+            "profile's mpi='mpiexec' mode need one.",
+            f"export PATH={shlex.quote(bindir)}:$PATH" if here_ok else
+            "install the MPI mpi4py uses (pip install mpich) or load its module",
+        ))
+    else:
+        fam, ver = _mpiexec_version(on_path)
+        same = here_ok and os.path.realpath(on_path) == os.path.realpath(here)
+        if lib_family is not None and fam == lib_family:
+            checks.append(Check("mpiexec-path", "ok", f"mpiexec on PATH ({on_path}) matches mpi4py's MPI ({fam})", ver))
+        else:
+            checks.append(Check(
+                "mpiexec-path", "problem",
+                f"mpiexec on PATH ({on_path}) is {fam or 'unknown'}, but mpi4py uses {lib}",
+                f"`{on_path} --version`: {ver or '(no output)'}. A different MPI's mpiexec starts every "
+                "rank as a singleton (world size 1) or makes engines die at start (exit code 16).",
+                (f"export PATH={shlex.quote(bindir)}:$PATH  (or pass --mpiexec {here} to "
+                 "clusterml profile install)") if here_ok and not same else
+                "put the mpiexec of the MPI mpi4py loads first on PATH",
+            ))
+    if here_ok:
+        fam, ver = _mpiexec_version(here)
+        if lib_family is not None and fam == lib_family:
+            checks.append(Check("mpiexec-python", "ok", f"{here} matches mpi4py's MPI ({fam}); the local profile uses it", ver))
+        else:
+            checks.append(Check("mpiexec-python", "problem",
+                                f"{here} is {fam or 'unknown'}, but mpi4py uses {lib}", ver,
+                                "reinstall the mpich wheel or mpi4py so they match"))
+    else:
+        checks.append(Check("mpiexec-python", "ok", f"no mpiexec next to {sys.executable}; PATH's is used"))
+    return checks
+
+
+def _read_probes(folder: str) -> list[dict]:
+    rows = []
+    for p in sorted(Path(folder).glob("*.json")):
+        try:
+            rows.append(json.loads(p.read_text()))
+        except ValueError:
+            pass
+    return rows
+
+
+def _world_verdict(rows: list[dict], n: int) -> tuple[str, str]:
+    """("one", ...) | ("singletons", ...) | ("broken", ...)."""
+    errors = [r["error"] for r in rows if "error" in r]
+    if errors:
+        return "broken", f"mpi4py failed in the job: {errors[0]}"
+    sizes = sorted(r.get("size") for r in rows)
+    ranks = sorted(r.get("rank") for r in rows)
+    if len(rows) == n and sizes == [n] * n and ranks == list(range(n)):
+        return "one", f"ranks {ranks}, size {n} on {sorted({r['host'] for r in rows})}"
+    if len(rows) == n and sizes == [1] * n:
+        return "singletons", f"{n} processes, each alone in a world of size 1 (ranks {ranks})"
+    return "broken", f"{len(rows)} of {n} processes reported: {rows}"
+
+
+def check_mpiexec_world(timeout: float) -> Check:
+    from ..cli import mpiexec_for_this_python
+
+    mpiexec = mpiexec_for_this_python()
+    with tempfile.TemporaryDirectory(prefix="clusterml-doctor-") as d:
+        probe = os.path.join(d, "probe.py")
+        Path(probe).write_text(PROBE)
+        out = os.path.join(d, "out")
+        os.mkdir(out)
+        argv = [mpiexec, "-n", "2", sys.executable, probe, out]
+        rc, text = _run(argv, timeout=timeout)
+        verdict, desc = _world_verdict(_read_probes(out), 2)
+    cmd = shlex.join(argv[:4]) + " probe.py"
+    if verdict == "one":
+        return Check("mpiexec-world", "ok", f"`{cmd}` gives one world of size 2", desc)
+    if verdict == "singletons":
+        return Check("mpiexec-world", "problem", f"`{cmd}` gives 2 singletons, not one world", desc,
+                     "use the mpiexec of the MPI mpi4py loads (see mpiexec-path)")
+    return Check("mpiexec-world", "problem", f"`{cmd}` did not give one world of size 2",
+                 f"exit code {rc}; {desc}; output: {_first_lines(text, 6)}",
+                 "see mpiexec-path / mpi4py above; run the command by hand to see the error")
+
+
+# ----------------------------------------------------------------------------- Slurm checks
+def check_sinfo() -> tuple[Check, list[dict]]:
+    if shutil.which("sinfo") is None:
+        return Check("slurm", "skipped", "Slurm commands not found (sinfo not on PATH)"), []
+    rc, out = _run(["sinfo", "-h", "-N", "-o", "%N|%o|%n|%P|%T"], timeout=30)
+    if rc != 0:
+        return Check("slurm", "problem", "sinfo cannot reach Slurm", _first_lines(out, 4),
+                     "check that slurmctld runs and SLURM_CONF points to its slurm.conf"), []
+    nodes = []
+    for line in out.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 5:
+            nodes.append(dict(name=parts[0], addr=parts[1], hostname=parts[2], partition=parts[3], state=parts[4]))
+    if not nodes:
+        return Check("slurm", "problem", "sinfo answers but lists no nodes", out.strip()), []
+    states = sorted({n["state"] for n in nodes})
+    return Check("slurm", "ok", f"sinfo answers: {len({n['name'] for n in nodes})} node(s), states {states}",
+                 ", ".join(f"{n['name']}@{n['addr']} ({n['partition']})" for n in nodes[:8])), nodes
+
+
+def _load_profile(name: str):
+    import logging
+
+    import ipyparallel as ipp
+
+    return ipp.Cluster(profile_dir=str(profile_dir(name)), log_level=logging.ERROR)
+
+
+def check_profiles(slurm_up: bool) -> tuple[list[Check], dict]:
+    checks, loaded = [], {}
+    for name in PROFILE_NAMES:
+        d = profile_dir(name)
+        if not (d / "ipcluster_config.py").exists():
+            needed = name == "clusterml-local" or slurm_up
+            checks.append(Check(
+                f"profile {name}", "problem" if needed else "skipped", f"{name} is not installed ({d})",
+                fix=f"clusterml profile install --name {name}  (add your site settings, see --help)",
+            ))
+            continue
+        try:
+            cluster = _load_profile(name)
+            cluster.engine_launcher_class  # resolve (imports the launcher)
+        except Exception as e:
+            checks.append(Check(f"profile {name}", "problem", f"{name} does not load", f"{type(e).__name__}: {e}",
+                                f"fix {d / 'ipcluster_config.py'} or reinstall: clusterml profile install --force"))
+            continue
+        loaded[name] = cluster
+        checks.append(Check(f"profile {name}", "ok", f"{name} installed and loads",
+                            f"{d}; engines: {cluster.engine_launcher_class.__name__}"))
+    return checks, loaded
+
+
+def _is_loopback(addr: str) -> bool:
+    if addr in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(addr)).is_loopback
+        except OSError:
+            return False
+
+
+def _nodes_are_here(nodes: list[dict]) -> bool:
+    me = {socket.gethostname(), socket.gethostname().split(".")[0]}
+    return all(n["hostname"] in me or _is_loopback(n["addr"]) for n in nodes)
+
+
+def controller_address(cluster) -> tuple[str, str, bool]:
+    """(address engines connect to, address the controller binds, controller is a Slurm job)."""
+    ctl_class = cluster.controller_launcher_class.__name__
+    on_node = ctl_class.startswith("Slurm")
+    bind = cluster.controller_ip or "127.0.0.1"  # ipcontroller's default ip is loopback
+    if cluster.controller_location:
+        addr = cluster.controller_location
+    elif bind in ("*", "0.0.0.0", ""):
+        addr = socket.gethostname()
+    else:
+        addr = bind
+    return addr, bind, on_node
+
+
+class _Listener:
+    """A TCP socket on the controller's bind address that accepts and drops connections."""
+
+    def __init__(self, bind: str):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("" if bind in ("*", "0.0.0.0") else bind, 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                conn.close()
+                self.accepted += 1
+            except OSError:
+                continue
+
+    def close(self):
+        self._stop.set()
+        self._t.join(timeout=5)
+        self.sock.close()
+
+
+def check_loopback(addr: str, on_node: bool, nodes: list[dict]) -> Check | None:
+    """A problem when engines on other nodes are told to connect to a loopback address."""
+    if on_node or not _is_loopback(addr) or _nodes_are_here(nodes):
+        return None
+    return Check(
+        "controller-loopback", "problem",
+        f"engines are told to connect to {addr}, a loopback address, but Slurm runs them on other nodes",
+        "nodes: " + ", ".join(sorted({n['hostname'] for n in nodes})),
+        "set CONTROLLER ip='*' with interface='<iface>' or location='<login node address>' "
+        "(clusterml profile install --force --controller-ip '*' --controller-interface <iface>)",
+    )
+
+
+def check_slurm_job(cluster, nodes: list[dict], timeout: float, progress=None) -> list[Check]:
+    """Run a 2-task job from the Slurm profile's engine template; judge world and reachability."""
+    from IPython.utils.text import EvalFormatter
+
+    name = "clusterml-slurm"
+    addr, bind, on_node = controller_address(cluster)
+    template = cluster.config.SlurmEngineSetLauncher.get("batch_template", "")
+    if not template:
+        return [Check("srun-world", "problem", f"{name} has no SlurmEngineSetLauncher.batch_template",
+                      fix="reinstall: clusterml profile install --force")]
+    mode = re.search(r"srun --mpi=(\S+)|(mpiexec)", template)
+    how = f"srun --mpi={mode.group(1)}" if mode and mode.group(1) else "mpiexec in the job"
+    listener = None
+    try:
+        if not on_node:
+            try:
+                listener = _Listener(bind)
+            except OSError as e:
+                return [Check("controller-address", "problem", f"cannot listen on {bind}: {e}",
+                              fix="set CONTROLLER ip to an address of this machine, or '*'")]
+        jobs = profile_dir(name) / "jobs"
+        jobs.mkdir(mode=0o700, exist_ok=True)
+        folder = tempfile.mkdtemp(prefix="doctor-", dir=jobs)  # shared with compute nodes, like the profile
+        try:
+            probe = Path(folder) / "probe.py"
+            probe.write_text(PROBE)
+            out = Path(folder) / "out"
+            out.mkdir()
+            argv = [sys.executable, str(probe), str(out)]
+            argv += [addr, str(listener.port)] if listener else ["-", "0"]
+            script = EvalFormatter().format(
+                template, n=2, program_and_args=shlex.join(argv),
+                output_file=str(Path(folder) / "job.out"), cluster_id="doctor",
+                queue="", profile_dir=str(profile_dir(name)),
+            )
+            path = S.write_batch_script(script, folder, "doctor.sbatch")
+            try:
+                job = S.sbatch(path, timeout=60)
+            except S.SlurmError as e:
+                return [Check("srun-world", "problem", "Slurm refused the test job", str(e),
+                              "change the profile's SITE settings (partition, account, time, nodes)")]
+            t0 = time.monotonic()
+            info = None
+            while True:
+                info = S.job_info(job.job_id)
+                if info is None or info.state.split()[0] in S._ENDED:
+                    break
+                if progress:
+                    progress(f"doctor: test job {job.job_id} {info.state}"
+                             + (f" ({info.reason})" if info.reason not in ("", "None") else "")
+                             + f", {time.monotonic() - t0:.0f} s")
+                if time.monotonic() - t0 > timeout:
+                    S.scancel(job.job_id)
+                    S.wait_for_job_end(job.job_id, 60)
+                    return [Check("srun-world", "problem",
+                                  f"the test job did not finish within {timeout:.0f} s: {info}",
+                                  "it was cancelled; the world and reachability checks could not run",
+                                  "retry with a longer --timeout, or a partition with free nodes")]
+                time.sleep(0.5)
+            if progress:
+                progress(None)
+            rows = _read_probes(str(out))
+            joblog = (Path(folder) / "job.out").read_text(errors="replace") if (Path(folder) / "job.out").exists() else ""
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        if listener:
+            listener.close()
+
+    checks = []
+    verdict, desc = _world_verdict(rows, 2)
+    if verdict == "one":
+        checks.append(Check("srun-world", "ok", f"{how} gives one world of size 2 (Slurm job {job.job_id})", desc))
+    elif verdict == "singletons":
+        checks.append(Check(
+            "srun-world", "problem", f"{how} gives 2 singletons, not one world (Slurm job {job.job_id})",
+            f"{desc}. srun without an MPI plugin that mpi4py's MPI speaks starts N separate size-1 worlds.",
+            "set SITE mpi='pmi2' (MPICH, Intel MPI) or 'pmix' (usually Open MPI), or 'mpiexec', in "
+            f"{profile_dir(name) / 'ipcluster_config.py'} (or clusterml profile install --force --mpi pmi2)",
+        ))
+    else:
+        checks.append(Check("srun-world", "problem", f"the test job did not give one world ({info})",
+                            f"{desc}; job output: {_first_lines(joblog, 8)}",
+                            "read the job output above; check the SITE setup lines and MPI mode"))
+    if on_node:
+        checks.append(Check("controller-address", "ok", "the controller runs as a Slurm job (on_compute_node)"))
+    elif rows:
+        bad = [f"{r['host']}: {r.get('reach')}" for r in rows if r.get("reach") != "ok"]
+        if not bad:
+            checks.append(Check("controller-address", "ok",
+                                f"compute tasks reach the controller address {addr} (test port {listener.port})",
+                                f"controller ip {bind!r}; nodes {sorted({r['host'] for r in rows})}"))
+        else:
+            checks.append(Check(
+                "controller-address", "problem", f"compute tasks cannot reach {addr}",
+                "; ".join(bad),
+                "set CONTROLLER ip='*' and interface='ib0' (or location=<this machine's address on the "
+                "compute network>) in the profile, or clusterml profile install --force --controller-ip '*' "
+                "--controller-interface <iface>",
+            ))
+    loop = check_loopback(addr, on_node, nodes)
+    if loop is not None:
+        checks.append(loop)
+    return checks
+
+
+# ----------------------------------------------------------------------------- files
+def check_connection_files() -> Check:
+    base = ipython_dir()
+    bad = []
+    for sec in sorted(base.glob("profile_*/security")):
+        if not sec.is_dir():
+            continue
+        m = sec.stat().st_mode & 0o777
+        if m != 0o700:
+            bad.append((str(sec), m, 0o700))
+        for p in sorted(sec.iterdir()):
+            if p.is_file() and (p.stat().st_mode & 0o777) != 0o600:
+                bad.append((str(p), p.stat().st_mode & 0o777, 0o600))
+    if not bad:
+        return Check("connection-files", "ok", f"security folders 0700 and files 0600 under {base}")
+    fixes = [f"chmod {want:o} {shlex.quote(p)}" for p, _, want in bad]
+    return Check("connection-files", "problem",
+                 f"{len(bad)} connection file(s)/folder(s) readable by others under {base}",
+                 "; ".join(f"{p} is {m:o}" for p, m, _ in bad[:10]),
+                 "; ".join(fixes[:10]))
+
+
+# ----------------------------------------------------------------------------- driver
+def run_checks(profile: str | None = None, slurm: str = "auto", timeout: float = 120, progress=None) -> list[Check]:
+    """Run every check and return the verdicts in order.
+
+    Parameters
+    ----------
+    profile : str, optional
+        Unused name override for the Slurm profile (only ``clusterml-slurm`` today).
+    slurm : {"auto", "yes", "no"}
+        Run the Slurm checks when sinfo exists (auto), always, or never.
+    timeout : float
+        Seconds per test run (mpiexec world, Slurm job incl. queue time).
+    progress : callable, optional
+        Receives a status text (or None at the end of a wait).
+    """
+    if profile not in (None, "clusterml-slurm"):
+        raise ValueError(f"profile={profile!r}: doctor checks the clusterml-slurm profile")
+    checks = []
+    c, info = check_mpi4py()
+    checks.append(c)
+    checks += check_mpiexecs(info)
+    checks.append(check_mpiexec_world(timeout))
+    nodes = []
+    if slurm == "no":
+        checks.append(Check("slurm", "skipped", "Slurm checks skipped (--slurm no)"))
+        slurm_up = False
+    else:
+        c, nodes = check_sinfo()
+        if slurm == "yes" and c.status == "skipped":
+            c.status = "problem"
+            c.fix = "install the Slurm client commands or put them on PATH"
+        checks.append(c)
+        slurm_up = c.status == "ok"
+    pchecks, loaded = check_profiles(slurm_up)
+    checks += pchecks
+    if slurm_up and "clusterml-slurm" in loaded:
+        checks += check_slurm_job(loaded["clusterml-slurm"], nodes, timeout, progress)
+    elif slurm_up:
+        checks.append(Check("srun-world", "skipped", "clusterml-slurm is not installed"))
+    checks.append(check_connection_files())
+    return checks
+
+
+_MARK = {"ok": "ok", "warning": "WARN", "problem": "PROBLEM", "skipped": "skip"}
+
+
+def print_progress(text) -> None:
+    if text is None:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\x1b[K")
+        return
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[K" + text)
+        sys.stderr.flush()
+
+
+def print_report(checks: list[Check], stream=None) -> None:
+    stream = stream or sys.stdout
+    for c in checks:
+        print(f"[{_MARK[c.status]:>7}] {c.name}: {c.summary}", file=stream)
+        if c.details:
+            print(f"          {c.details}", file=stream)
+        if c.fix and c.status in ("problem", "warning"):
+            print(f"          fix: {c.fix}", file=stream)
+    n = sum(c.status == "problem" for c in checks)
+    print(f"{n} problem(s)" if n else "all checks ok", file=stream)
