@@ -121,11 +121,6 @@ SLURMD_PID=$(recorded slurmd)
 if alive slurmctld "$CTLD_PID" || alive slurmd "$SLURMD_PID"; then
     log "slurm daemons already running; keeping $CONF"
 else
-    # Job ids start at a per-instance value, not 1: MPICH names its shared-memory segments
-    # (/dev/shm/mpich_shm_*) after the PMI job step, and a segment left by a killed job
-    # 1.0 of an earlier (or concurrent) instance made the next instance's first MPI job
-    # hang in MPI_Init or fail with "Message truncated".
-    FIRST_JOB_ID=$(( $(date +%s) % 50000000 + 1000 ))
     cat > "$CONF.tmp" <<EOF
 # Written by clusterml slurm/dev/start.sh: one node on loopback, no cgroups,
 # no accounting. Clients: export SLURM_CONF=$CONF
@@ -152,7 +147,6 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=pmi2
-FirstJobId=$FIRST_JOB_ID
 EnforcePartLimits=ALL
 ReturnToService=2
 SlurmdParameters=config_overrides
