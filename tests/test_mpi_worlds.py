@@ -3,17 +3,14 @@
 Each world size is one ``mpiexec -n N python -m pytest tests/spmd`` run under
 a hard timeout: a hang anywhere (a rank left in a collective) fails the test
 instead of stalling CI.  Assertions inside are collective, so every rank
-passes or fails each test together.
+passes or fails each test together; each rank reports its own counts.
 """
 
 import os
-import re
-import subprocess
-import sys
 
 import pytest
 
-from helpers import ROOT, mpiexec_path, subprocess_env
+from helpers import ROOT, run_spmd_pytest
 
 WORLD_TIMEOUT = int(os.environ.get("CLUSTERML_MPI_SUITE_TIMEOUT", "900"))
 
@@ -21,17 +18,4 @@ WORLD_TIMEOUT = int(os.environ.get("CLUSTERML_MPI_SUITE_TIMEOUT", "900"))
 @pytest.mark.timeout(WORLD_TIMEOUT + 60)
 @pytest.mark.parametrize("nprocs", [1, 2, 3, 4])
 def test_spmd_suite(nprocs, tmp_path):
-    cmd = [mpiexec_path(), "-n", str(nprocs), sys.executable, "-m", "pytest",
-           os.path.join(ROOT, "tests", "spmd"), "-q", "-p", "no:cacheprovider",
-           "--timeout=240", "-rfEs", "-x"]
-    try:
-        proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(CLUSTERML_MPI_TEST=1),
-                              capture_output=True, text=True, timeout=WORLD_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        pytest.fail(f"mpiexec -n {nprocs} hung for {WORLD_TIMEOUT}s:\n{out[-20000:]}")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"mpiexec -n {nprocs} failed (rc={proc.returncode}):\n{out[-30000:]}"
-    summaries = re.findall(r"^(\d+) passed.*$", out, flags=re.M)
-    assert len(summaries) == nprocs, f"expected a pytest summary from each of {nprocs} ranks:\n{out[-5000:]}"
-    assert not re.search(r"\d+ skipped", out), f"SPMD tests skipped:\n{out[-5000:]}"
+    run_spmd_pytest(nprocs, [os.path.join(ROOT, "tests", "spmd")], tmp_path, WORLD_TIMEOUT)

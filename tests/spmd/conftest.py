@@ -21,3 +21,27 @@ def shared_tmp():
     world().Barrier()
     if rank() == 0:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# Each rank's outcome, for tests/helpers.py:run_spmd_pytest (ranks' terminal output interleaves).
+_counts = {"passed": 0, "failed": 0, "skipped": 0}
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _counts["skipped"] += 1
+    elif report.failed:
+        _counts["failed"] += 1
+    elif report.when == "call" and report.passed:
+        _counts["passed"] += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    out = os.environ.get("CLUSTERML_MPI_RESULTS")
+    if out:
+        import json
+
+        from mpi4py import MPI
+
+        with open(os.path.join(out, f"rank-{MPI.COMM_WORLD.Get_rank()}.json"), "w") as fh:
+            json.dump(dict(_counts, exitstatus=int(exitstatus)), fh)
