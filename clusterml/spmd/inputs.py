@@ -95,6 +95,10 @@ def _parse_csv(source, path: str, header: bool, names=None) -> np.ndarray | None
 def _frame_to_array(frame, what: str) -> np.ndarray:
     import pandas as pd
 
+    if len(frame) == 0:
+        # no rows (a header-only CSV): pandas types the columns as object, yet
+        # this is zero rows of a table with these columns, not text
+        return np.empty((0, frame.shape[1]), dtype=np.float64)
     bad = [str(c) for c, dt in frame.dtypes.items()
            if not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt))]
     if bad:
@@ -307,7 +311,14 @@ def _from_object(obj, name):
 
 
 def _as_2d_float(arr, name) -> np.ndarray:
-    a = np.asarray(arr) if not isinstance(arr, np.ndarray) else arr
+    if isinstance(arr, np.ndarray):
+        a = arr
+    else:
+        try:
+            a = np.asarray(arr)
+        except ValueError as exc:  # ragged nested lists
+            raise InputError(f"{name}: cannot make a table of {type(arr).__name__} ({exc}); "
+                             f"expected rows of equal length") from None
     if a.dtype.kind not in "biuf":
         raise InputError(f"{name}: dtype {a.dtype} is not numeric; expected a float or integer array")
     if a.ndim == 1:
