@@ -54,8 +54,11 @@ def make_data(datadir: str, rows: int, features: int, needs: set) -> dict:
     return paths
 
 
-def _env(threads: int) -> dict:
+def _env(threads: int, python: str) -> dict:
     env = dict(os.environ)
+    # the launcher's helpers (Intel MPI's mpirun runs mpiexec.hydra) come from the same
+    # environment as the interpreter: its bin directory first on PATH
+    env["PATH"] = os.path.dirname(python) + os.pathsep + env.get("PATH", "")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -78,7 +81,7 @@ def run_worker(impl: str, python: str, ranks: int, threads: int, algorithms, pat
     cmd = [python, worker, spec]
     if ranks > 1 or impl in ("clusterml", "daal4py"):
         cmd = [_mpiexec(python), "-n", str(ranks)] + cmd
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads, python), timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{impl} worker failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-5000:]}")
@@ -117,30 +120,36 @@ def main(argv=None):
 
     impls = [("clusterml", sys.executable, args.ranks), ("numpy", sys.executable, 1),
              ("sklearn", sys.executable, 1)]
-    if args.daal4py_python:
-        impls.append(("daal4py", args.daal4py_python, args.ranks))
+    # several daal4py environments, comma-separated: an algorithm one cannot run (daal4py
+    # 2026.x has no naive Bayes) is run with the next
+    for d4p_python in (args.daal4py_python or "").split(","):
+        if d4p_python:
+            impls.append(("daal4py", d4p_python, args.ranks))
     skip = set(args.skip.split(","))
     results = {}
     for impl, python, ranks in impls:
         if impl in skip:
             continue
-        todo = [a for a in algorithms if cases.has(a, impl)]
+        done = results.get(impl, {})
+        todo = [a for a in algorithms if cases.has(a, impl)
+                and done.get(a, {}).get("seconds") is None]
         if not todo:
             continue
         t = time.perf_counter()
-        results[impl] = run_worker(impl, python, ranks, args.threads, todo, paths, args.repeat,
-                                   args.timeout)
-        print(f"# {impl}: {len(todo)} algorithm(s) on {ranks} rank(s) in {time.perf_counter() - t:.0f} s",
-              file=sys.stderr, flush=True)
+        got = run_worker(impl, python, ranks, args.threads, todo, paths, args.repeat, args.timeout)
+        results[impl] = {**done, **got}
+        print(f"# {impl}: {len(todo)} algorithm(s) on {ranks} rank(s) in {time.perf_counter() - t:.0f} s"
+              f"{' with ' + python if impl == 'daal4py' else ''}", file=sys.stderr, flush=True)
 
     when = time.strftime("%Y-%m-%d")
     print(f"\n{args.rows:,} x {args.features} float64, {args.ranks} rank(s) x {args.threads} thread(s), "
           f"compute call only, best of {args.repeat}; {when}")
     head = (f"{'algorithm':<22} {'clusterml s':>11} {'numpy s':>9} {'sklearn s':>9} {'daal4py s':>9} "
-            f"{'vs daal4py':>10} {'vs numpy':>9} {'peak/block':>10} {'bytes/rank':>10}")
+            f"{'vs daal4py':>10} {'vs numpy':>9} {'peak/block':>10} {'d4p peak':>8} {'bytes/rank':>10}")
     print(head)
     print("-" * len(head))
     table = []
+    d4p = results.get("daal4py", {})
     for a in algorithms:
         row = {"algorithm": a}
         for impl in ("clusterml", "numpy", "sklearn", "daal4py"):
@@ -148,13 +157,24 @@ def main(argv=None):
         c = results.get("clusterml", {}).get(a, {})
         row["peak_over_block"] = c.get("peak_over_block")
         row["bytes"] = c.get("bytes")
+        row["daal4py_peak_over_block"] = d4p.get(a, {}).get("peak_over_block")
+        row["daal4py_version"] = d4p.get(a, {}).get("version") if row["daal4py"] else None
         row["vs_daal4py"] = (row["clusterml"] / row["daal4py"]) if row["clusterml"] and row["daal4py"] else None
         row["vs_numpy"] = (row["clusterml"] / row["numpy"]) if row["clusterml"] and row["numpy"] else None
         table.append(row)
         print(f"{a:<22} {fmt(row['clusterml']):>11} {fmt(row['numpy']):>9} {fmt(row['sklearn']):>9} "
               f"{fmt(row['daal4py']):>9} {fmt(row['vs_daal4py'], '{:.2f}x'):>10} "
               f"{fmt(row['vs_numpy'], '{:.2f}x'):>9} {fmt(row['peak_over_block'], '{:.2f}'):>10} "
-              f"{fmt(row['bytes'], '{:,.0f}'):>10}")
+              f"{fmt(row['daal4py_peak_over_block'], '{:.2f}'):>8} {fmt(row['bytes'], '{:,.0f}'):>10}")
+    ran = [r["daal4py_version"] for r in table if r["daal4py_version"]]
+    if ran:
+        main_version = max(ran, key=lambda v: (ran.count(v), -ran.index(v)))  # ties: first
+        others = [f"{r['algorithm']}: {r['daal4py_version']}" for r in table
+                  if r["daal4py_version"] not in (None, main_version)]
+        print(f"daal4py {main_version}" + (f" ({', '.join(others)})" if others else ""))
+    for a, r in d4p.items():
+        if r.get("error"):
+            print(f"daal4py could not run {a}: {r['error']}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"date": when, "args": vars(args), "table": table}, fh, indent=2)

@@ -1,8 +1,8 @@
 """Covariance and correlation: partial, merge and finalize.
 
-The partial of a block keeps its count, mean and centred cross-product matrix
-``C = (X - mean)^T (X - mean)`` (computed with BLAS ``dsyrk`` on a
-cache-sized block).  Partials merge with the multivariate form of the
+The partial of a rank's rows keeps its count, mean and centred cross-product
+matrix ``C = (X - mean)^T (X - mean)`` (BLAS ``dsyrk`` on cache-sized
+blocks).  Partials merge with the multivariate form of the
 Chan/Pébay update (see :mod:`clusterml.kernels.moments`)::
 
     C = C_a + C_b + (na * nb / n) * delta delta^T
@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg.blas import dsyrk
 
-from .blocks import iter_blocks
-from .moments import chan_mean
+from .blocks import block_rows as block_rows_for
+from .fused import shift_and_sum
+from .moments import as_plain, chan_mean, shift_for
 
-__all__ = ["CrossProducts", "partial", "merge", "finalize", "correlation_from_covariance"]
+__all__ = ["CrossProducts", "partial", "merge", "finalize", "is_finite", "correlation_from_covariance"]
 
 
 @dataclass
@@ -47,37 +48,64 @@ class CrossProducts:
         return cls(0, np.zeros(d), np.zeros((d, d)))
 
 
-def _centred_gram(C: np.ndarray) -> np.ndarray:
-    """Full symmetric C^T C through dsyrk (C is a C-ordered block, so C.T is Fortran-ordered)."""
-    upper = dsyrk(1.0, C.T, trans=0, lower=0)
-    return np.triu(upper) + np.triu(upper, 1).T
+def partial(X: np.ndarray, *more: np.ndarray, block_rows: int | None = None,
+            centre: bool = True) -> CrossProducts:
+    """Centred cross products of the rows of ``[X, *more]``, a block at a time.
 
-
-def partial(X: np.ndarray, block_rows: int | None = None) -> CrossProducts:
-    """Centred cross products of the rows of ``X``, a block at a time.
+    Each block is shifted by a value near the column means (one fused pass
+    that also sums the shifted columns, into a reused block-sized buffer) and
+    its Gram matrix is accumulated with BLAS ``dsyrk``.  The centred matrix is
+    ``G - s s^T / n`` for the shifted Gram ``G`` and sums ``s``: with the
+    shift near the mean the subtraction loses only a few ulps, so data offset
+    by 1e9 keeps its covariance.
 
     Parameters
     ----------
-    X : ndarray of shape (n_local, n_features)
+    X : ndarray of shape (n_local, p)
+    *more : ndarray of shape (n_local, r)
+        Further columns (regression responses, for instance), taken as if
+        stacked beside ``X`` -- without making that stacked copy.
+    block_rows : int, optional
+        Rows per block (default: about 2 MiB of data).
+    centre : bool
+        False: ``cp`` is the raw Gram matrix ``[X, *more]^T [X, *more]``
+        (no shift), for models without an intercept.
 
     Returns
     -------
     CrossProducts
+        NaN or infinity in the data shows as non-finite values (see :func:`is_finite`).
     """
-    d = X.shape[1]
-    n, mean, cp = 0, np.zeros(d), np.zeros((d, d))
-    for B in iter_blocks(X, block_rows):
-        nb = B.shape[0]
-        mb = B.sum(axis=0) / nb
-        C = np.subtract(B, mb, order="C")
-        cpb = _centred_gram(C)
-        if n == 0:
-            n, mean, cp = nb, mb, cpb
-            continue
-        n, delta, mean, w = chan_mean(n, mean, nb, mb)
-        cp += cpb
-        cp += w * np.outer(delta, delta)
-    return CrossProducts(n, mean, cp)
+    cols = [as_plain(a) for a in (X,) + more]
+    n = X.shape[0]
+    widths = [a.shape[1] for a in cols]
+    d = sum(widths)
+    if n == 0:
+        return CrossProducts.empty(d)
+    shift = np.concatenate([shift_for(a) for a in cols]) if centre else np.zeros(d)
+    offsets = np.cumsum([0] + widths)
+    rows = block_rows or block_rows_for(d)
+    buf = np.empty((min(rows, n), d))
+    gram = np.zeros((d, d), order="F")
+    total = np.zeros(d)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        m = stop - start
+        for a, lo, hi in zip(cols, offsets[:-1], offsets[1:]):
+            total[lo:hi] += shift_and_sum(a[start:stop], shift[lo:hi], buf[:m, lo:hi])
+        # buf[:m] is C-ordered, so its transpose is Fortran-ordered: dsyrk reads it in place
+        gram = dsyrk(1.0, buf[:m].T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
+    upper = np.triu(gram)
+    cp = upper + np.triu(upper, 1).T
+    if centre:
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite data: see is_finite
+            cp -= np.outer(total, total) / n
+    return CrossProducts(n, shift + total / n, cp)
+
+
+def is_finite(c: CrossProducts) -> bool:
+    """False if the rows behind ``c`` held NaN or infinity (or their products overflow)."""
+    return bool(np.all(np.isfinite(c.mean)) and np.all(np.isfinite(np.diag(c.cp))))
 
 
 def merge(a: CrossProducts, b: CrossProducts) -> CrossProducts:

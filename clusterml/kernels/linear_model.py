@@ -40,7 +40,6 @@ from typing import Sequence
 
 import numpy as np
 import scipy.linalg
-from scipy.linalg.blas import dsyrk
 
 from . import covariance as cov_k
 from . import tsqr
@@ -91,20 +90,8 @@ def gram_partial(X: np.ndarray, Y: np.ndarray, centred: bool, block_rows=None) -
     -------
     Gram
     """
-    q = X.shape[1] + Y.shape[1]
-    if centred:
-        acc = cov_k.CrossProducts.empty(q)
-        for bx, by in _paired_blocks(X, Y, block_rows):
-            acc = cov_k.merge(acc, cov_k.partial(np.hstack([bx, by])))
-        return Gram(True, acc.n, acc.mean, acc.cp)
-    G = np.zeros((q, q))
-    n = 0
-    for bx, by in _paired_blocks(X, Y, block_rows):
-        A = np.hstack([bx, by])
-        upper = dsyrk(1.0, A.T, trans=0, lower=0)
-        G += np.triu(upper) + np.triu(upper, 1).T
-        n += A.shape[0]
-    return Gram(False, n, np.zeros(q), G)
+    c = cov_k.partial(X, Y, block_rows=block_rows, centre=centred)
+    return Gram(centred, c.n, c.mean if centred else np.zeros(c.mean.shape), c.cp)
 
 
 def gram_merge(a: Gram, b: Gram) -> Gram:

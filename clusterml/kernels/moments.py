@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blocks import iter_blocks
+from .fused import moments_pass
 
-__all__ = ["Moments", "partial", "merge", "finalize", "ESTIMATES", "chan_mean"]
+__all__ = ["Moments", "partial", "merge", "finalize", "is_finite", "ESTIMATES", "chan_mean",
+           "shift_for", "as_plain"]
 
 #: The fields each value of ``estimatesToCompute`` produces (daal4py's names).
 ESTIMATES = {
@@ -84,34 +85,54 @@ def chan_mean(na: int, mean_a: np.ndarray, nb: int, mean_b: np.ndarray):
     return n, delta, mean, na * nb / n
 
 
-def _block(X: np.ndarray) -> Moments:
-    n = X.shape[0]
-    s = X.sum(axis=0)
-    mean = s / n
-    C = X - mean
-    return Moments(
-        n, mean, np.einsum("ij,ij->j", C, C),
-        X.min(axis=0), X.max(axis=0), s, np.einsum("ij,ij->j", X, X),
-    )
+def shift_for(X: np.ndarray) -> np.ndarray:
+    """A per-column value near the mean (the mean of the first rows), to centre sums around."""
+    if not len(X):
+        return np.zeros(X.shape[1])
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values are reported by the caller
+        return X[: min(len(X), 1024)].mean(axis=0)
 
 
-def partial(X: np.ndarray, block_rows: int | None = None) -> Moments:
-    """Moments of the rows of ``X``, computed a block at a time.
+def as_plain(X: np.ndarray) -> np.ndarray:
+    """``X`` as a C-contiguous base-class ndarray (a view when it already is one; memmaps too)."""
+    X = X.view(np.ndarray) if type(X) is not np.ndarray else X
+    return np.ascontiguousarray(X)
+
+
+def partial(X: np.ndarray) -> Moments:
+    """Moments of the rows of ``X`` in one fused pass over the data.
+
+    Sums are accumulated around a shift near the column means
+    (:func:`shift_for`), and the centred sum of squares is
+    ``sum((x - shift)**2) - sum(x - shift)**2 / n``, which loses only a few
+    ulps when the shift is within a few standard deviations of the mean; data
+    offset by 1e9 keeps its variance.
 
     Parameters
     ----------
     X : ndarray of shape (n_local, n_features)
-    block_rows : int, optional
-        Rows per block (default: about 2 MiB of data).
 
     Returns
     -------
     Moments
+        NaN or infinity in ``X`` shows as a non-finite ``sum``
+        (see :func:`is_finite`).
     """
-    acc = Moments.empty(X.shape[1])
-    for B in iter_blocks(X, block_rows):
-        acc = merge(acc, _block(B))
-    return acc
+    n, d = X.shape
+    if n == 0:
+        return Moments.empty(d)
+    X = as_plain(X)
+    shift = shift_for(X)
+    mn, mx, s, ss, cs, css = moments_pass(X, shift)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite data: see is_finite
+        m2 = np.maximum(css - cs * cs / n, 0.0)
+        mean = shift + cs / n
+    return Moments(n, mean, m2, mn, mx, s, ss)
+
+
+def is_finite(m: Moments) -> bool:
+    """False if the rows behind ``m`` held NaN or infinity, or their squares overflow."""
+    return bool(np.all(np.isfinite(m.sum)) and np.all(np.isfinite(m.sumsq)))
 
 
 def merge(a: Moments, b: Moments) -> Moments:

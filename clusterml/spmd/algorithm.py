@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from . import comm
-from .inputs import Layout, load_tables
+from .inputs import Layout, check_finite, load_tables
 
 __all__ = ["Algorithm", "Result", "REGISTRY", "register", "check_choice", "check_int", "check_positive"]
 
@@ -108,6 +108,9 @@ class Algorithm:
     _tables: tuple = ("data",)
     _extras: tuple = ()
     _result_kind = "result"
+    # True when the algorithm's own kernel reveals NaN/inf (its sums turn
+    # non-finite) and calls checked_partial: the loader then skips its pass.
+    _kernel_checks_finite = False
     distributed: bool = False
 
     def __init__(self, distributed: bool = False):
@@ -153,7 +156,8 @@ class Algorithm:
         ctx = comm.context(self.distributed)
         tables = {n: given[n] for n in self._tables}
         extras = {n: given.get(n) for n in self._extras}
-        arrays, layout = load_tables(ctx, tables, self._local_check_fn(extras))
+        arrays, layout = load_tables(ctx, tables, self._local_check_fn(extras),
+                                     finite=not self._kernel_checks_finite)
         self._check_global(layout, extras)
         return self._compute(ctx, layout, **arrays, **extras)
 
@@ -166,6 +170,25 @@ class Algorithm:
 
     def _compute(self, ctx, layout, **inputs):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def checked_partial(partial, is_finite, name: str = "data"):
+    """Wrap a kernel's ``partial(X)`` so non-finite data raises a located InputError.
+
+    For algorithms whose kernel sums every value anyway: a NaN or infinity
+    makes those sums non-finite, and only then is the data searched for the
+    offending value, saving the loader's separate pass over the data.
+    """
+
+    def run(X):
+        part = partial(X)
+        if not is_finite(part):
+            check_finite(X, name)
+            raise InputError(f"{name}: sums overflow float64; rescale the data")
+        return part
+
+    run.__name__ = getattr(partial, "__name__", "partial")
+    return run
 
 
 def require_rows(layout: Layout, needed: int, what: str) -> None:

@@ -28,7 +28,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from ..kernels.blocks import iter_blocks
+from ..kernels.fused import first_bad_value
+from ..kernels.moments import as_plain
 
 __all__ = [
     "read_partition",
@@ -330,29 +331,28 @@ def _as_2d_float(arr, name) -> np.ndarray:
     return a
 
 
-def check_finite(X: np.ndarray, name: str = "data") -> None:
-    """Raise InputError naming the first NaN/inf (or overflowing column) of ``X``.
+# Squares (and sums of squares) of larger values overflow float64.
+OVERFLOW_LIMIT = 1e150
 
-    Column sums are checked a block at a time (one cheap pass); only a block
-    whose sums are not finite is searched for the offending value.
+
+def check_finite(X: np.ndarray, name: str = "data") -> None:
+    """Raise InputError naming the first NaN, infinity or overflowing value of ``X``.
+
+    One compiled pass that stops at the first bad value.  Values beyond
+    1e150 are refused because their squares, which every algorithm here
+    sums, overflow float64.
     """
-    offset = 0
-    for block in iter_blocks(X):
-        with np.errstate(over="ignore", invalid="ignore"):
-            s = block.sum(axis=0)
-        if not np.all(np.isfinite(s)):
-            bad = np.argwhere(~np.isfinite(block))
-            if bad.size:
-                r, c = bad[0]
-                raise InputError(
-                    f"{name}: {block[r, c]} at row {offset + r}, column {c}; values must be finite"
-                )
-            c = int(np.flatnonzero(~np.isfinite(s))[0])
-            raise InputError(
-                f"{name}: column {c} overflows float64 when summed (values up to "
-                f"{np.max(np.abs(block[:, c])):.3g}); rescale the data"
-            )
-        offset += block.shape[0]
+    if X.size == 0:
+        return
+    bad = first_bad_value(as_plain(X), OVERFLOW_LIMIT)
+    if bad is None:
+        return
+    r, c = bad
+    v = X[r, c]
+    if np.isfinite(v):
+        raise InputError(f"{name}: {v:.3g} at row {r}, column {c} is too large (|value| must be "
+                         f"<= {OVERFLOW_LIMIT:.0e}, or squares overflow float64); rescale the data")
+    raise InputError(f"{name}: {v} at row {r}, column {c}; values must be finite")
 
 
 @dataclass

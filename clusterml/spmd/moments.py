@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..kernels import covariance as cov_k
 from ..kernels import moments as mom_k
-from .algorithm import Algorithm, Result, check_choice, register
+from .algorithm import Algorithm, Result, check_choice, checked_partial, register
 
 __all__ = ["low_order_moments", "covariance"]
 
@@ -37,8 +37,11 @@ class low_order_moments(Algorithm):
                                                       "sumDense"))
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
+    _kernel_checks_finite = True
+
     def _compute(self, ctx, layout, data):
-        total = ctx.fold(mom_k.partial, mom_k.merge, data, step="moments")
+        partial = checked_partial(mom_k.partial, mom_k.is_finite)
+        total = ctx.fold(partial, mom_k.merge, data, step="moments")
         return Result("low_order_moments_result", **mom_k.finalize(total, self.estimatesToCompute))
 
 
@@ -68,6 +71,9 @@ class covariance(Algorithm):
                                                       "fastCSR"))
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
+    _kernel_checks_finite = True
+
     def _compute(self, ctx, layout, data):
-        total = ctx.fold(cov_k.partial, cov_k.merge, data, step="covariance")
+        partial = checked_partial(cov_k.partial, cov_k.is_finite)
+        total = ctx.fold(partial, cov_k.merge, data, step="covariance")
         return Result("covariance_result", **cov_k.finalize(total))

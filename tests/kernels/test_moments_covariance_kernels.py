@@ -22,7 +22,7 @@ def chunks(X, k, seed=0):
 def test_moment_merges_equal_numpy(k, offset):
     rng = np.random.default_rng(k)
     X = rng.normal(size=(777, 4)) * [1, 10, 0.1, 3] + offset
-    parts = [mom_k.partial(c, block_rows=50) for c in chunks(X, k)]
+    parts = [mom_k.partial(c) for c in chunks(X, k)]
     m = functools.reduce(mom_k.merge, parts)
     out = mom_k.finalize(m)
     rtol = 1e-6 if offset else 1e-11
