@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,7 +43,7 @@ import psutil
 from .. import __version__
 from .. import errors as _errors
 from ..errors import (ClusterTimeoutError, ComputeError, DistributedError, EngineError,
-                      InconsistentResultError, ParameterError)
+                      InconsistentResultError, InputError, ParameterError)
 from ..spmd import REGISTRY
 from ..spmd.inputs import Partition, block_range
 from ..spmd.remote import Entry, Ref
@@ -928,8 +929,17 @@ class Cluster:
                 spec[k] = os.fspath(v) if isinstance(v, os.PathLike) else v
             elif k in tables and v is not None and (isinstance(v, np.ndarray) or hasattr(v, "iloc")
                                                    or isinstance(v, (list, tuple))):
-                ref = self.scatter(v if not isinstance(v, (list, tuple)) else np.asarray(v),
-                                   timeout=timeout)
+                if isinstance(v, (list, tuple)):
+                    try:
+                        v = np.asarray(v)
+                    except ValueError as exc:  # ragged nested lists
+                        raise InputError(f"{k}: cannot make a table of {type(v).__name__} ({exc}); "
+                                         f"expected rows of equal length") from None
+                if isinstance(v, np.ndarray) and v.dtype.kind not in "biuf":
+                    # what every engine would say; some dtypes (datetime) cannot even be sent
+                    raise InputError(f"{k}: dtype {v.dtype} is not numeric; expected a float or "
+                                     f"integer array")
+                ref = self.scatter(v, timeout=timeout)
                 temp.append(ref.name)
                 spec[k] = ref
             else:
@@ -1148,12 +1158,16 @@ class Cluster:
             lines = []
             for ename, evalue, tb, info in exc.elist:
                 rank = info.get("engine_id", -1) if isinstance(info, dict) else -1
+                if rank == -1:  # the controller's "Engine 2 died while running task ..."
+                    m = re.match(r"Engine (\d+) died", str(evalue))
+                    rank = int(m.group(1)) if m else rank
                 causes[rank] = (ename, evalue, "".join(tb) if isinstance(tb, list) else str(tb))
                 lines.append(f"rank {rank}: {ename}: {evalue}")
             dead = any(e[0] == "EngineError" for e in exc.elist)
             cls = EngineError if dead else ComputeError
             if dead:
                 self._broken = f"an engine died during {what}"
+                lines.append("MPI cannot lose a rank: call cluster.restart() for a new engine set.")
             raise cls(f"{what} failed on rank(s) {', '.join(map(str, sorted(causes)))}:\n  "
                       + "\n  ".join(lines), causes) from None
         except ipp.error.RemoteError as exc:

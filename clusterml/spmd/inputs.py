@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -108,10 +109,22 @@ def _frame_to_array(frame, what: str) -> np.ndarray:
     return frame.to_numpy(dtype=np.float64)
 
 
+def _check_regular(path: str) -> None:
+    """Refuse what is not a regular file before opening it: reading a FIFO blocks forever
+    (a hung rank) and a device such as /dev/zero never ends."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: not a regular file (a pipe, socket or device); expected a "
+                         f".csv, .npy or .parquet file")
+
+
 def _read_file(path: str):
     """Read a whole per-rank file; returns (array or None if empty, ncols or None)."""
     ext = os.path.splitext(path)[1].lower()
     try:
+        _check_regular(path)
         if ext == ".npy":
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
             return arr, (arr.shape[1] if arr.ndim == 2 else None)
@@ -166,6 +179,7 @@ class Partition:
         path = self.path
         ext = os.path.splitext(path)[1].lower()
         try:
+            _check_regular(path)
             if ext == ".npy":
                 arr = np.load(path, mmap_mode="r", allow_pickle=False)
                 start, stop = block_range(arr.shape[0], rank, size)
