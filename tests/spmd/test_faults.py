@@ -14,6 +14,7 @@ import hashlib
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import time
 
@@ -192,9 +193,10 @@ def test_fault(name, fault, target, files, healthy, monkeypatch):
 def test_fault_matrix_summary(capsys):
     expected = len(ALGORITHMS) * len(FAULTS) * len(TARGETS)
     if rank() == 0:
+        # on stderr: several ranks share stdout, whose per-rank pytest summaries are counted
         with capsys.disabled():
             print(f"\n[fault matrix mpiexec -n {size()}] cases tried {TALLY['tried']}, passed "
                   f"{TALLY['passed']}, hangs {TALLY['hangs']}, slowest error "
-                  f"{TALLY['slowest']:.2f} s")
+                  f"{TALLY['slowest']:.2f} s", file=sys.stderr, flush=True)
     mpi_assert(TALLY["passed"] == TALLY["tried"] and TALLY["hangs"] == 0,
                f"fault matrix: {TALLY}, expected {expected} cases")
