@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,7 +43,7 @@ import psutil
 from .. import __version__
 from .. import errors as _errors
 from ..errors import (ClusterTimeoutError, ComputeError, DistributedError, EngineError,
-                      InconsistentResultError, ParameterError)
+                      InconsistentResultError, InputError, ParameterError)
 from ..spmd import REGISTRY
 from ..spmd.algorithm import bind_inputs
 from ..spmd.inputs import Partition, block_range
@@ -297,6 +298,44 @@ def _kill_all(procs, grace: float = 3.0) -> list:
             pass
     psutil.wait_procs(still, timeout=grace)
     return survivors
+
+
+#: Engine environment of the embedded local cluster: MPI's transports (UCX, libfabric,
+#: Open MPI) bind to loopback, not to every interface.  (MPICH's mpiexec itself still
+#: listens on all interfaces for its own control connection; see docs/reliability.md.)
+LOOPBACK_MPI_ENV = {"UCX_NET_DEVICES": "lo", "FI_TCP_IFACE": "lo", "FI_SOCKETS_IFACE": "lo",
+                    "OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_oob_tcp_if_include": "lo"}
+
+
+def _owner_only(path: str) -> None:
+    """Make a cluster folder (a profile: connection files, logs, job scripts) 0700."""
+    try:
+        if os.stat(path).st_uid == os.getuid():
+            os.chmod(path, 0o700)
+    except OSError as exc:  # not ours to change: leave it, the security/ folder is 0700 anyway
+        log.debug("could not chmod %s: %r", path, exc)
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_batch_values(ipc) -> None:
+    """Refuse a cluster id or profile folder that would break out of a batch script.
+
+    ipyparallel substitutes both raw into the job script (``--job-name``, ``--output``),
+    so a newline or a quote there would add #SBATCH lines or shell commands.
+    """
+    import ipyparallel as ipp
+
+    batch = (ipp.cluster.launcher.BatchSystemLauncher,)
+    if not any(issubclass(c, batch) for c in (ipc.engine_launcher_class, ipc.controller_launcher_class)):
+        return
+    if not _SAFE_ID.match(ipc.cluster_id):
+        raise ParameterError(f"cluster_id={ipc.cluster_id!r} goes into the batch script: use letters, "
+                             f"digits, '_', '.' and '-' only")
+    if re.search(r'[\x00-\x1f\x7f"\\]', ipc.profile_dir):
+        raise ParameterError(f"profile folder {ipc.profile_dir!r} goes into the batch script "
+                             f"(--output): it must not contain quotes, backslashes or newlines")
 
 
 def _record_path(profile_dir: str, cluster_id: str) -> str:
@@ -580,6 +619,7 @@ class Cluster:
         import ipyparallel as ipp
 
         pdir = _profile_dir(self.profile)
+        _owner_only(pdir)
         stopped = stop_all(pdir, only_orphans=True)
         if stopped:
             log.warning("stopped cluster(s) %s left behind by a killed client", ", ".join(stopped))
@@ -595,6 +635,7 @@ class Cluster:
         kw.setdefault("log_level", logging.WARNING)
         self._ipp = ipp.Cluster(profile_dir=pdir, n=self.n, config=cfg, shutdown_atexit=False,
                                 engine_timeout=int(self.start_timeout), **kw)
+        _check_batch_values(self._ipp)
         # The mpiexec of mpi4py's MPI, unless the user or the profile chose one.
         if issubclass(self._ipp.engine_launcher_class, ipp.cluster.launcher.MPILauncher):
             chosen = self._ipp.config.get("MPIEngineSetLauncher", {}).get("mpi_cmd") or \
@@ -616,6 +657,9 @@ class Cluster:
             self._ipp.start_controller_sync()
             self._write_record()
             env = dict(self.engine_env)
+            if self.profile is None:
+                # a local cluster listens on loopback only: keep MPI's own transports there too
+                env = {**LOOPBACK_MPI_ENV, **env}
             self._ipp.start_engines_sync(self.n, environment=env)
             self._write_record()
             self._cluster_file = self._ipp.cluster_file
@@ -748,7 +792,8 @@ class Cluster:
             ipc.engines = {}
             ipc.remove_cluster_file()
             for f in glob.glob(os.path.join(ipc.profile_dir, "security",
-                                            f"ipcontroller-{ipc.cluster_id}-*.json")):
+                                            f"ipcontroller-{ipc.cluster_id}-*.json")) + \
+                    glob.glob(os.path.join(ipc.profile_dir, "log", f"engines{ipc.cluster_id}.json")):
                 try:
                     os.remove(f)
                 except FileNotFoundError:
@@ -923,20 +968,33 @@ class Cluster:
                 spec[k] = os.fspath(v) if isinstance(v, os.PathLike) else v
             elif k in tables and v is not None and (isinstance(v, np.ndarray) or hasattr(v, "iloc")
                                                    or isinstance(v, (list, tuple))):
-                ref = self.scatter(v if not isinstance(v, (list, tuple)) else np.asarray(v),
-                                   timeout=timeout)
+                if isinstance(v, (list, tuple)):
+                    try:
+                        v = np.asarray(v)
+                    except ValueError as exc:  # ragged nested lists
+                        raise InputError(f"{k}: cannot make a table of {type(v).__name__} ({exc}); "
+                                         f"expected rows of equal length") from None
+                if isinstance(v, np.ndarray) and v.dtype.kind not in "biuf":
+                    # what every engine would say; some dtypes (datetime) cannot even be sent
+                    raise InputError(f"{k}: dtype {v.dtype} is not numeric; expected a float or "
+                                     f"integer array")
+                ref = self.scatter(v, timeout=timeout)
                 temp.append(ref.name)
                 spec[k] = ref
             else:
                 spec[k] = v
         call_id = f"_cml_{name}_{next(self._ids)}"
-        drop, self._garbage[:] = tuple(self._garbage) + tuple(temp), []
+        # Objects the client no longer references (dropped outputs, earlier calls' scattered
+        # inputs) are forgotten on every engine as this call starts; this call's own scattered
+        # inputs at the next call.  (Passing nothing here kept every per-row output forever.)
+        drop, self._garbage[:] = tuple(self._garbage), list(temp)
         what = f"{name}.compute"
-        ar = self._view.apply_async(Entry("run_call"), name, params, spec, call_id, 0, ())
         try:
-            replies = self._wait(ar, timeout, what)
-        finally:
+            ar = self._view.apply_async(Entry("run_call"), name, params, spec, call_id, 0, drop)
+        except BaseException:
             self._garbage.extend(drop)
+            raise
+        replies = self._wait(ar, timeout, what)
         return self._check_replies(replies, what, call_id)
 
     def _check_replies(self, replies, what, call_id):
@@ -1166,16 +1224,27 @@ class Cluster:
             lines = []
             for ename, evalue, tb, info in exc.elist:
                 rank = info.get("engine_id", -1) if isinstance(info, dict) else -1
+                if rank == -1:  # the controller's "Engine 2 died while running task ..."
+                    m = re.match(r"Engine (\d+) died", str(evalue))
+                    rank = int(m.group(1)) if m else rank
                 causes[rank] = (ename, evalue, "".join(tb) if isinstance(tb, list) else str(tb))
                 lines.append(f"rank {rank}: {ename}: {evalue}")
             dead = any(e[0] == "EngineError" for e in exc.elist)
             cls = EngineError if dead else ComputeError
             if dead:
                 self._broken = f"an engine died during {what}"
+                lines.append("MPI cannot lose a rank: call cluster.restart() for a new engine set.")
             raise cls(f"{what} failed on rank(s) {', '.join(map(str, sorted(causes)))}:\n  "
                       + "\n  ".join(lines), causes) from None
         except ipp.error.RemoteError as exc:
             rank = (exc.engine_info or {}).get("engine_id", -1)
+            m = re.match(r"Engine (\d+) died", str(exc.evalue)) if rank == -1 else None
+            rank = int(m.group(1)) if m else rank
+            if exc.ename == "EngineError":  # one targeted engine died (a scatter, a gather)
+                self._broken = f"engine of rank {rank} died during {what}"
+                raise EngineError(f"{what} failed: {exc.evalue}. MPI cannot lose a rank: call "
+                                  f"cluster.restart() for a new engine set.",
+                                  {rank: (exc.ename, exc.evalue, exc.traceback)}) from None
             raise ComputeError(f"{what} failed on rank {rank}: {exc.ename}: {exc.evalue}",
                                {rank: (exc.ename, exc.evalue, exc.traceback)}) from None
         return values
@@ -1209,7 +1278,11 @@ class Cluster:
         path = _record_path(ipc.profile_dir, ipc.cluster_id)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"
-        with open(tmp, "w") as fh:
+        # 0600: the record names this user's processes (and the folder may be shared)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            os.fchmod(fh.fileno(), 0o600)
             json.dump(rec, fh)
         os.replace(tmp, path)
         self._record = path
+        if ipc.cluster_file and os.path.exists(ipc.cluster_file):
+            os.chmod(ipc.cluster_file, 0o600)  # ipyparallel writes it with the umask (0644)

@@ -80,8 +80,9 @@ def _count(obj) -> None:
         _stats["calls"] += 1
 
 
-# Fault injection for the reliability tests: "step@rank[,step@rank...]"; a
-# guarded step whose name matches raises on that rank ("*" matches any).
+# Fault injection for the reliability tests: "step@rank[:kill][,step@rank...]";
+# a guarded step whose name matches raises on that rank ("*" matches any step
+# or rank), or, with ":kill", the process SIGKILLs itself there (a crashed rank).
 _FAULT_ENV = "CLUSTERML_INJECT_FAULT"
 
 
@@ -269,20 +270,27 @@ def raise_failures(failures: Sequence[Failure], step: str = ""):
     raise cls(msg, {f.rank: (f.etype, f.message, f.tb) for f in failures})
 
 
-def _injected(step: str, rank: int) -> bool:
+def _injected(step: str, rank: int) -> str | None:
+    """The fault injected into ``step`` on ``rank``: None, "raise" or "kill"."""
     spec = os.environ.get(_FAULT_ENV)
     if not spec:
-        return False
+        return None
     for item in spec.split(","):
         name, _, where = item.strip().partition("@")
+        where, _, action = where.partition(":")
         if name in (step, "*") and where in (str(rank), "*", ""):
-            return True
-    return False
+            return action or "raise"
+    return None
 
 
 def _run_local(step: str, rank: int, fn: Callable, args, kwargs):
     try:
-        if _injected(step, rank):
+        fault = _injected(step, rank)
+        if fault == "kill":
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        if fault is not None:
             raise RuntimeError(f"fault injected into step '{step}' ({_FAULT_ENV})")
         return fn(*args, **kwargs), None
     except Exception as exc:  # every rank must reach the collective

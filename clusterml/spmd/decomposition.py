@@ -119,6 +119,8 @@ class pca_transform(Algorithm):
     """
 
     _extras = ("eigenvectors", "dataForTransform")
+    # this rank's rows: the facade keeps them on the engines (they differ by design)
+    per_row_fields = ("transformedData",)
 
     def __init__(self, nComponents=0, method="defaultDense", fptype="double", distributed=False):
         super().__init__(distributed)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -96,6 +97,10 @@ def _parse_csv(source, path: str, header: bool, names=None) -> np.ndarray | None
 def _frame_to_array(frame, what: str) -> np.ndarray:
     import pandas as pd
 
+    if len(frame) == 0:
+        # no rows (a header-only CSV): pandas types the columns as object, yet
+        # this is zero rows of a table with these columns, not text
+        return np.empty((0, frame.shape[1]), dtype=np.float64)
     bad = [str(c) for c, dt in frame.dtypes.items()
            if not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt))]
     if bad:
@@ -104,10 +109,22 @@ def _frame_to_array(frame, what: str) -> np.ndarray:
     return frame.to_numpy(dtype=np.float64)
 
 
+def _check_regular(path: str) -> None:
+    """Refuse what is not a regular file before opening it: reading a FIFO blocks forever
+    (a hung rank) and a device such as /dev/zero never ends."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: not a regular file (a pipe, socket or device); expected a "
+                         f".csv, .npy or .parquet file")
+
+
 def _read_file(path: str):
     """Read a whole per-rank file; returns (array or None if empty, ncols or None)."""
     ext = os.path.splitext(path)[1].lower()
     try:
+        _check_regular(path)
         if ext == ".npy":
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
             return arr, (arr.shape[1] if arr.ndim == 2 else None)
@@ -162,6 +179,7 @@ class Partition:
         path = self.path
         ext = os.path.splitext(path)[1].lower()
         try:
+            _check_regular(path)
             if ext == ".npy":
                 arr = np.load(path, mmap_mode="r", allow_pickle=False)
                 start, stop = block_range(arr.shape[0], rank, size)
@@ -308,7 +326,14 @@ def _from_object(obj, name):
 
 
 def _as_2d_float(arr, name) -> np.ndarray:
-    a = np.asarray(arr) if not isinstance(arr, np.ndarray) else arr
+    if isinstance(arr, np.ndarray):
+        a = arr
+    else:
+        try:
+            a = np.asarray(arr)
+        except ValueError as exc:  # ragged nested lists
+            raise InputError(f"{name}: cannot make a table of {type(arr).__name__} ({exc}); "
+                             f"expected rows of equal length") from None
     if a.dtype.kind not in "biuf":
         raise InputError(f"{name}: dtype {a.dtype} is not numeric; expected a float or integer array")
     if a.ndim == 1:

@@ -32,7 +32,8 @@ def check_labels(y: np.ndarray, n_classes: int, name: str = "labels") -> None:
     v = y[:, 0]
     bad = np.flatnonzero(v != np.floor(v))
     if bad.size:
-        raise InputError(f"{name}: {v[bad[0]]!r} at row {bad[0]} is not an integer class label")
+        raise InputError(f"{name}: {v[bad[0]]:g} at row {bad[0]} is not an integer class label; "
+                         f"expected integers in [0, {n_classes})")
     bad = np.flatnonzero((v < 0) | (v >= n_classes))
     if bad.size:
         raise InputError(f"{name}: {v[bad[0]]:g} at row {bad[0]} is outside [0, {n_classes}) "

@@ -31,7 +31,7 @@ SITE = dict(
     mpiexec="mpiexec",  # the mpiexec for mpi="mpiexec" (must match mpi4py's MPI)
 )
 CONTROLLER = dict(
-    ip="*",  # address the controller listens on ("*" = all interfaces)
+    ip=None,  # address the controller listens on; None: the interface's below if set, else "*" (all)
     interface=None,  # e.g. "ib0": engines connect to this interface's address
     location=None,  # or give the host/address engines connect to directly
     on_compute_node=False,  # True: the controller is a one-task Slurm job too
@@ -62,6 +62,11 @@ c.SlurmEngineSetLauncher.batch_file_name = os.path.join(_jobs, "slurm_engine.sba
 
 if CONTROLLER["ip"]:
     c.Cluster.controller_ip = CONTROLLER["ip"]
+elif CONTROLLER["interface"] and not CONTROLLER["on_compute_node"]:
+    # listen on the configured interface only, not on every interface of the login node
+    c.Cluster.controller_ip = interface_address(CONTROLLER["interface"])
+else:
+    c.Cluster.controller_ip = "*"
 if CONTROLLER["location"]:
     c.Cluster.controller_location = CONTROLLER["location"]
 elif CONTROLLER["interface"]:
