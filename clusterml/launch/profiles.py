@@ -30,7 +30,6 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from . import slurm as S
 

@@ -20,6 +20,7 @@ float64 are used as they are (no copy), others are converted into a new array.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -109,6 +110,26 @@ def _frame_to_array(frame, what: str) -> np.ndarray:
     return frame.to_numpy(dtype=np.float64)
 
 
+@contextlib.contextmanager
+def _reading(path: str):
+    """Turn every way of failing to read ``path`` into one InputError naming the file."""
+    try:
+        _check_regular(path)
+        yield
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+
+
 def _check_regular(path: str) -> None:
     """Refuse what is not a regular file before opening it: reading a FIFO blocks forever
     (a hung rank) and a device such as /dev/zero never ends."""
@@ -123,8 +144,7 @@ def _check_regular(path: str) -> None:
 def _read_file(path: str):
     """Read a whole per-rank file; returns (array or None if empty, ncols or None)."""
     ext = os.path.splitext(path)[1].lower()
-    try:
-        _check_regular(path)
+    with _reading(path):
         if ext == ".npy":
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
             return arr, (arr.shape[1] if arr.ndim == 2 else None)
@@ -145,22 +165,8 @@ def _read_file(path: str):
             arr = _parse_csv(path, path, header)
             if arr is None:
                 return None, None
-            if header and arr.shape[0] == 0:
-                return arr, arr.shape[1]
             return arr, arr.shape[1]
         raise InputError(f"{path}: unsupported file type {ext!r} (expected .csv, .npy or .parquet)")
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a file") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -178,8 +184,7 @@ class Partition:
         """Read rank ``rank``'s block; returns (array, ncols)."""
         path = self.path
         ext = os.path.splitext(path)[1].lower()
-        try:
-            _check_regular(path)
+        with _reading(path):
             if ext == ".npy":
                 arr = np.load(path, mmap_mode="r", allow_pickle=False)
                 start, stop = block_range(arr.shape[0], rank, size)
@@ -187,16 +192,6 @@ class Partition:
             if ext in (".parquet", ".pq"):
                 return self._load_parquet(rank, size)
             return self._load_csv(rank, size)
-        except InputError:
-            raise
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise InputError(f"{path}: is a directory, expected a file") from None
-        except PermissionError:
-            raise InputError(f"{path}: permission denied") from None
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: cannot read ({exc})") from None
 
     def _load_parquet(self, rank, size):
         import pyarrow.parquet as pq
