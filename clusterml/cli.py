@@ -65,11 +65,11 @@ def _info_dict(with_mpi: bool = True) -> dict:
         "blas": _blas_info(),
         "mpiexec": mpiexec_for_this_python(),
     }
-    try:
-        import ipyparallel
+    from importlib.metadata import PackageNotFoundError, version
 
-        info["ipyparallel"] = ipyparallel.__version__
-    except ImportError:
+    try:  # the version only: importing ipyparallel is for client/ and launch/
+        info["ipyparallel"] = version("ipyparallel")
+    except PackageNotFoundError:
         info["ipyparallel"] = None
     if with_mpi:
         from .spmd import comm
