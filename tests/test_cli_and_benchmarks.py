@@ -1,0 +1,62 @@
+"""The README's main job (`clusterml demo`), `clusterml info`, and the benchmark harness run.
+
+Benchmarks are not tests: here they run at ``--quick`` size only to prove the
+harness works end to end; their timings are not looked at.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT, mpiexec_path, subprocess_env
+
+
+def run(cmd, timeout, **env):
+    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(**env), capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed (rc={proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
+    return proc.stdout
+
+
+@pytest.mark.timeout(180)
+def test_info_under_mpiexec_reports_one_world_and_blas_threads():
+    env = {k: "" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = run([mpiexec_path(), "-n", "2", sys.executable, "-m", "clusterml", "info", "--json"], 120, **env)
+    docs = json.loads("[" + out.replace("}\n{", "},{") + "]")
+    assert sorted(d["mpi"]["world_rank"] for d in docs) == [0, 1]
+    assert all(d["mpi"]["world_size"] == 2 for d in docs)
+    cores = len(os.sched_getaffinity(0))
+    assert all(d["blas_threads_per_rank"] == max(1, cores // 2) for d in docs), docs
+
+
+@pytest.mark.timeout(600)
+def test_demo_as_a_plain_mpiexec_job(tmp_path):
+    out = run([sys.executable, "-m", "clusterml", "demo", "--engines", "mpiexec", "-n", "3",
+               "--rows", "3000", "--features", "6", "--workdir", str(tmp_path)], 540)
+    assert "13 of 13 algorithms agree with the single-process reference." in out, out
+
+
+@pytest.mark.timeout(600)
+def test_demo_through_the_notebook_facade(tmp_path):
+    out = run([sys.executable, "-m", "clusterml", "demo", "-n", "2", "--rows", "3000",
+               "--features", "6", "--workdir", str(tmp_path / "data")], 540,
+              IPYTHONDIR=str(tmp_path / "ipython"))
+    assert "2 MPI ranks (ipyparallel engines)" in out, out
+    assert "13 of 13 algorithms agree with the single-process reference." in out, out
+
+
+@pytest.mark.timeout(900)
+def test_benchmark_harness_quick(tmp_path):
+    out_json = tmp_path / "bench.json"
+    out = run([sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--quick",
+               "--datadir", str(tmp_path / "data"), "--json", str(out_json)], 840)
+    table = json.loads(out_json.read_text())["table"]
+    names = [row["algorithm"] for row in table]
+    assert {"moments", "covariance", "pca_svd", "svd_u", "linreg_qr", "naive_bayes", "lloyd10"} <= set(names)
+    for row in table:
+        assert row["clusterml"] and row["clusterml"] > 0, row
+        assert row["bytes"] and row["bytes"] < 1_000_000, row  # summaries only, never rows
+    assert "compute call only" in out
