@@ -29,6 +29,7 @@ CASES = {
     "covariance": ((), {"outputMatrixType": "correlationMatrix"}, lambda: (X,)),
     "pca": ((), {"method": "svdDense"}, lambda: (X,)),
     "svd": ((), {}, lambda: (X,)),
+    "pca_transform": ((), {"nComponents": 2}, lambda: (X, REGISTRY["pca"]().compute(X))),
     "linear_regression_training": ((), {}, lambda: (X, Y)),
     "linear_regression_prediction": ((), {}, lambda: (X, _model())),
     "ridge_regression_training": ((), {"ridgeParameters": 0.5}, lambda: (X, Y)),
