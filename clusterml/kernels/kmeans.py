@@ -434,32 +434,28 @@ def first_rows(team, n_clusters: int) -> np.ndarray:
 def random_rows(team, n_clusters: int, seed: int = DEFAULT_SEED) -> np.ndarray:
     """``randomDense``: ``n_clusters`` distinct rows drawn uniformly (without replacement).
 
-    Every row gets 64 random bits keyed by its global index; the rows with the
-    ``n_clusters`` smallest values form a uniformly random subset, in random
-    order (a random permutation's first elements).  Each chunk sends its own
-    smallest ``n_clusters`` (one collective); ties, which need equal 64-bit
-    values, go to the smaller global index.
+    The global indices are drawn directly, from a generator keyed by
+    ``seed`` and the total number of rows only (one small collective of row
+    counts), so the draw is O(n_clusters) and the same however the rows are
+    split; the chunks holding the chosen rows then send just those rows.
     """
-    key = stream_key(seed, _RANDOM)
+    counts = team.allgather(lambda rows: rows.n, step="kmeans_init random rows: counts")
+    total = int(sum(counts))
+    gen = np.random.Generator(np.random.Philox(key=stream_key(seed, _RANDOM)))
+    picks = gen.choice(total, size=n_clusters, replace=False)
 
-    def local(rows, k):
-        h = np.empty(0, np.uint64)
-        g = np.empty(0, np.int64)
-        pos = np.empty(0, np.int64)
-        for start, stop, _B in ([] if rows.n == 0 else rows.blocks()):
-            gb = rows.gidx(start, stop)
-            h = np.concatenate([h, bits(key, gb)])
-            g = np.concatenate([g, gb])
-            pos = np.concatenate([pos, np.arange(start, stop)])
-            keep = np.lexsort((g, h))[:k]
-            h, g, pos = h[keep], g[keep], pos[keep]
-        return h, g, rows.X[pos]
+    def local(rows, picks):
+        if rows.n == 0:
+            return np.empty(0, np.int64), np.empty((0, rows.X.shape[1]))
+        first = rows.offset  # data rows are contiguous in the global index
+        order = np.flatnonzero((picks >= first) & (picks < first + rows.n))
+        return order, rows.X[picks[order] - first]
 
-    parts = team.allgather(local, n_clusters, step="kmeans_init random rows")
-    h = np.concatenate([p[0] for p in parts])
-    g = np.concatenate([p[1] for p in parts])
-    X = np.vstack([p[2] for p in parts])
-    return X[np.lexsort((g, h))[:n_clusters]]
+    parts = team.allgather(local, picks, step="kmeans_init random rows")
+    C = np.empty((n_clusters, parts[0][1].shape[1]))
+    for order, X in parts:
+        C[order] = X
+    return C
 
 
 def plusplus(team, n_clusters: int, seed: int = DEFAULT_SEED, n_trials: int = 1,
