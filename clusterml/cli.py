@@ -83,23 +83,32 @@ def _info_dict(with_mpi: bool = True) -> dict:
 @command("info", "versions, the MPI library mpi4py loaded, world size under mpiexec, BLAS threads")
 def cmd_info(args):
     info = _info_dict()
-    if args.json:
-        print(json.dumps(info, indent=2, default=str))
+    mpi = info["mpi"]
+    if mpi["world_size"] > 1:
+        # one report from rank 0 (ranks printing at once interleave their lines)
+        from .spmd import comm
+
+        everyone = comm.context(True).allgather(lambda: info, step="info")
+        if mpi["world_rank"] != 0:
+            return 0
+        if args.json:
+            print(json.dumps(everyone, indent=2, default=str))
+            return 0
+    elif args.json:
+        print(json.dumps([info], indent=2, default=str))
         return 0
-    mpi = info.pop("mpi")
-    if mpi["world_rank"] != 0:
-        return 0
+    info.pop("mpi")
     width = max(map(len, info)) + 1
     for k, v in info.items():
         print(f"{k:<{width}} {v}")
     print(f"{'mpi library':<{width}} {mpi['library']}")
     print(f"{'mpi4py':<{width}} {mpi['mpi4py']} (MPI {mpi['standard']}, {mpi['vendor']})")
     print(f"{'world size':<{width}} {mpi['world_size']}")
-    print(f"{'blas threads':<{width}} {info['blas_threads_per_rank']} per rank")
     return 0
 
 
-cmd_info.configure = lambda p: p.add_argument("--json", action="store_true", help="print JSON")
+cmd_info.configure = lambda p: p.add_argument("--json", action="store_true",
+                                              help="print JSON: a list with one entry per rank")
 
 
 # ----------------------------------------------------------------------------- demo
