@@ -71,7 +71,7 @@ import numpy as np
 from .blocks import block_rows as default_block_rows
 from .fused import assign_accumulate, shift_and_sum
 from .moments import as_plain
-from .random import bits, stream_key, uniform
+from .random import stream_key, uniform
 
 __all__ = [
     "INIT_METHODS",
