@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["moments_pass", "shift_and_sum", "first_bad_value", "assign_accumulate"]
+__all__ = ["moments_pass", "shift_and_sum", "first_bad_value", "assign_accumulate", "class_sums"]
 
 
 @njit(cache=True, nogil=True)
@@ -185,3 +185,54 @@ def assign_accumulate(Bs, G, Cs, labels, sums, counts, accumulate=True):
     changed : int
     """
     return _assign_accumulate(Bs, G, Cs, labels, sums, counts, accumulate)
+
+
+@njit(cache=True, nogil=True)
+def _class_sums(X, y, n_classes, limit, out, z, mn, mx):
+    # One pass: per-class sums of the rows, plus branch-free summaries that
+    # reveal NaN/inf (z), negative values (mn) and huge values (mx) per column.
+    # A label that is not an integer in [0, n_classes) stops the pass.
+    n, d = X.shape
+    for i in range(n):
+        v = y[i]
+        if not (v >= 0.0 and v < n_classes):    # NaN fails too
+            return i
+        c = int(v)
+        if c != v:
+            return i
+        for j in range(d):
+            x = X[i, j]
+            out[c, j] += x
+            z[j] += x * 0.0
+            mn[j] = min(mn[j], x)
+            mx[j] = max(mx[j], x)
+    for j in range(d):
+        if z[j] != 0.0 or not (mn[j] >= 0.0) or not (mx[j] <= limit):
+            return n
+    return -1
+
+
+def class_sums(X: np.ndarray, y: np.ndarray, n_classes: int, limit: float):
+    """Per-class column sums of ``X`` in one pass, checking the data on the way.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), C-contiguous float64
+        Counts: finite, non-negative, at most ``limit``.
+    y : ndarray of shape (n,), float64
+        Class labels, integers in ``[0, n_classes)``.
+    n_classes : int
+    limit : float
+
+    Returns
+    -------
+    sums : ndarray of shape (n_classes, d)
+    ok : bool
+        False if some label or value broke the rules above (the caller then
+        searches the data for a precise message); ``sums`` is then partial.
+    """
+    d = X.shape[1]
+    out = np.zeros((n_classes, d))
+    z, mn, mx = np.zeros(d), np.full(d, np.inf), np.full(d, -np.inf)
+    bad = _class_sums(X, y, n_classes, limit, out, z, mn, mx)
+    return out, bad < 0

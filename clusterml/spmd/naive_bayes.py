@@ -8,6 +8,7 @@ from ..errors import InputError, ParameterError
 from ..kernels import naive_bayes as nb_k
 from ..kernels.blocks import iter_blocks
 from .algorithm import Algorithm, Result, check_choice, check_int, register
+from .inputs import OVERFLOW_LIMIT, check_finite
 
 __all__ = ["multinomial_naive_bayes_training", "multinomial_naive_bayes_prediction"]
 
@@ -25,10 +26,15 @@ def check_counts(X: np.ndarray, name: str = "data") -> None:
         offset += B.shape[0]
 
 
-def check_labels(y: np.ndarray, n_classes: int, name: str = "labels") -> None:
-    """Raise InputError unless ``y`` is one column of integers in ``[0, n_classes)``."""
+def check_label_column(y: np.ndarray, name: str = "labels") -> None:
+    """Raise InputError unless ``y`` has exactly one column."""
     if y.shape[1] != 1:
         raise InputError(f"{name}: expected one column of class labels, got {y.shape[1]} columns")
+
+
+def check_labels(y: np.ndarray, n_classes: int, name: str = "labels") -> None:
+    """Raise InputError unless ``y`` is one column of integers in ``[0, n_classes)``."""
+    check_label_column(y, name)
     v = y[:, 0]
     bad = np.flatnonzero(v != np.floor(v))
     if bad.size:
@@ -92,11 +98,24 @@ class multinomial_naive_bayes_training(Algorithm):
         self.method = check_choice("method", method, ("defaultDense", "fastCSR"))
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
+    # The counting kernel checks labels and counts (and finiteness) as it goes.
+    _kernel_checks_finite = True
+
     def _local_check_fn(self, extras):
         def check(arrays):
-            check_labels(arrays["labels"], self.nClasses)
-            check_counts(arrays["data"])
+            check_label_column(arrays["labels"])
         return check
+
+    def _partial(self, data, labels):
+        counts, ok = nb_k.partial(data, labels, self.nClasses, OVERFLOW_LIMIT)
+        if not ok:
+            # Search for the first problem, with the messages of the separate checks.
+            check_finite(data, "data")
+            check_finite(labels, "labels")
+            check_labels(labels, self.nClasses)
+            check_counts(data)
+            raise InputError("data or labels: invalid values")  # pragma: no cover - unreachable
+        return counts
 
     def _check_global(self, layout, extras):
         p = layout.ncols["data"]
@@ -107,7 +126,7 @@ class multinomial_naive_bayes_training(Algorithm):
     def _compute(self, ctx, layout, data, labels):
         p = data.shape[1]
         alpha = np.ones(p) if self._alpha is None else np.broadcast_to(self._alpha, (p,)).copy()
-        counts = ctx.sum(nb_k.partial, data, labels, self.nClasses, step="naive bayes counts")
+        counts = ctx.sum(self._partial, data, labels, step="naive bayes counts")
         fields = nb_k.finalize(counts, alpha, self._priors)
         model = Result("multinomial_naive_bayes_model", LogP=fields["LogP"], LogTheta=fields["LogTheta"],
                        NumberOfClasses=self.nClasses, NumberOfFeatures=p)

@@ -91,6 +91,14 @@ def test_bad_input_raises_on_every_rank():
     Xb = on_last(my_block(X), lambda a: a.__setitem__((2, 1), -1.0))
     err = expect_distributed_error(train(Xb, my_block(y)), "non-negative counts", cml.InputError)
     mpi_assert(err.ranks == [last], f"failing ranks {err.ranks}")
+    # Finiteness is checked by the counting pass itself (no separate pass): same messages.
+    Xb = on_last(my_block(X), lambda a: a.__setitem__((1, 2), np.nan))
+    err = expect_distributed_error(train(Xb, my_block(y)), "data: nan at row 1, column 2", cml.InputError)
+    mpi_assert(err.ranks == [last], f"failing ranks {err.ranks}")
+    Xb = on_last(my_block(X), lambda a: a.__setitem__((0, 0), 1e200))
+    expect_distributed_error(train(Xb, my_block(y)), "too large", cml.InputError)
+    yb = on_last(my_block(y), lambda a: a.__setitem__((0, 0), np.inf))
+    expect_distributed_error(train(my_block(X), yb), "labels: inf at row 0", cml.InputError)
     expect_distributed_error(train(my_block(X), np.hstack([my_block(y)] * 2)), "one column",
                              cml.InputError)
     expect_distributed_error(lambda: cml.multinomial_naive_bayes_training(
