@@ -35,11 +35,18 @@ computed in pieces:
   sum searched for ``u * total``, depends on the rounding of the partial sums
   and hence on the split.
 * **Per-row values are computed per row.**  Squared distances used for
-  draws come from :func:`sqdist_rows` (NumPy's ``einsum`` inner products: one
-  dot product per output element, the same instructions wherever the row
-  sits in the block; BLAS ``dgemm`` does *not* guarantee that: OpenBLAS's
-  edge kernels round some rows differently at other offsets, as measured).
-  A chosen row's weight is set to exactly 0 so it is never drawn twice.
+  draws come from compiled loops (:mod:`clusterml.kernels.fused`) that
+  compute each row on its own with a fixed order of operations, the same
+  instructions wherever the row sits; BLAS ``dgemm`` does *not* guarantee
+  that: OpenBLAS's edge kernels round some rows differently at other
+  offsets, as measured.  A chosen row's weight is set to exactly 0 so it is
+  never drawn twice.
+* **One pass per centre.**  The pass that lowers each row's ``D(x)^2`` with
+  the newest centre also runs the race
+  (:func:`clusterml.kernels.fused.seed_pass`), and it skips the logarithm of
+  a row whose bound ``-log(u) >= 1 - u`` already loses to the best key so far
+  (almost every row, after the first few): the pass costs little more than
+  reading the rows.
 * **Sums that decide are exact.**  The k-means|| cost ``phi`` and the
   potentials of greedy k-means++ trials are summed with :class:`ExactSum`
   (integer accumulation of mantissas by exponent), rounded once at the end:
@@ -69,9 +76,10 @@ from functools import reduce
 import numpy as np
 
 from .blocks import block_rows as default_block_rows
-from .fused import assign_accumulate, shift_and_sum
+from .fused import (assign_accumulate, bernoulli_pick, exact_bins, seed_pass, shift_and_sum,
+                    sqdist_into)
 from .moments import as_plain
-from .random import stream_key, uniform
+from .random import stream_key
 
 __all__ = [
     "INIT_METHODS",
@@ -107,13 +115,12 @@ _RANDOM, _PLUSPLUS, _PAR_FIRST, _PAR_ROUND, _PAR_REDUCE, _PAR_FILL = 1, 2, 3, 4,
 class ExactSum:
     """The exact sum of float64 values, ``mantissa * 2**exponent`` (Python ints).
 
-    Each value ``v = m * 2**e`` (``np.frexp``) contributes the 53-bit integer
-    ``m * 2**53`` to the bin of its exponent ``e``.  The integers are split in
-    halves of 27 and 26 bits so that ``np.bincount``'s float64 accumulation of
-    up to 2**24 of them never rounds; the bins are then combined in Python's
-    unbounded integers.  Merging two sums is exact, hence associative and
-    independent of how the values were split: ``float(s)`` is the correctly
-    rounded sum of all values.  Cost: a few vectorised passes.
+    Each value contributes its 53-bit integer significand to the bin of its
+    exponent, in int64 halves that cannot overflow for 2**36 values
+    (:func:`clusterml.kernels.fused.exact_bins`, one compiled pass); the
+    bins are then combined in Python's unbounded integers.  Merging two sums
+    is exact, hence associative and independent of how the values were
+    split: ``float(s)`` is the correctly rounded sum of all values.
     """
 
     mantissa: int = 0
@@ -123,9 +130,26 @@ class ExactSum:
 
     @classmethod
     def of(cls, values) -> "ExactSum":
-        v = np.ravel(np.asarray(values, dtype=np.float64))
+        v = np.ascontiguousarray(np.ravel(np.asarray(values, dtype=np.float64)))
         if v.size == 0:
             return cls()
+        hi = np.zeros(2048, dtype=np.int64)
+        lo = np.zeros(2048, dtype=np.int64)
+        if v.size >= (1 << 36) or not exact_bins(v, hi, lo):
+            return cls._of_numpy(v)
+        used = np.flatnonzero((hi != 0) | (lo != 0))
+        if used.size == 0:
+            return cls()
+        e0 = int(used[0])
+        total = 0
+        for e in used:
+            total += ((int(hi[e]) << 26) + int(lo[e])) << (int(e) - e0)
+        return cls(total, e0 - 1075)
+
+    @classmethod
+    def _of_numpy(cls, v: np.ndarray) -> "ExactSum":
+        # Vectorised NumPy version (also handles non-finite values, oddly but
+        # without failing): frexp, then integer mantissas binned by exponent.
         frac, exp = np.frexp(v)
         whole = np.ldexp(frac, 53)                 # integer valued, |whole| < 2**53
         hi = np.trunc(whole * 2.0 ** -26)          # |hi| < 2**27
@@ -190,11 +214,8 @@ class Rows:
     ----------
     d2 : ndarray of shape (n_local,) or None
         Squared distance of each row to the nearest chosen centre (init).
-    shift : ndarray of shape (n_features,) or None
-        Origin used for distances (the first centre), so data far from 0
-        keeps its precision.
     nearest : ndarray of int64, shape (n_local,) or None
-        Index of the nearest k-means|| candidate.
+        Index of the nearest k-means|| candidate (not kept by k-means++).
     labels : ndarray of int32, shape (n_local,) or None
         Lloyd's assignments.
     """
@@ -206,7 +227,6 @@ class Rows:
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
         self.block_rows = int(block_rows or default_block_rows(max(1, X.shape[1])))
         self.d2 = None
-        self.shift = None
         self.nearest = None
         self.labels = None
 
@@ -264,124 +284,121 @@ class Chunks:
 # Distances
 
 
-def sqdist_rows(Bs: np.ndarray, Cs: np.ndarray, cc: np.ndarray | None = None) -> np.ndarray:
+def sqdist_rows(Bs: np.ndarray, Cs: np.ndarray) -> np.ndarray:
     """Squared distances of rows to centres, each row computed on its own.
 
-    ``||x||^2 + ||c||^2 - 2 x.c`` with the inner products taken by
-    ``einsum`` (one dot product per output element), so a row's distances do
-    not depend on where the row sits in its block; clipped at 0.
+    ``sum_j (x_j - c_j)**2`` in a compiled loop with a fixed order of
+    operations (:func:`clusterml.kernels.fused.sqdist_into`), so a row's
+    distances do not depend on where the row sits; from the differences,
+    so data far from the origin keeps its precision.
 
     Parameters
     ----------
     Bs : ndarray of shape (m, n_features)
-        Rows (already shifted).
     Cs : ndarray of shape (c, n_features)
-        Centres (shifted by the same origin).
-    cc : ndarray of shape (c,), optional
-        ``||Cs||^2`` if already known.
 
     Returns
     -------
     ndarray of shape (m, c)
     """
-    if cc is None:
-        cc = np.einsum("ij,ij->i", Cs, Cs)
-    xx = np.einsum("ij,ij->i", Bs, Bs)
-    D = np.einsum("ij,kj->ik", Bs, Cs)
-    D *= -2.0
-    D += xx[:, None]
-    D += cc[None, :]
-    np.maximum(D, 0.0, out=D)
-    return D
+    out = np.empty((Bs.shape[0], Cs.shape[0]))
+    sqdist_into(as_plain(Bs), as_plain(np.asarray(Cs, dtype=np.float64)), out)
+    return out
 
 
-def _absorb(rows: Rows, centres: np.ndarray, cgidx: np.ndarray, base: int | None, start: int,
-            stop: int, B: np.ndarray, Cs: np.ndarray, cc: np.ndarray) -> None:
-    """Lower ``d2[start:stop]`` with new centres (and track the nearest one if ``base``)."""
-    D = sqdist_rows(B - rows.shift, Cs, cc)
-    j = D.argmin(axis=1)
-    dmin = D[np.arange(len(j)), j]
-    cur = rows.d2[start:stop]
-    better = dmin < cur                     # strict: ties keep the earlier centre
-    cur[better] = dmin[better]
-    if base is not None:
-        rows.nearest[start:stop][better] = base + j[better]
+@dataclass
+class NewCentres:
+    """Centres just chosen, as every chunk absorbs them.
+
+    Attributes
+    ----------
+    gidx : ndarray of int64, shape (m,)
+        Their global row indices.
+    X : ndarray of shape (m, n_features)
+    base : int
+        Index of the first of them among all centres chosen so far (what
+        ``Rows.nearest`` records).
+    CC : ndarray of shape (base + m, m)
+        Squared distances from every centre so far to each new one: a row
+        whose nearest centre ``j`` has ``CC[j, c] > 4 d2`` cannot be closer to
+        ``c`` (triangle inequality), so its distance is not computed.
+    """
+
+    gidx: np.ndarray
+    X: np.ndarray
+    base: int
+    CC: np.ndarray
+    track: bool = True
+
+    @classmethod
+    def after(cls, previous, gidx, X, track: bool = True) -> "NewCentres":
+        """New centres ``X`` following the centres ``previous`` (a list of rows or an array).
+
+        ``track``: keep ``Rows.nearest`` up to date (k-means|| needs it for
+        the candidates' weights; k-means++ does not, and skips that traffic).
+        """
+        X = np.ascontiguousarray(np.atleast_2d(X), dtype=np.float64)
+        prev = np.empty((0, X.shape[1])) if previous is None or len(previous) == 0 else np.vstack(previous)
+        CC = sqdist_rows(np.vstack([prev, X]), X) if track else np.zeros((1, len(X)))
+        return cls(np.asarray(gidx, dtype=np.int64), X, len(prev), CC, track)
 
 
-def _prepare_absorb(rows: Rows, new):
-    """Set up d2 (and the origin) the first time centres arrive; return shifted centres."""
-    cgidx, centres = new
-    if rows.shift is None:
-        rows.shift = np.array(centres[0], dtype=np.float64)
-    if rows.d2 is None:
-        rows.d2 = np.full(rows.n, np.inf)
-        rows.nearest = np.zeros(rows.n, dtype=np.int64)
-    Cs = centres - rows.shift
-    return Cs, np.einsum("ij,ij->i", Cs, Cs)
-
-
-def _zero_own_centres(rows: Rows, new, base: int | None) -> None:
+def _zero_own_centres(rows: Rows, new: NewCentres) -> None:
     """A row that is itself a centre is at distance exactly 0 (never drawn again)."""
-    cgidx, _ = new
-    pos = rows.local_positions(cgidx)
+    pos = rows.local_positions(new.gidx)
     mine = pos >= 0
     rows.d2[pos[mine]] = 0.0
-    if base is not None:
-        rows.nearest[pos[mine]] = base + np.flatnonzero(mine)
+    if new.track:
+        rows.nearest[pos[mine]] = new.base + np.flatnonzero(mine)
 
 
-# --------------------------------------------------------------------------
-# Exponential races (weighted draws that do not depend on the split)
+_NONE_I = np.empty(0, dtype=np.int64)
+_NONE_F = np.empty(0)
 
 
-def _race_block(key: np.ndarray, g: np.ndarray, start: int, best):
-    """Update ``best = (key, gidx, local row)`` with the block's smallest (key, gidx)."""
-    i = int(np.argmin(key))
-    ties = np.flatnonzero(key == key[i])
-    if len(ties) > 1:
-        i = int(ties[np.argmin(g[ties])])
-    cand = (float(key[i]), int(g[i]), start + i)
-    return cand if best is None or cand[:2] < best[:2] else best
+def _seed(rows: Rows, new: NewCentres | None, keys):
+    """Absorb the new centres into d2 (and nearest), run one race per key: one compiled pass.
+
+    Returns the per-key winners: arrays ``(key, gidx, row)`` of the weighted
+    race and of the unweighted one (gidx -1: no entrant).
+    """
+    nk = len(keys)
+    best = (np.full(nk, np.inf), np.full(nk, -1, np.int64), np.full(nk, -1, np.int64))
+    plain = (np.full(nk, np.inf), np.full(nk, -1, np.int64), np.full(nk, -1, np.int64))
+    d = rows.X.shape[1]
+    C, CC, base, track = np.empty((0, d)), np.zeros((1, 0)), 0, False
+    if new is not None and len(new.gidx):
+        if rows.d2 is None:
+            rows.d2 = np.full(rows.n, np.inf)
+        track = new.track
+        if track and rows.nearest is None:
+            rows.nearest = np.zeros(rows.n, dtype=np.int64)
+        _zero_own_centres(rows, new)            # absorbing only lowers d2: the zeros stay
+        C, CC, base = new.X, new.CC, new.base
+    if rows.n == 0:
+        return best, plain
+    use_d2 = rows.d2 is not None
+    seed_pass(as_plain(rows.X), C, CC, base, rows.d2 if use_d2 else _NONE_F,
+              rows.nearest if track else _NONE_I, use_d2,
+              _NONE_F if rows.weights is None else rows.weights,
+              _NONE_I if rows._gidx is None else rows._gidx, rows.offset,
+              np.array(keys, dtype=np.uint64), *best, *plain)
+    return best, plain
 
 
-def _draw(rows: Rows, new, keys, base=None):
+def _draw(rows: Rows, new: NewCentres | None, keys):
     """Absorb new centres into ``d2``, then run one race per key over this chunk's rows.
 
     Returns, per key, ``(key, gidx, row, fkey, fgidx, frow)``: the winner with
     weights ``d2 * weights`` and the winner of the unweighted race (used only
     when every weight is 0, i.e. every row coincides with a centre).  ``gidx``
-    is -1 on a chunk without rows.  One pass over the rows.
+    is -1 where a race had no entrant.  One pass over the rows.
     """
-    if new is not None and len(new[0]):
-        Cs, cc = _prepare_absorb(rows, new)
-        _zero_own_centres(rows, new, base)      # absorb only lowers d2: the zeros stay
-    else:
-        new = None
-    weighted = [None] * len(keys)
-    plain = [None] * len(keys)
-    for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
-        if new is not None:
-            _absorb(rows, new[1], new[0], base, start, stop, B, Cs, cc)
-        g = rows.gidx(start, stop)
-        w = None if rows.d2 is None else rows.d2[start:stop]
-        if rows.weights is not None:
-            w = rows.weights[start:stop] if w is None else w * rows.weights[start:stop]
-        for t, key in enumerate(keys):
-            E = -np.log(uniform(key, g))        # standard exponentials, E > 0
-            if w is None:
-                weighted[t] = _race_block(E, g, start, weighted[t])
-                continue
-            with np.errstate(divide="ignore", over="ignore"):
-                score = E / w                   # weight 0 -> inf: never wins
-            weighted[t] = _race_block(score, g, start, weighted[t])
-            plain[t] = _race_block(E, g, start, plain[t])
+    (bk, bg, br), (pk, pg, pr) = _seed(rows, new, keys)
     out = []
-    for wt, pl in zip(weighted, plain):
-        if wt is None:
-            out.append((np.inf, -1, None, np.inf, -1, None))
-            continue
-        pl = pl if pl is not None else wt
-        out.append((wt[0], wt[1], rows.X[wt[2]].copy(), pl[0], pl[1], rows.X[pl[2]].copy()))
+    for t in range(len(keys)):
+        out.append((float(bk[t]), int(bg[t]), rows.X[br[t]].copy() if bg[t] >= 0 else None,
+                    float(pk[t]), int(pg[t]), rows.X[pr[t]].copy() if pg[t] >= 0 else None))
     return out
 
 
@@ -389,21 +406,23 @@ def _merge_draws(parts):
     """The winners over all chunks: smallest (key, gidx); unweighted race if all weights are 0."""
     winners = []
     for t in range(len(parts[0])):
-        entries = [p[t] for p in parts if p[t][1] >= 0]
-        key, g, row = min(((e[0], e[1], e[2]) for e in entries), key=lambda x: (x[0], x[1]))
-        if not np.isfinite(key):
-            key, g, row = min(((e[3], e[4], e[5]) for e in entries), key=lambda x: (x[0], x[1]))
+        weighted = [(p[t][0], p[t][1], p[t][2]) for p in parts if p[t][1] >= 0]
+        if weighted:
+            key, g, row = min(weighted, key=lambda x: (x[0], x[1]))
+            if np.isfinite(key):
+                winners.append((g, row))
+                continue
+        key, g, row = min(((p[t][3], p[t][4], p[t][5]) for p in parts if p[t][4] >= 0),
+                          key=lambda x: (x[0], x[1]))
         winners.append((g, row))
     return winners
 
 
 def _potentials(rows: Rows, cands: np.ndarray):
     """Per candidate, the exact sum over this chunk of ``weight * min(d2, d(x, cand)^2)``."""
-    Cs = cands - rows.shift
-    cc = np.einsum("ij,ij->i", Cs, Cs)
     sums = [ExactSum() for _ in range(len(cands))]
     for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
-        D = sqdist_rows(B - rows.shift, Cs, cc)
+        D = sqdist_rows(B, cands)
         np.minimum(D, rows.d2[start:stop, None], out=D)
         if rows.weights is not None:
             D *= rows.weights[start:stop, None]
@@ -503,35 +522,30 @@ def plusplus(team, n_clusters: int, seed: int = DEFAULT_SEED, n_trials: int = 1,
             totals = [_exact_total(p[t] for p in pots) for t in range(len(cands))]
             best = int(np.argmin(totals))   # first minimum: ties go to the earlier trial
         g, row = cands[best]
-        new = (np.array([g], dtype=np.int64), row[None, :])
+        new = NewCentres.after(centres, [g], row, track=False)
         centres.append(row)
         step += 1
     return np.vstack(centres)
 
 
-def _par_absorb_cost(rows: Rows, new, base: int) -> ExactSum:
-    if new is not None and len(new[0]):
-        Cs, cc = _prepare_absorb(rows, new)
-        for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
-            _absorb(rows, new[1], new[0], base, start, stop, B, Cs, cc)
-        _zero_own_centres(rows, new, base)
+def _par_absorb_cost(rows: Rows, new: NewCentres | None) -> ExactSum:
+    if new is not None and len(new.gidx):
+        _seed(rows, new, [])
     return ExactSum.of(rows.d2 if rows.d2 is not None else np.empty(0))
 
 
 def _par_sample(rows: Rows, phi: float, ell: float, key: int):
-    g_out, x_out = [np.empty(0, np.int64)], [np.empty((0, rows.X.shape[1]))]
-    for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
-        g = rows.gidx(start, stop)
-        # P(row chosen) = min(1, ell * d2 / phi); compared without dividing.
-        chosen = uniform(key, g) * phi < ell * rows.d2[start:stop]
-        if chosen.any():
-            g_out.append(g[chosen])
-            x_out.append(B[chosen])
-    return np.concatenate(g_out), np.vstack(x_out)
+    if rows.n == 0:
+        return np.empty(0, np.int64), np.empty((0, rows.X.shape[1]))
+    # P(row chosen) = min(1, ell * d2 / phi); compared without dividing.
+    keep = bernoulli_pick(rows.d2, _NONE_I if rows._gidx is None else rows._gidx, rows.offset,
+                          np.uint64(key), float(phi), float(ell))
+    g = rows._gidx[keep] if rows._gidx is not None else rows.offset + keep
+    return g, rows.X[keep]
 
 
-def _par_weights(rows: Rows, new, base: int, n_cands: int) -> np.ndarray:
-    _par_absorb_cost(rows, new, base)
+def _par_weights(rows: Rows, new: NewCentres | None, n_cands: int) -> np.ndarray:
+    _par_absorb_cost(rows, new)
     if rows.n == 0:
         return np.zeros(n_cands, dtype=np.int64)
     return np.bincount(rows.nearest, minlength=n_cands).astype(np.int64)
@@ -569,11 +583,10 @@ def parallel_plusplus(team, n_clusters: int, seed: int = DEFAULT_SEED,
     g0, row0 = _merge_draws(parts)[0]
     cand_g = [np.array([g0], dtype=np.int64)]
     cand_x = [row0[None, :]]
-    new, base, n_cands = (cand_g[0], cand_x[0]), 0, 1
+    new, n_cands = NewCentres.after(None, cand_g[0], cand_x[0]), 1
     ell = float(oversampling_factor) * n_clusters
     for r in range(n_rounds):
-        phi = _exact_total(team.allgather(_par_absorb_cost, new, base, step="k-means|| cost"))
-        base = n_cands
+        phi = _exact_total(team.allgather(_par_absorb_cost, new, step="k-means|| cost"))
         new = None
         if phi == 0.0:      # every row coincides with a candidate
             break
@@ -582,11 +595,11 @@ def parallel_plusplus(team, n_clusters: int, seed: int = DEFAULT_SEED,
         g = np.concatenate([p[0] for p in picked])
         if len(g):
             x = np.vstack([p[1] for p in picked])
-            new = (g, x)
+            new = NewCentres.after(cand_x, g, x)
             cand_g.append(g)
             cand_x.append(x)
             n_cands += len(g)
-    counts = team.allgather(_par_weights, new, base, n_cands, step="k-means|| weights")
+    counts = team.allgather(_par_weights, new, n_cands, step="k-means|| weights")
     w = reduce(np.add, counts)
     G = np.concatenate(cand_g)
     Y = np.vstack(cand_x)

@@ -110,7 +110,7 @@ def warm_up() -> None:
     import pandas  # noqa: F401  (CSV / DataFrame inputs)
     import scipy.linalg  # noqa: F401  (BLAS / LAPACK kernels)
 
-    from ..kernels import covariance, fused, moments
+    from ..kernels import covariance, fused, kmeans, moments, naive_bayes
     from .inputs import check_finite
 
     tiny = np.arange(4.0).reshape(2, 2)
@@ -119,6 +119,10 @@ def warm_up() -> None:
     check_finite(tiny)
     labels = np.zeros(2, dtype=np.int32)
     fused.assign_accumulate(tiny, tiny, tiny, labels, np.zeros((2, 2)), np.zeros(2, np.int64))
+    naive_bayes.partial(tiny, np.zeros(2), 2)
+    rows = np.arange(16.0).reshape(8, 2)
+    for method in ("plusPlusDense", "parallelPlusDense"):   # the seeding passes, exact sums
+        kmeans.init_centroids(kmeans.Chunks([kmeans.Rows(rows)]), method, 3)
 
 
 def engine_info() -> dict:

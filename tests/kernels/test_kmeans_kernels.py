@@ -61,6 +61,14 @@ def test_uniform_is_a_function_of_the_global_index():
     assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.03
 
 
+def test_compiled_uniforms_equal_numpy_bit_for_bit():
+    from clusterml.kernels.fused import uniforms
+
+    g = np.concatenate([np.arange(5000), [2**40 + 3, 2**62, 2**63 - 1]]).astype(np.int64)
+    for key in (0, kr.stream_key(777777, 2, 5, 0), kr.MASK64):
+        assert np.array_equal(uniforms(np.uint64(key), g), kr.uniform(key, g))
+
+
 def test_stream_keys_differ():
     keys = {kr.stream_key(s, *t) for s in (0, 1, 777777) for t in [(), (1,), (2,), (1, 0), (0, 1),
                                                                     (2, 0, 0), (2, 0, 1), (2, 1, 0)]}
@@ -94,6 +102,11 @@ def test_exact_sum_is_correctly_rounded_and_split_invariant():
     assert float(kk.ExactSum.of(w)) == math.fsum(w) != w.sum()
     assert float(kk.ExactSum.of(np.empty(0))) == 0.0
     assert float(kk.ExactSum.of([1e308, 1e308])) == math.inf
+    # the compiled binning and the NumPy one agree exactly
+    assert kk.ExactSum.of(v) == kk.ExactSum._of_numpy(v) or float(kk.ExactSum.of(v)) == float(
+        kk.ExactSum._of_numpy(v))
+    for vals in (v, w, [-0.0], [5e-324, -5e-324, 2.5e-310]):
+        assert float(kk.ExactSum.of(vals)) == float(kk.ExactSum._of_numpy(np.asarray(vals)))
 
 
 # --------------------------------------------------------------------------
@@ -180,7 +193,7 @@ def test_plusplus_second_centre_follows_d2():
     for seed in range(4000):
         team = kk.Chunks.split(X, [2, 3])
         for rows in team.chunks:  # absorb the starting centre, as a draw would
-            kk._draw(rows, (np.array([0]), X[:1]), [])
+            kk._draw(rows, kk.NewCentres.after(None, [0], X[:1]), [])
         c = kk.plusplus(team, 2, seed=seed, start=[X[0]])
         hits[int(c[1, 0])] += 1
     p = X[:, 0] ** 2 / (X[:, 0] ** 2).sum()
