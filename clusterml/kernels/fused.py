@@ -128,41 +128,34 @@ def first_bad_value(X: np.ndarray, limit: float):
 
 
 @njit(cache=True, nogil=True)
-def _assign_accumulate(Bs, G, Cs, labels, sums, counts, accumulate):
+def _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate):
     m, d = Bs.shape
     k = G.shape[1]
     objective = 0.0
     changed = 0
     for i in range(m):
         best = 0
-        bv = G[i, 0]
+        bv = G[i, 0] + cc[0]
         for c in range(1, k):
-            if G[i, c] < bv:  # strict: ties go to the lower index, as numpy.argmin
-                bv = G[i, c]
+            v = G[i, c] + cc[c]
+            if v < bv:  # strict: ties go to the lower index, as numpy.argmin
+                bv = v
                 best = c
         if labels[i] != best:
             changed += 1
             labels[i] = best
-        dist = 0.0
+        objective += _sqdist(Bs, i, Cs, best)
         if accumulate:
             counts[best] += 1
             for j in range(d):
-                x = Bs[i, j]
-                sums[best, j] += x
-                t = x - Cs[best, j]
-                dist += t * t
-        else:
-            for j in range(d):
-                t = Bs[i, j] - Cs[best, j]
-                dist += t * t
-        objective += dist
+                sums[best, j] += Bs[i, j]
     return objective, changed
 
 
-def assign_accumulate(Bs, G, Cs, labels, sums, counts, accumulate=True):
+def assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate=True):
     """The Lloyd step after the GEMM, in one pass over a block's rows.
 
-    For each row: the nearest centroid from ``G`` (``||c||^2 - 2 x.c``),
+    For each row: the nearest centroid by ``cc + G`` (``||c||^2 - 2 x.c``),
     whether its label changed (``labels`` is updated in place), and -- with
     ``accumulate`` -- its contribution to the cluster's sum and count; the
     squared distance to the chosen centroid is computed from the difference
@@ -173,6 +166,9 @@ def assign_accumulate(Bs, G, Cs, labels, sums, counts, accumulate=True):
     Bs : ndarray of shape (m, d)
         Shifted rows.
     G : ndarray of shape (m, k)
+        ``-2 Bs Cs^T``.
+    cc : ndarray of shape (k,)
+        ``||Cs||^2``.
     Cs : ndarray of shape (k, d)
         Shifted centroids.
     labels : ndarray of int32, shape (m,)
@@ -184,7 +180,7 @@ def assign_accumulate(Bs, G, Cs, labels, sums, counts, accumulate=True):
     objective : float
     changed : int
     """
-    return _assign_accumulate(Bs, G, Cs, labels, sums, counts, accumulate)
+    return _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate)
 
 
 @njit(cache=True, nogil=True)

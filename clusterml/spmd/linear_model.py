@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from ..kernels import linear_model as lm_k
-from .algorithm import Algorithm, Result, check_choice, register, require_rows
+from .algorithm import Algorithm, Result, check_choice, checked_partial, register, require_rows
 
 __all__ = ["linear_regression_training", "linear_regression_prediction",
            "ridge_regression_training", "ridge_regression_prediction"]
@@ -24,18 +24,31 @@ def _model(beta, p, intercept, kind):
                   InterceptFlag=intercept)
 
 
+def _gram_is_finite(g) -> bool:
+    return bool(np.all(np.isfinite(g.mean)) and np.all(np.isfinite(np.diag(g.cp))))
+
+
+def _r_is_finite(R) -> bool:
+    return bool(np.all(np.isfinite(R)))
+
+
 class _RegressionTraining(Algorithm):
     _tables = ("data", "dependentVariables")
     _model_kind = "linear_regression_model"
+    # NaN/inf turn the cross products (or R) non-finite: no separate pass over the data.
+    _kernel_checks_finite = True
 
     def _fit(self, ctx, layout, data, dependentVariables, ridge=None):
         p = layout.ncols["data"]
         centred = self.interceptFlag
+        names = ("data", "dependentVariables")
         if getattr(self, "method", "normEqDense") == "qrDense":
-            Rs = ctx.allgather(lm_k.qr_partial, data, dependentVariables, centred, step="regression tsqr")
+            Rs = ctx.allgather(checked_partial(lm_k.qr_partial, _r_is_finite, names=names),
+                               data, dependentVariables, centred, step="regression tsqr")
             beta = ctx.bcast_from(0, lm_k.solve_qr, Rs, p, centred, step="regression solve")
         else:
-            g = ctx.fold(lm_k.gram_partial, lm_k.gram_merge, data, dependentVariables, centred,
+            g = ctx.fold(checked_partial(lm_k.gram_partial, _gram_is_finite, names=names),
+                         lm_k.gram_merge, data, dependentVariables, centred,
                          step="regression cross products")
             beta = ctx.bcast_from(0, lm_k.solve_normal_equations, g, p, ridge, step="regression solve")
         return Result(self._result_kind, model=_model(beta, p, self.interceptFlag, self._model_kind))

@@ -119,6 +119,22 @@ def test_errors_on_every_rank():
     Ybad[-1, 0] = np.nan
     expect_distributed_error(lambda: cml.linear_regression_training(distributed=True).compute(
         my_block(X), my_block(Ybad)), "dependentVariables", cml.InputError)
+    # Finiteness is found by the training pass itself (no separate pass): every method and
+    # flag, in the data and in the responses, names the table, the local row and column.
+    counts = world().allgather(len(my_block(X)))
+    last = max(r for r, c in enumerate(counts) if c)
+    trainers = [lambda: cml.linear_regression_training(distributed=True),
+                lambda: cml.linear_regression_training(method="qrDense", distributed=True),
+                lambda: cml.linear_regression_training(interceptFlag=False, distributed=True),
+                lambda: cml.ridge_regression_training(distributed=True)]
+    for make in trainers:
+        for table, value in (("data", np.nan), ("data", -np.inf), ("dependentVariables", np.inf)):
+            Xr, Yr = my_block(X).copy(), my_block(Y).copy()
+            if rank() == last:
+                (Xr if table == "data" else Yr)[1, 1] = value
+            err = expect_distributed_error(lambda: make().compute(Xr, Yr),
+                                           f"{table}: {value} at row 1, column 1", cml.InputError)
+            mpi_assert(err.ranks == [last], f"failing ranks {err.ranks}")
 
 
 def test_guarded_steps_returning_none_under_mpi():
