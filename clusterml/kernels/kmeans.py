@@ -91,6 +91,8 @@ __all__ = [
     "init_centroids",
     "first_rows",
     "random_rows",
+    "random_picks",
+    "picked_rows",
     "plusplus",
     "parallel_plusplus",
     "LloydPartial",
@@ -451,6 +453,24 @@ def first_rows(team, n_clusters: int) -> np.ndarray:
     return np.vstack(parts)[:n_clusters]
 
 
+def random_picks(total: int, n_clusters: int, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """The global row indices ``randomDense`` picks: ``n_clusters`` distinct ones of ``total``."""
+    gen = np.random.Generator(np.random.Philox(key=stream_key(seed, _RANDOM)))
+    return gen.choice(total, size=n_clusters, replace=False)
+
+
+def picked_rows(method: str, total: int, n_clusters: int, seed: int = DEFAULT_SEED):
+    """Global indices of the rows that become the centroids, for the methods that read only those.
+
+    Returns None for the methods that read every row (k-means++, k-means||).
+    """
+    if method in ("defaultDense", "deterministicDense"):
+        return np.arange(n_clusters, dtype=np.int64)
+    if method == "randomDense":
+        return random_picks(total, n_clusters, seed)
+    return None
+
+
 def random_rows(team, n_clusters: int, seed: int = DEFAULT_SEED) -> np.ndarray:
     """``randomDense``: ``n_clusters`` distinct rows drawn uniformly (without replacement).
 
@@ -460,9 +480,7 @@ def random_rows(team, n_clusters: int, seed: int = DEFAULT_SEED) -> np.ndarray:
     split; the chunks holding the chosen rows then send just those rows.
     """
     counts = team.allgather(lambda rows: rows.n, step="kmeans_init random rows: counts")
-    total = int(sum(counts))
-    gen = np.random.Generator(np.random.Philox(key=stream_key(seed, _RANDOM)))
-    picks = gen.choice(total, size=n_clusters, replace=False)
+    picks = random_picks(int(sum(counts)), n_clusters, seed)
 
     def local(rows, picks):
         if rows.n == 0:

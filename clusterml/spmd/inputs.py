@@ -357,11 +357,15 @@ def check_finite(X: np.ndarray, name: str = "data") -> None:
     if bad is None:
         return
     r, c = bad
-    v = X[r, c]
+    raise InputError(bad_value_message(name, X[r, c], r, c))
+
+
+def bad_value_message(name: str, v: float, r: int, c: int) -> str:
+    """What :func:`check_finite` says of the value ``v`` at row ``r``, column ``c``."""
     if np.isfinite(v):
-        raise InputError(f"{name}: {v:.3g} at row {r}, column {c} is too large (|value| must be "
-                         f"<= {OVERFLOW_LIMIT:.0e}, or squares overflow float64); rescale the data")
-    raise InputError(f"{name}: {v} at row {r}, column {c}; values must be finite")
+        return (f"{name}: {v:.3g} at row {r}, column {c} is too large (|value| must be "
+                f"<= {OVERFLOW_LIMIT:.0e}, or squares overflow float64); rescale the data")
+    return f"{name}: {v} at row {r}, column {c}; values must be finite"
 
 
 @dataclass

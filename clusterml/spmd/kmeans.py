@@ -17,8 +17,9 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from ..kernels import kmeans as km_k
+from ..kernels.fused import first_bad_value
 from .algorithm import Algorithm, Result, check_choice, check_int, check_positive, register
-from .inputs import Partition, check_finite, load_local
+from .inputs import OVERFLOW_LIMIT, Partition, bad_value_message, check_finite, load_local
 
 __all__ = ["kmeans_init", "kmeans"]
 
@@ -120,10 +121,31 @@ class kmeans_init(Algorithm):
         self.engine = None
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
+        # The first-rows and random methods read only the rows they pick: only those
+        # are checked (by _check_picked), not every value of the data.
+        self._kernel_checks_finite = self.method in ("defaultDense", "deterministicDense", "randomDense")
+
     def _check_global(self, layout, extras):
         _check_clusters(self.nClusters, layout)
 
+    def _check_picked(self, ctx, layout, data):
+        picks = km_k.picked_rows(self.method, layout.total, self.nClusters, self.seed)
+
+        def local():
+            mine = np.sort(picks[(picks >= layout.offset) & (picks < layout.offset + layout.n_local)])
+            local_rows = mine - layout.offset
+            bad = first_bad_value(np.ascontiguousarray(data[local_rows]), OVERFLOW_LIMIT) \
+                if len(local_rows) else None
+            if bad is not None:
+                r, c = int(local_rows[bad[0]]), bad[1]
+                raise InputError(bad_value_message("data", data[r, c], r, c)
+                                 + f" (a row {self.method} picks as a centroid)")
+
+        ctx.check(local, step="kmeans_init picked rows")
+
     def _compute(self, ctx, layout, data):
+        if self._kernel_checks_finite:
+            self._check_picked(ctx, layout, data)
         team = _RankTeam(ctx, km_k.Rows(data, layout.offset))
         centroids = km_k.init_centroids(
             team, self.method, self.nClusters, seed=self.seed, n_trials=self.nTrials,
