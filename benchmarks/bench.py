@@ -65,6 +65,9 @@ def _env(threads: int, python: str) -> dict:
     return env
 
 
+BIND = os.environ.get("CLUSTERML_BENCH_BIND", "1") != "0"
+
+
 def _mpiexec(python: str) -> str:
     cand = os.path.join(os.path.dirname(python), "mpiexec")
     if os.path.exists(cand):
@@ -80,7 +83,10 @@ def run_worker(impl: str, python: str, ranks: int, threads: int, algorithms, pat
     worker = os.path.join(HERE, "_daal4py_worker.py" if impl == "daal4py" else "worker.py")
     cmd = [python, worker, spec]
     if ranks > 1 or impl in ("clusterml", "daal4py"):
-        cmd = [_mpiexec(python), "-n", str(ranks)] + cmd
+        # One core per rank, as Intel MPI (daal4py's) pins by default and as `srun
+        # --cpu-bind=cores` does on a cluster; MPICH's hydra does not bind unless asked.
+        bind = ["-bind-to", "core"] if impl == "clusterml" and BIND and ranks <= (os.cpu_count() or 1) else []
+        cmd = [_mpiexec(python), "-n", str(ranks)] + bind + cmd
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads, python), timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{impl} worker failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n"

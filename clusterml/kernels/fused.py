@@ -128,7 +128,7 @@ def first_bad_value(X: np.ndarray, limit: float):
 
 
 @njit(cache=True, nogil=True)
-def _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate):
+def _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate, objective_too):
     m, d = Bs.shape
     k = G.shape[1]
     objective = 0.0
@@ -144,7 +144,8 @@ def _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate):
         if labels[i] != best:
             changed += 1
             labels[i] = best
-        objective += _sqdist(Bs, i, Cs, best)
+        if objective_too:
+            objective += _sqdist(Bs, i, Cs, best)
         if accumulate:
             counts[best] += 1
             for j in range(d):
@@ -152,14 +153,15 @@ def _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate):
     return objective, changed
 
 
-def assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate=True):
+def assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate=True, objective=True):
     """The Lloyd step after the GEMM, in one pass over a block's rows.
 
     For each row: the nearest centroid by ``cc + G`` (``||c||^2 - 2 x.c``),
     whether its label changed (``labels`` is updated in place), and -- with
     ``accumulate`` -- its contribution to the cluster's sum and count; the
     squared distance to the chosen centroid is computed from the difference
-    (no cancellation) and summed into the objective.
+    (no cancellation) and summed into the objective (if ``objective``:
+    iterations whose objective nobody reads skip it).
 
     Parameters
     ----------
@@ -178,9 +180,10 @@ def assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate=True):
     Returns
     -------
     objective : float
+        0 when not asked for.
     changed : int
     """
-    return _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate)
+    return _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate, objective)
 
 
 @njit(cache=True, nogil=True)

@@ -677,7 +677,8 @@ class LloydPartial:
                             self.objective + other.objective, self.changed + other.changed)
 
 
-def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = True) -> LloydPartial:
+def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = True,
+               with_objective: bool = True) -> LloydPartial:
     """Assign each row to its nearest centroid; accumulate sums, counts and the objective.
 
     A block at a time: ``X_b C^T`` by BLAS ``dgemm`` (the ``n x k`` matrix never
@@ -696,6 +697,9 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     accumulate : bool
         Also accumulate per-cluster sums and counts (not needed by a final,
         assign-only pass).
+
+    with_objective : bool
+        Also sum the squared distances (0 otherwise).
 
     Returns
     -------
@@ -722,7 +726,8 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
         Bs = buf[:m]
         shift_and_sum(X[start:stop], shift, Bs)
         Gm = np.dot(Bs, m2CsT, out=G[:m])          # BLAS dgemm
-        obj, ch = assign_accumulate(Bs, Gm, cc, Cs, rows.labels[start:stop], sums, counts, accumulate)
+        obj, ch = assign_accumulate(Bs, Gm, cc, Cs, rows.labels[start:stop], sums, counts, accumulate,
+                                    with_objective)
         objective += obj
         changed += ch
     return LloydPartial(sums, counts, objective, changed)
@@ -812,12 +817,19 @@ def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float =
     n_iter, previous = 0, 0.0
     final = max_iterations == 0
     while True:
-        parts = team.allgather(lloyd_pass, C, shift, not final, step="kmeans iteration")
+        # An iteration's objective is read only by the accuracy test (and at the end).
+        with_objective = final or accuracy_threshold > 0
+        parts = team.allgather(lloyd_pass, C, shift, not final, with_objective,
+                               step="kmeans iteration")
         total = reduce(lambda a, b: a + b, parts)
         if final:
             return C, total.objective, n_iter
         if n_iter > 0 and total.changed == 0 and total.counts.all():
-            return C, total.objective, n_iter + 1
+            if with_objective:
+                return C, total.objective, n_iter + 1
+            n_iter += 1             # converged: one assign-only pass for the objective
+            final = True
+            continue
         C, gain = _update_centroids(team, C, shift, total)
         n_iter += 1
         objective = total.objective - gain
