@@ -115,6 +115,9 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes: only proves the harness runs")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--weak-scaling", action="store_true",
+                   help="clusterml only: rows/ranks rows on 1 rank vs rows on --ranks ranks "
+                        "(the same rows per rank); prints the efficiency t(1) / t(ranks)")
     args = p.parse_args(argv)
     if args.quick:
         args.rows, args.features, args.repeat = 20_000, 8, 1
@@ -123,6 +126,8 @@ def main(argv=None):
     if unknown:
         p.error(f"unknown algorithm(s) {sorted(unknown)}; known: {sorted(cases.CASES)}")
     paths = make_data(args.datadir, args.rows, args.features, cases.inputs_needed(algorithms))
+    if args.weak_scaling:
+        return weak_scaling(args, algorithms, paths)
 
     impls = [("clusterml", sys.executable, args.ranks), ("numpy", sys.executable, 1),
              ("sklearn", sys.executable, 1)]
@@ -184,6 +189,31 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"date": when, "args": vars(args), "table": table}, fh, indent=2)
+    return 0
+
+
+def weak_scaling(args, algorithms, paths) -> int:
+    """Same rows per rank on 1 and on ``args.ranks`` ranks: efficiency = t(1) / t(ranks)."""
+    per_rank = args.rows // args.ranks
+    small = make_data(args.datadir, per_rank, args.features, cases.inputs_needed(algorithms))
+    one = run_worker("clusterml", sys.executable, 1, args.threads, algorithms, small, args.repeat,
+                     args.timeout)
+    many = run_worker("clusterml", sys.executable, args.ranks, args.threads, algorithms, paths,
+                      args.repeat, args.timeout)
+    print(f"\nweak scaling: {per_rank:,} x {args.features} rows per rank, 1 -> {args.ranks} ranks x "
+          f"{args.threads} thread(s), best of {args.repeat}; {time.strftime('%Y-%m-%d')}")
+    head = f"{'algorithm':<22} {'1 rank s':>9} {f'{args.ranks} ranks s':>10} {'efficiency':>10}"
+    print(head)
+    print("-" * len(head))
+    table = []
+    for a in algorithms:
+        t1, tn = one[a]["seconds"], many[a]["seconds"]
+        table.append({"algorithm": a, "one": t1, "many": tn, "efficiency": t1 / tn})
+        print(f"{a:<22} {t1:>9.3f} {tn:>10.3f} {t1 / tn:>10.2f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"date": time.strftime("%Y-%m-%d"), "args": vars(args), "weak_scaling": table},
+                      fh, indent=2)
     return 0
 
 

@@ -60,3 +60,16 @@ def test_benchmark_harness_quick(tmp_path):
         assert row["clusterml"] and row["clusterml"] > 0, row
         assert row["bytes"] and row["bytes"] < 1_000_000, row  # summaries only, never rows
     assert "compute call only" in out
+
+
+@pytest.mark.timeout(600)
+def test_benchmark_weak_scaling_quick(tmp_path):
+    out_json = tmp_path / "weak.json"
+    out = run([sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--quick", "--weak-scaling",
+               "--algorithms", "moments,covariance", "--datadir", str(tmp_path / "data"),
+               "--json", str(out_json)], 540)
+    rows = json.loads(out_json.read_text())["weak_scaling"]
+    assert [r["algorithm"] for r in rows] == ["moments", "covariance"]
+    for r in rows:
+        assert r["one"] > 0 and r["many"] > 0 and r["efficiency"] == pytest.approx(r["one"] / r["many"])
+    assert "10,000 x 8 rows per rank, 1 -> 2 ranks" in out, out
