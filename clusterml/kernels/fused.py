@@ -127,9 +127,19 @@ def first_bad_value(X: np.ndarray, limit: float):
     return None if k < 0 else divmod(int(k), d)
 
 
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _sqdist_from(B, i, shift, C, c):
+    # sum_j ((B[i, j] - shift[j]) - C[c, j])**2, vectorised over j (see _sqdist).
+    a = 0.0
+    for j in range(B.shape[1]):
+        t = (B[i, j] - shift[j]) - C[c, j]
+        a += t * t
+    return a
+
+
 @njit(cache=True, nogil=True)
-def _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate, objective_too):
-    m, d = Bs.shape
+def _assign_accumulate(B, shift, G, cc, Cs, labels, sums, counts, accumulate, objective_too):
+    m, d = B.shape
     k = G.shape[1]
     objective = 0.0
     changed = 0
@@ -145,34 +155,36 @@ def _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate, objectiv
             changed += 1
             labels[i] = best
         if objective_too:
-            objective += _sqdist(Bs, i, Cs, best)
+            objective += _sqdist_from(B, i, shift, Cs, best)
         if accumulate:
             counts[best] += 1
             for j in range(d):
-                sums[best, j] += Bs[i, j]
+                sums[best, j] += B[i, j] - shift[j]
     return objective, changed
 
 
-def assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate=True, objective=True):
+def assign_accumulate(B, shift, G, cc, Cs, labels, sums, counts, accumulate=True, objective=True):
     """The Lloyd step after the GEMM, in one pass over a block's rows.
 
-    For each row: the nearest centroid by ``cc + G`` (``||c||^2 - 2 x.c``),
-    whether its label changed (``labels`` is updated in place), and -- with
-    ``accumulate`` -- its contribution to the cluster's sum and count; the
-    squared distance to the chosen centroid is computed from the difference
-    (no cancellation) and summed into the objective (if ``objective``:
+    For each row: the nearest centroid by ``cc + G`` (``||c - s||^2 - 2
+    (x - s).(c - s)`` up to a per-row constant), whether its label changed
+    (``labels`` is updated in place), and -- with ``accumulate`` -- its
+    contribution to the cluster's sum (of ``x - s``) and count; the squared
+    distance to the chosen centroid is computed from the difference (no
+    cancellation) and summed into the objective (if ``objective``:
     iterations whose objective nobody reads skip it).
 
     Parameters
     ----------
-    Bs : ndarray of shape (m, d)
-        Shifted rows.
+    B : ndarray of shape (m, d)
+        Rows, ``shift`` not yet subtracted (or already, with ``shift`` zeros).
+    shift : ndarray of shape (d,)
     G : ndarray of shape (m, k)
-        ``-2 Bs Cs^T``.
+        ``-2 B Cs^T``.
     cc : ndarray of shape (k,)
-        ``||Cs||^2``.
+        ``||Cs||^2 + 2 shift.Cs`` (just ``||Cs||^2`` with ``shift`` zeros).
     Cs : ndarray of shape (k, d)
-        Shifted centroids.
+        Centroids minus the shift.
     labels : ndarray of int32, shape (m,)
     sums : ndarray of shape (k, d), updated in place
     counts : ndarray of int64, shape (k,), updated in place
@@ -183,7 +195,7 @@ def assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate=True, obje
         0 when not asked for.
     changed : int
     """
-    return _assign_accumulate(Bs, G, cc, Cs, labels, sums, counts, accumulate, objective)
+    return _assign_accumulate(B, shift, G, cc, Cs, labels, sums, counts, accumulate, objective)
 
 
 @njit(cache=True, nogil=True)

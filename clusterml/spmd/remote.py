@@ -118,7 +118,8 @@ def warm_up() -> None:
     covariance.partial(tiny)
     check_finite(tiny)
     labels = np.zeros(2, dtype=np.int32)
-    fused.assign_accumulate(tiny, tiny, np.zeros(2), tiny, labels, np.zeros((2, 2)), np.zeros(2, np.int64))
+    fused.assign_accumulate(tiny, np.zeros(2), tiny, np.zeros(2), tiny, labels, np.zeros((2, 2)),
+                            np.zeros(2, np.int64))
     naive_bayes.partial(tiny, np.zeros(2), 2)
     rows = np.arange(16.0).reshape(8, 2)
     for method in ("plusPlusDense", "parallelPlusDense"):   # the seeding passes, exact sums

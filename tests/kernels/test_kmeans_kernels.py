@@ -303,3 +303,24 @@ def test_lloyd_blocks_do_not_change_the_result():
     b = run_lloyd(X, [len(X)], C0, 300, block_rows=None)
     np.testing.assert_allclose(a[0], b[0], rtol=1e-12)
     assert np.array_equal(a[1], b[1]) and a[3] == b[3]
+
+
+def test_lloyd_pass_in_place_and_shifted_copy_agree(monkeypatch):
+    # The GEMM reads rows in place unless the centroids sit far from the origin; both
+    # paths give the same assignments, sums and objective.
+    X = blobs(offset=30.0)
+    C = X[:5].copy()
+    shift = C.mean(axis=0)
+    out = {}
+    for ratio in (0.0, np.inf):                      # 0: always copy; inf: never
+        monkeypatch.setattr(kk, "_SHIFT_RATIO", ratio)
+        rows = kk.Rows(X, block_rows=37)
+        out[ratio] = (kk.lloyd_pass(rows, C, shift), rows.labels.copy())
+    (a, la), (b, lb) = out[0.0], out[np.inf]
+    assert np.array_equal(la, lb)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_allclose(a.sums, b.sums, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-12)
+    ref = ((X - C[la]) ** 2).sum()
+    np.testing.assert_allclose(a.objective, ref, rtol=1e-12)
+    assert kk._needs_shifted_copy(C + 1e6, shift + 1e6) and not kk._needs_shifted_copy(C - shift, 0 * shift)
