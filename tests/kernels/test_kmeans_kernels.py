@@ -323,4 +323,5 @@ def test_lloyd_pass_in_place_and_shifted_copy_agree(monkeypatch):
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-12)
     ref = ((X - C[la]) ** 2).sum()
     np.testing.assert_allclose(a.objective, ref, rtol=1e-12)
+    monkeypatch.undo()
     assert kk._needs_shifted_copy(C + 1e6, shift + 1e6) and not kk._needs_shifted_copy(C - shift, 0 * shift)
