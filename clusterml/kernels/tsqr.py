@@ -167,18 +167,22 @@ class LocalQR:
         Q of the stacked block R factors.
     r : ndarray of shape (k, ncols)
         The rank's R factor, k = min(n_local, ncols).
+    store : ndarray of shape (n_local, ncols) or None
+        One array holding every block's Q (``blocks`` are views of it), which
+        :func:`apply_q` then overwrites with the result.
     """
 
     blocks: list = field(default_factory=list)
     q2: np.ndarray = None
     r: np.ndarray = None
+    store: np.ndarray = None
 
     @property
     def n_rows(self) -> int:
         return int(sum(Q.shape[0] for Q in self.blocks))
 
 
-def local_qr(blocks: Iterable[np.ndarray], ncols: int) -> LocalQR:
+def local_qr(blocks: Iterable[np.ndarray], ncols: int, n_rows: int | None = None) -> LocalQR:
     """Two-level QR of a rank's rows, keeping the Q factors for :func:`apply_q`.
 
     Each block is factored on its own (``B_b = Q_b R_b``), then the stacked
@@ -193,30 +197,41 @@ def local_qr(blocks: Iterable[np.ndarray], ncols: int) -> LocalQR:
     product of matrices with orthonormal columns, so ``U`` is orthonormal to
     working precision whatever the conditioning and involves no division.
     The price is keeping the block Q factors, n_local x ncols values: the
-    size of ``U_local`` itself.
+    size of ``U_local`` itself.  Given ``n_rows``, they are kept in one array
+    that :func:`apply_q` overwrites with ``U_local``, so U costs no memory
+    beyond them.
 
     Parameters
     ----------
     blocks : iterable of ndarray of shape (m_b, ncols)
     ncols : int
+    n_rows : int, optional
+        Total rows of the blocks: keep the Q factors in one array (``store``).
 
     Returns
     -------
     LocalQR
     """
+    store = None if n_rows is None else np.empty((n_rows, ncols))
     qs, rs = [], []
+    row = 0
     for B in blocks:
         if B.shape[0] == 0:
             continue
         Q, R = explicit_qr(B)
+        if store is not None:
+            m, kb = Q.shape
+            store[row:row + m, :kb] = Q
+            Q = store[row:row + m, :kb]
+            row += m
         qs.append(Q)
         rs.append(R)
     if not rs:
-        return LocalQR([], np.zeros((0, 0)), np.zeros((0, ncols)))
+        return LocalQR([], np.zeros((0, 0)), np.zeros((0, ncols)), store)
     if len(rs) == 1:
-        return LocalQR(qs, np.eye(rs[0].shape[0]), rs[0])
+        return LocalQR(qs, np.eye(rs[0].shape[0]), rs[0], store)
     Q2, R = explicit_qr(np.vstack(rs))
-    return LocalQR(qs, Q2, R)
+    return LocalQR(qs, Q2, R, store)
 
 
 def explicit_qr(B: np.ndarray):
@@ -262,16 +277,26 @@ def apply_q(lq: LocalQR, W: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_local, c)
+        When ``lq`` keeps its Q factors in one array of c columns, that array,
+        overwritten block by block (``lq`` is then used up).
     """
     c = W.shape[1]
-    out = np.empty((lq.n_rows, c))
+    in_place = lq.store is not None and lq.store.shape[1] == c
+    out = lq.store if in_place else np.empty((lq.n_rows, c))
     if lq.n_rows == 0:
         return out
     V = lq.q2 @ W
     row = kb0 = 0
+    tmp = np.empty((max(Q.shape[0] for Q in lq.blocks), c)) if in_place else None
     for Q in lq.blocks:
         m, kb = Q.shape
-        np.matmul(Q, V[kb0:kb0 + kb], out=out[row:row + m])
+        if in_place:                   # Q is a view of these rows of out: a block-sized temporary
+            np.matmul(Q, V[kb0:kb0 + kb], out=tmp[:m])
+            out[row:row + m] = tmp[:m]
+        else:
+            np.matmul(Q, V[kb0:kb0 + kb], out=out[row:row + m])
         row += m
         kb0 += kb
+    if in_place:
+        lq.blocks, lq.store = [], None
     return out

@@ -208,7 +208,7 @@ class svd(Algorithm):
             box = {}
 
             def local():
-                box["qr"] = tsqr.local_qr(iter_blocks(data), p)
+                box["qr"] = tsqr.local_qr(iter_blocks(data), p, n_rows=len(data))
                 return box["qr"].r
 
             Rs = ctx.allgather(local, step="svd tsqr")

@@ -56,17 +56,21 @@ def test_stacked_r_of_chunks_equals_r_of_all():
     np.testing.assert_allclose(np.abs(R), np.abs(np.linalg.qr(X, mode="r")), rtol=1e-10, atol=1e-10)
 
 
-def run_svd(X, sizes, block=16):
+def run_svd(X, sizes, block=16, store=False):
     p = X.shape[1]
-    lqs = [tsqr.local_qr(iter_blocks(c, block), p) for c in chunks(X, sizes)]
+    lqs = [tsqr.local_qr(iter_blocks(c, block), p, n_rows=len(c) if store else None)
+           for c in chunks(X, sizes)]
     fin = svd_k.finalize([lq.r for lq in lqs], want_u=True)
     U = np.vstack([tsqr.apply_q(lq, W) for lq, W in zip(lqs, fin["u_factors"])])
     return fin["singularValues"], fin["rightSingularMatrix"], U
 
 
-def test_svd_of_chunks_matches_numpy():
+@pytest.mark.parametrize("store", [False, True])
+def test_svd_of_chunks_matches_numpy(store):
+    # store: the Q factors live in one array that apply_q overwrites with U (a chunk
+    # of 5 rows < 6 columns, and short last blocks, included)
     X = data()
-    s, Vt, U = run_svd(X, [120, 0, 5, 175])
+    s, Vt, U = run_svd(X, [120, 0, 5, 175], store=store)
     Ur, sr, Vtr = np.linalg.svd(X, full_matrices=False)
     np.testing.assert_allclose(s.ravel(), sr, rtol=1e-12)
     signs = np.sign(np.sum(Vt * Vtr, axis=1))
