@@ -66,10 +66,28 @@ def test_benchmark_harness_quick(tmp_path):
 def test_benchmark_weak_scaling_quick(tmp_path):
     out_json = tmp_path / "weak.json"
     out = run([sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--quick", "--weak-scaling",
-               "--algorithms", "moments,covariance", "--datadir", str(tmp_path / "data"),
+               "--rounds", "2", "--algorithms", "moments,covariance", "--datadir", str(tmp_path / "data"),
                "--json", str(out_json)], 540)
     rows = json.loads(out_json.read_text())["weak_scaling"]
     assert [r["algorithm"] for r in rows] == ["moments", "covariance"]
     for r in rows:
         assert r["one"] > 0 and r["many"] > 0 and r["efficiency"] == pytest.approx(r["one"] / r["many"])
     assert "10,000 x 8 rows per rank, 1 -> 2 ranks" in out, out
+
+
+def test_benchmark_rounds_keep_each_implementations_best():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        from bench import merge_round
+    finally:
+        sys.path.pop(0)
+    results = {}
+    merge_round(results, {"clusterml": {"a": {"seconds": 2.0, "peak_over_block": 1.1, "bytes": 5},
+                                        "b": {"seconds": None, "error": "x"}}})
+    merge_round(results, {"clusterml": {"a": {"seconds": 1.0, "peak_over_block": 1.0, "bytes": 5},
+                                        "b": {"seconds": 3.0, "peak_over_block": 1.2}},
+                          "daal4py": {"a": {"seconds": 0.5, "peak_over_block": 1.3}}})
+    merge_round(results, {"clusterml": {"a": {"seconds": 1.5, "peak_over_block": 1.4, "bytes": 5}}})
+    assert results["clusterml"]["a"] == {"seconds": 1.0, "peak_over_block": 1.4, "bytes": 5}
+    assert results["clusterml"]["b"]["seconds"] == 3.0
+    assert results["daal4py"]["a"]["seconds"] == 0.5
