@@ -92,7 +92,6 @@ __all__ = [
     "first_rows",
     "random_rows",
     "random_picks",
-    "picked_rows",
     "plusplus",
     "parallel_plusplus",
     "LloydPartial",
@@ -438,18 +437,15 @@ def _potentials(rows: Rows, cands: np.ndarray):
 # Initialisation methods
 
 
-def first_rows(team, n_clusters: int, check=None) -> np.ndarray:
+def first_rows(team, n_clusters: int) -> np.ndarray:
     """``defaultDense`` / ``deterministicDense``: the first ``n_clusters`` rows in rank order.
 
     Works when the first chunks hold fewer rows than that (or none): each
     chunk gives the rows of its own that fall among the first global ones.
-    One collective.  ``check(rows, positions)``, if given, runs on each chunk
-    with the local positions of the rows it sends (and may raise).
+    One collective.
     """
     def local(rows, k):
         take = max(0, min(rows.n, k - rows.offset))
-        if check is not None:
-            check(rows, np.arange(take))
         return rows.X[:take].copy()
 
     parts = team.allgather(local, n_clusters, step="kmeans_init first rows")
@@ -462,27 +458,14 @@ def random_picks(total: int, n_clusters: int, seed: int = DEFAULT_SEED) -> np.nd
     return gen.choice(total, size=n_clusters, replace=False)
 
 
-def picked_rows(method: str, total: int, n_clusters: int, seed: int = DEFAULT_SEED):
-    """Global indices of the rows that become the centroids, for the methods that read only those.
-
-    Returns None for the methods that read every row (k-means++, k-means||).
-    """
-    if method in ("defaultDense", "deterministicDense"):
-        return np.arange(n_clusters, dtype=np.int64)
-    if method == "randomDense":
-        return random_picks(total, n_clusters, seed)
-    return None
-
-
-def random_rows(team, n_clusters: int, seed: int = DEFAULT_SEED, total: int | None = None,
-                check=None) -> np.ndarray:
+def random_rows(team, n_clusters: int, seed: int = DEFAULT_SEED, total: int | None = None) -> np.ndarray:
     """``randomDense``: ``n_clusters`` distinct rows drawn uniformly (without replacement).
 
     The global indices are drawn directly, from a generator keyed by
     ``seed`` and the total number of rows only (``total``, or one small
     collective of row counts), so the draw is O(n_clusters) and the same
     however the rows are split; the chunks holding the chosen rows then send
-    just those rows.  ``check`` as in :func:`first_rows`.
+    just those rows.
     """
     if total is None:
         total = int(sum(team.allgather(lambda rows: rows.n, step="kmeans_init random rows: counts")))
@@ -491,8 +474,6 @@ def random_rows(team, n_clusters: int, seed: int = DEFAULT_SEED, total: int | No
     def local(rows, picks):
         first = rows.offset  # data rows are contiguous in the global index
         order = np.flatnonzero((picks >= first) & (picks < first + rows.n))
-        if check is not None:
-            check(rows, np.sort(picks[order] - first))
         if rows.n == 0:
             return order, np.empty((0, rows.X.shape[1]))
         return order, rows.X[picks[order] - first]
@@ -638,20 +619,19 @@ def parallel_plusplus(team, n_clusters: int, seed: int = DEFAULT_SEED,
 
 def init_centroids(team, method: str, n_clusters: int, seed: int = DEFAULT_SEED,
                    n_trials: int = 1, oversampling_factor: float = 0.5,
-                   n_rounds: int = 5, total: int | None = None, check=None) -> np.ndarray:
+                   n_rounds: int = 5, total: int | None = None) -> np.ndarray:
     """Initial centroids by daal4py's method name (see :data:`INIT_METHODS`).
 
-    ``total`` (the number of rows, if known) and ``check`` (see
-    :func:`first_rows`) serve the methods that read only the rows they pick.
+    ``total``: the number of rows, if known (saves ``randomDense`` a collective).
 
     Returns
     -------
     ndarray of shape (n_clusters, n_features)
     """
     if method in ("defaultDense", "deterministicDense"):
-        return first_rows(team, n_clusters, check)
+        return first_rows(team, n_clusters)
     if method == "randomDense":
-        return random_rows(team, n_clusters, seed, total, check)
+        return random_rows(team, n_clusters, seed, total)
     if method == "plusPlusDense":
         return plusplus(team, n_clusters, seed, n_trials)
     if method == "parallelPlusDense":

@@ -17,9 +17,8 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from ..kernels import kmeans as km_k
-from ..kernels.fused import first_bad_value
 from .algorithm import Algorithm, Result, check_choice, check_int, check_positive, register
-from .inputs import OVERFLOW_LIMIT, Partition, bad_value_message, check_finite, load_local
+from .inputs import Partition, check_finite, load_local
 
 __all__ = ["kmeans_init", "kmeans"]
 
@@ -121,32 +120,15 @@ class kmeans_init(Algorithm):
         self.engine = None
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
-        # The first-rows and random methods read only the rows they pick: only those
-        # are checked (by _check_picked_rows), not every value of the data.
-        self._kernel_checks_finite = self.method in ("defaultDense", "deterministicDense", "randomDense")
-
     def _check_global(self, layout, extras):
         _check_clusters(self.nClusters, layout)
 
-    def _check_picked_rows(self, rows, positions) -> None:
-        """Raise InputError at the first non-finite (or huge) value of the rows a method picks."""
-        if not len(positions):
-            return
-        bad = first_bad_value(np.ascontiguousarray(rows.X[positions]), OVERFLOW_LIMIT)
-        if bad is not None:
-            r, c = int(positions[bad[0]]), bad[1]
-            raise InputError(bad_value_message("data", rows.X[r, c], r, c)
-                             + f" (a row {self.method} picks as a centroid)")
-
     def _compute(self, ctx, layout, data):
         team = _RankTeam(ctx, km_k.Rows(data, layout.offset))
-        # Only the first-rows and random methods read just the rows they pick; the
-        # others saw every value checked by the loader.
-        check = self._check_picked_rows if self._kernel_checks_finite else None
         centroids = km_k.init_centroids(
             team, self.method, self.nClusters, seed=self.seed, n_trials=self.nTrials,
             oversampling_factor=self.oversamplingFactor, n_rounds=self.nRounds,
-            total=layout.total, check=check)
+            total=layout.total)
         return Result("kmeans_init_result", centroids=centroids)
 
 
