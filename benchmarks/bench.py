@@ -205,15 +205,11 @@ def merge_round(results: dict, this: dict) -> None:
     for impl, algos in this.items():
         into = results.setdefault(impl, {})
         for a, r in algos.items():
-            old = into.get(a)
-            if old is None or old.get("seconds") is None:
-                into[a] = dict(r)
-                continue
-            if r.get("seconds") is not None and r["seconds"] < old["seconds"]:
-                peak = max(filter(None, (old.get("peak_over_block"), r.get("peak_over_block"))), default=None)
-                into[a] = {**r, "peak_over_block": peak}
-            elif r.get("peak_over_block") and (old.get("peak_over_block") or 0) < r["peak_over_block"]:
-                old["peak_over_block"] = r["peak_over_block"]
+            old = into.get(a, {})
+            best = r if old.get("seconds") is None or (
+                r.get("seconds") is not None and r["seconds"] < old["seconds"]) else old
+            peaks = [x["peak_over_block"] for x in (old, r) if x.get("peak_over_block")]
+            into[a] = {**best, "peak_over_block": max(peaks)} if peaks else dict(best)
 
 
 def weak_scaling(args, algorithms, paths) -> int:

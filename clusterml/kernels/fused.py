@@ -254,8 +254,9 @@ def class_sums(X: np.ndarray, y: np.ndarray, n_classes: int, limit: float):
 #
 # Every value that decides a random draw must have the same bits for a row
 # wherever the row sits (which rank, which block), so these loops compute each
-# row on its own with a fixed order of operations: no BLAS (whose edge
-# kernels round rows at some offsets differently) and no fastmath.
+# row on its own with one fixed sequence of operations: no BLAS (whose edge
+# kernels round rows at some offsets differently), and of the fast-math flags
+# only "reassoc" on the per-row distance (see _sqdist).
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -409,7 +410,6 @@ def bernoulli_pick(d2, gidx, offset, key, phi, ell):
 
 _MANT = np.uint64((1 << 52) - 1)
 _HIDDEN = np.int64(1 << 52)
-_LOW26 = np.int64((1 << 26) - 1)
 _U52, _U63 = np.uint64(52), np.uint64(63)
 _EXPMASK = np.uint64(0x7FF)
 

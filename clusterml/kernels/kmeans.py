@@ -702,7 +702,6 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     accumulate : bool
         Also accumulate per-cluster sums and counts (not needed by a final,
         assign-only pass).
-
     with_objective : bool
         Also sum the squared distances (0 otherwise).
 

@@ -180,15 +180,14 @@ def bind_inputs(what: str, tables, extras, args, kwargs) -> dict:
     return given
 
 
-def checked_partial(partial, is_finite, name: str = "data", names: tuple | None = None):
+def checked_partial(partial, is_finite, names: tuple = ("data",)):
     """Wrap a kernel's ``partial(X, ...)`` so non-finite data raises a located InputError.
 
     For algorithms whose kernel sums every value anyway: a NaN or infinity
     makes those sums non-finite, and only then is the data searched for the
     offending value, saving the loader's separate pass over the data.
-    ``names`` names the leading array arguments searched (default: ``(name,)``).
+    ``names`` names the leading array arguments, which are searched in order.
     """
-    names = tuple(names or (name,))
 
     def run(*args):
         part = partial(*args)

@@ -357,15 +357,11 @@ def check_finite(X: np.ndarray, name: str = "data") -> None:
     if bad is None:
         return
     r, c = bad
-    raise InputError(bad_value_message(name, X[r, c], r, c))
-
-
-def bad_value_message(name: str, v: float, r: int, c: int) -> str:
-    """What :func:`check_finite` says of the value ``v`` at row ``r``, column ``c``."""
+    v = X[r, c]
     if np.isfinite(v):
-        return (f"{name}: {v:.3g} at row {r}, column {c} is too large (|value| must be "
-                f"<= {OVERFLOW_LIMIT:.0e}, or squares overflow float64); rescale the data")
-    return f"{name}: {v} at row {r}, column {c}; values must be finite"
+        raise InputError(f"{name}: {v:.3g} at row {r}, column {c} is too large (|value| must be "
+                         f"<= {OVERFLOW_LIMIT:.0e}, or squares overflow float64); rescale the data")
+    raise InputError(f"{name}: {v} at row {r}, column {c}; values must be finite")
 
 
 @dataclass

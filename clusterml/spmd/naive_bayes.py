@@ -80,6 +80,8 @@ class multinomial_naive_bayes_training(Algorithm):
     """
 
     _tables = ("data", "labels")
+    # The counting kernel checks labels and counts (and finiteness) as it goes.
+    _kernel_checks_finite = True
 
     def __init__(self, nClasses, priorClassEstimates=None, alpha=None, method="defaultDense",
                  fptype="double", distributed=False):
@@ -97,9 +99,6 @@ class multinomial_naive_bayes_training(Algorithm):
         self._alpha = None if alpha is None else _vector("alpha", alpha, "one value, or one per feature")
         self.method = check_choice("method", method, ("defaultDense", "fastCSR"))
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
-
-    # The counting kernel checks labels and counts (and finiteness) as it goes.
-    _kernel_checks_finite = True
 
     def _local_check_fn(self, extras):
         def check(arrays):
