@@ -134,6 +134,9 @@ class DistributedEstimator(BaseEstimator):
 
     def _per_row(self, method: str, X):
         """Run ``method`` on engine rows (handle back) if ``X`` lives there, else return None."""
+        if self.distributed and not on_engines(X) and hasattr(X, "__len__") and len(X) == 0:
+            # a rank without rows: an empty block of the output's width
+            return np.asarray(getattr(self, method)(np.zeros((1, self.n_features_in_))))[:0]
         if on_engines(X):
             if self.cluster is not None:
                 from ._remote import remote_apply

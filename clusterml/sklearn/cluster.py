@@ -150,7 +150,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Di
                 C0 = self._initial_centres(p)
             res = kmeans(k, self.max_iter, accuracyThreshold=threshold,
                          distributed=ctx.distributed).compute(X, C0)
-            if best is None or res.objectiveFunction[0, 0] < best.objectiveFunction[0, 0]:
+            # A later run wins only if clearly better: inertias equal up to rounding (which
+            # may differ with the number of ranks) keep the first, on any number of ranks.
+            if best is None or res.objectiveFunction[0, 0] < best.objectiveFunction[0, 0] * (1 - 1e-9):
                 best = res
         self.cluster_centers_ = best.centroids
         self.labels_ = best.assignments.ravel().astype(np.int32)

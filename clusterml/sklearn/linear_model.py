@@ -53,6 +53,8 @@ class _LinearModel(MultiOutputMixin, RegressorMixin, DistributedEstimator):
         else:
             self.coef_ = beta[:, 1:].copy()
             self.intercept_ = beta[:, 0].copy()
+        if not self.fit_intercept:
+            self.intercept_ = 0.0  # a scalar, as scikit-learn's
 
     def predict(self, X):
         """Predict targets (a handle for rows on the engines).
