@@ -10,7 +10,24 @@ engines as handles (``.gather()`` fetches them).
 
 from __future__ import annotations
 
+from ..errors import ComputeError
 from . import _engine
+
+# scikit-learn's exceptions, raised alike on every engine, are raised here as themselves.
+_PLAIN = {"ValueError": ValueError, "TypeError": TypeError, "InvalidParameterError": ValueError,
+          "NotFittedError": ValueError}
+
+
+def _run(call):
+    try:
+        return call()
+    except ComputeError as err:
+        kinds = {(etype, msg) for etype, msg, _ in err.causes.values()}
+        if len(kinds) == 1:
+            etype, msg = kinds.pop()
+            if etype in _PLAIN:
+                raise _PLAIN[etype](msg) from err
+        raise
 
 __all__ = ["remote_fit", "remote_apply"]
 
@@ -38,7 +55,7 @@ def remote_fit(est, X, y=None):
         delattr(est, k)
     if est._supervised and y is None:
         raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
-    res = cluster.sklearn_fit(type(est).__name__, _params(est)).compute(X, y)
+    res = _run(lambda: cluster.sklearn_fit(type(est).__name__, _params(est)).compute(X, y))
     for k, v in _engine.restore_state(res.to_dict()).items():
         setattr(est, k, v)
     return est
@@ -49,4 +66,4 @@ def remote_apply(est, method: str, X):
     cluster = est.cluster
     _install(cluster)
     shipped = _engine.copy_without_cluster(est)
-    return cluster.sklearn_apply(method).compute(X, shipped).output
+    return _run(lambda: cluster.sklearn_apply(method).compute(X, shipped).output)
