@@ -149,7 +149,21 @@ class DistributedEstimator(BaseEstimator):
                              f"an array")
         return None
 
-    # -- pickling --------------------------------------------------------------
+    # -- clone and pickling ----------------------------------------------------------
+    def __sklearn_clone__(self):
+        # scikit-learn deep-copies non-estimator parameters; a Cluster (a live
+        # connection) is shared by the clone instead.
+        cluster = self.cluster
+        if cluster is None:
+            return super().__sklearn_clone__()
+        self.cluster = None
+        try:
+            new = super().__sklearn_clone__()
+        finally:
+            self.cluster = cluster
+        new.cluster = cluster
+        return new
+
     def __getstate__(self):
         state = super().__getstate__()
         if state.get("cluster") is not None:

@@ -55,7 +55,7 @@ for r in range(N_ENGINES):
     pd.DataFrame(X[edges[r]:edges[r + 1]], columns=columns).to_csv(
         os.path.join(DATA, f"part{r}.csv"), index=False)
 files = os.path.join(DATA, "part{}.csv")
-print(files, [edges[r + 1] - edges[r] for r in range(N_ENGINES)], "rows")
+print(files, [int(edges[r + 1] - edges[r]) for r in range(N_ENGINES)], "rows")
 pd.DataFrame(X[:5], columns=columns).round(2)
 
 # %%

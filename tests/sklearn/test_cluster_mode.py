@@ -21,6 +21,9 @@ import sklearn.linear_model as skl
 import sklearn.naive_bayes as sknb
 import sklearn.preprocessing as skp
 
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+
 import clusterml as cml
 from clusterml import sklearn as cs
 from clusterml.client import EngineArray
@@ -125,6 +128,20 @@ def test_regressions_and_naive_bayes_on_engines(cluster, files, how):
     np.testing.assert_allclose(nb.feature_log_prob_, ref.feature_log_prob_, rtol=1e-12)
     np.testing.assert_array_equal(nb.predict(files["counts"]).gather(), ref.predict(C))
     np.testing.assert_allclose(nb.predict_proba(files["counts"]).gather(), ref.predict_proba(C), rtol=1e-10)
+
+
+def test_pipeline_and_clone_on_engines(cluster, files):
+    X, _, _ = _data()
+    pipe = make_pipeline(cs.StandardScaler(cluster=cluster), cs.PCA(2, cluster=cluster),
+                         cs.KMeans(3, init=np.eye(3, 2) * 3.0, tol=0.0, cluster=cluster))
+    pipe = clone(pipe)
+    assert pipe[-1].cluster is cluster
+    labels = pipe.fit_predict(files["X"])
+    assert isinstance(labels, EngineArray)
+    ref = make_pipeline(skp.StandardScaler(), skd.PCA(2, svd_solver="full")).fit(X)
+    P = ref.transform(X) * np.sign(np.sum(ref[-1].components_ * pipe[1].components_, axis=1))
+    want = skc.KMeans(3, init=np.eye(3, 2) * 3.0, n_init=1, tol=0.0).fit(P)
+    np.testing.assert_array_equal(labels.gather(), want.labels_)
 
 
 def test_frame_feature_names_and_errors(cluster, files):

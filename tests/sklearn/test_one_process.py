@@ -102,7 +102,7 @@ def test_multinomial_nb_with_string_labels():
 
 
 def test_fitted_estimator_pickles_and_predicts_without_mpi(tmp_path):
-    X, y = _data()
+    X, _ = _data()
     km = cs.KMeans(3, random_state=0).fit(X)
     path = tmp_path / "km.pkl"
     path.write_bytes(pickle.dumps(km))
