@@ -3,8 +3,6 @@
 (tests/sklearn/test_cluster_mode.py covers 3 engines and every way of passing data.)
 """
 
-import os
-
 import numpy as np
 import psutil
 import pytest

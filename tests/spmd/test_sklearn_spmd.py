@@ -88,7 +88,8 @@ def test_pca_matches_sklearn(n_components, whiten):
 
 
 @pytest.mark.parametrize("targets", [1, 3])
-@pytest.mark.parametrize("cls,params", [("LinearRegression", {}), ("LinearRegression", {"fit_intercept": False}),
+@pytest.mark.parametrize("cls,params", [("LinearRegression", {}),
+                                        ("LinearRegression", {"fit_intercept": False}),
                                         ("Ridge", {"alpha": 2.5})])
 def test_linear_models_match_sklearn(cls, params, targets):
     rng = np.random.default_rng(2)
