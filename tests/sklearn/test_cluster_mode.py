@@ -22,6 +22,7 @@ import sklearn.naive_bayes as sknb
 import sklearn.preprocessing as skp
 
 from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 import clusterml as cml
@@ -144,6 +145,17 @@ def test_pipeline_and_clone_on_engines(cluster, files):
     P = ref.transform(X) * np.sign(np.sum(ref[-1].components_ * pipe[1].components_, axis=1))
     want = skc.KMeans(3, init=np.eye(3, 2) * 3.0, n_init=1, tol=0.0).fit(P)
     np.testing.assert_array_equal(labels.gather(), want.labels_)
+
+
+def test_grid_search_on_the_farm(cluster):
+    X, y, _ = _data()
+    grid = {"ridge__alpha": [0.1, 10.0, 1000.0]}
+    with cluster.joblib():
+        got = GridSearchCV(make_pipeline(cs.StandardScaler(), cs.Ridge()), grid, cv=3, n_jobs=-1).fit(X, y)
+    ref = GridSearchCV(make_pipeline(skp.StandardScaler(), skl.Ridge()), grid, cv=3).fit(X, y)
+    assert got.best_params_ == ref.best_params_
+    np.testing.assert_allclose(got.cv_results_["mean_test_score"], ref.cv_results_["mean_test_score"],
+                               rtol=1e-8)
 
 
 def test_frame_feature_names_and_errors(cluster, files):
