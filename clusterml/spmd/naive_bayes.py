@@ -74,7 +74,9 @@ class multinomial_naive_bayes_training(Algorithm):
     -----
     ``compute(data, labels)``: data (n x p) non-negative counts, labels
     (n x 1).  Result field ``model`` with ``LogP`` (nClasses x 1),
-    ``LogTheta`` (nClasses x p), ``NumberOfClasses``, ``NumberOfFeatures``.
+    ``LogTheta`` (nClasses x p), ``AuxTable`` (nClasses x p: the per-class
+    feature totals ``N[c, j]``, as daal4py's), ``NFeatures`` (p, daal4py's
+    name), ``NumberOfClasses`` and ``NumberOfFeatures`` (p).
     Equals scikit-learn's ``MultinomialNB(alpha, fit_prior=False)`` (or
     ``class_prior=priorClassEstimates``).
     """
@@ -128,7 +130,8 @@ class multinomial_naive_bayes_training(Algorithm):
         counts = ctx.sum(self._partial, data, labels, step="naive bayes counts")
         fields = nb_k.finalize(counts, alpha, self._priors)
         model = Result("multinomial_naive_bayes_model", LogP=fields["LogP"], LogTheta=fields["LogTheta"],
-                       NumberOfClasses=self.nClasses, NumberOfFeatures=p)
+                       AuxTable=counts, NFeatures=p, NumberOfClasses=self.nClasses,
+                       NumberOfFeatures=p)
         return Result("multinomial_naive_bayes_training_result", model=model)
 
 
