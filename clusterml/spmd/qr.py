@@ -5,13 +5,15 @@ from __future__ import annotations
 from ..kernels import qr as qr_k
 from ..kernels import tsqr
 from ..kernels.blocks import iter_blocks
+from ..errors import InputError
 from .algorithm import Algorithm, Result, check_choice, register, require_rows
+from .streaming import Streaming, check_streaming, finalize_tsqr
 
 __all__ = ["qr"]
 
 
 @register
-class qr(Algorithm):
+class qr(Streaming, Algorithm):
     """QR decomposition of the row-distributed data, ``data = Q R`` (daal4py's ``qr``).
 
     Parameters
@@ -20,6 +22,9 @@ class qr(Algorithm):
     fptype : {"double", "float"}
     distributed : bool
         One collective decomposition of all ranks' rows stacked in rank order.
+    streaming : bool
+        daal4py's online mode: ``compute(chunk)`` repeatedly, then
+        ``finalize()``; ``matrixQ`` holds this rank's rows of every chunk.
 
     Notes
     -----
@@ -44,8 +49,9 @@ class qr(Algorithm):
     # this rank's rows: the facade keeps them on the engines (they differ by design)
     per_row_fields = ("matrixQ",)
 
-    def __init__(self, method="defaultDense", fptype="double", distributed=False):
+    def __init__(self, method="defaultDense", fptype="double", distributed=False, streaming=False):
         super().__init__(distributed)
+        self.streaming = check_streaming(streaming)
         self.method = check_choice("method", method, ("defaultDense",))
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
@@ -64,4 +70,24 @@ class qr(Algorithm):
         Rs = ctx.allgather(local, step="qr tsqr")
         fin = ctx.bcast_from(0, qr_k.finalize, Rs, step="qr of stacked R")
         Q = ctx.local(qr_k.q_rows, box["qr"], fin["q_factors"][ctx.rank], step="qr matrixQ")
+        return Result("qr_result", matrixQ=Q, matrixR=fin["matrixR"])
+
+    def _stream_partial(self, data):
+        return [tsqr.local_qr(iter_blocks(data), data.shape[1], n_rows=len(data))]
+
+    def _stream_merge(self, a, b):
+        return a + b
+
+    def _stream_finalize(self, ctx):
+        p = self._stream_ncols["data"]
+        if self._stream_rows < p:
+            raise InputError(f"qr of data with {p} columns needs at least {p} rows in total, "
+                             f"got {self._stream_rows}")
+
+        def finish(Rs):
+            fin = qr_k.finalize(Rs)
+            fin["factors"] = fin.pop("q_factors")
+            return fin
+
+        fin, Q = finalize_tsqr(ctx, self._acc, finish, step="qr tsqr")
         return Result("qr_result", matrixQ=Q, matrixR=fin["matrixR"])
