@@ -106,19 +106,12 @@ class pca(Streaming, Algorithm):
     def _stream_partial(self, data):
         if self.method != "svdDense":
             return cov_k.partial(data)
-        m = mom_k.partial(data)
-        return m, tsqr.local_r(pca_k.standardised_blocks(data, m.mean, np.ones(data.shape[1])),
-                               data.shape[1])
+        return pca_k.centred_r_partial(data)
 
     def _stream_merge(self, a, b):
         if self.method != "svdDense":
             return cov_k.merge(a, b)
-        (ma, Ra), (mb, Rb) = a, b
-        if ma.n == 0 or mb.n == 0:
-            return (mb, Rb) if ma.n == 0 else (ma, Ra)
-        # centred rows of the union: [A_c; B_c; sqrt(na nb / n) (mean_b - mean_a)]
-        w = np.sqrt(ma.n * mb.n / (ma.n + mb.n))
-        return mom_k.merge(ma, mb), tsqr.stack_qr([Ra, Rb, w * (mb.mean - ma.mean)[None, :]])
+        return pca_k.centred_r_merge(a, b)
 
     def _stream_result(self, ctx, total):
         if self._stream_rows < 2:
@@ -128,10 +121,7 @@ class pca(Streaming, Algorithm):
         if self.method != "svdDense":
             fields = ctx.bcast_from(0, pca_k.from_crossproducts, total, *opts, step="pca eigen")
         else:
-            m, R = total
-            mean, scale, variance = pca_k.standardiser(m)
-            fields = ctx.bcast_from(0, pca_k.from_r_factors, [R / scale], m.n, mean, variance, *opts,
-                                    step="pca svd")
+            fields = ctx.bcast_from(0, pca_k.from_centred_r, total, *opts, step="pca svd")
         return Result("pca_result", **fields)
 
 
