@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..kernels import dbscan as db_k
+from . import comm
 from .algorithm import Algorithm, Result, check_choice, check_int, check_positive, register
 
 __all__ = ["dbscan"]
@@ -31,7 +32,10 @@ def alltoall(ctx, fn, *args, step: str):
     payloads = ctx.local(fn, *args, step=step)
     if not ctx.distributed:
         return [payloads[0]]
-    return ctx.comm.alltoall(payloads)
+    # point-to-point traffic: only rank r's rows reach rank r (an allgather would copy
+    # every halo to every rank); the Context offers no alltoall, so use its communicator
+    mpi_comm = getattr(ctx, "comm", None) or comm.get_comm()
+    return mpi_comm.alltoall(payloads)
 
 
 def _gather_rows(received):
