@@ -4,7 +4,7 @@
 examples (per-rank CSV files, ``distributed=True``, result fields); every rank checks the
 numbers against NumPy / scikit-learn on all the rows.  Rank 1 reads an empty file when
 there is more than one rank.  The script reports each result's field names and shapes,
-compared here with what the same script printed under daal4py 2024.7 (Intel MPI, 2 ranks,
+compared here with what the same script printed under daal4py 2024.7 (Intel MPI, 1 and 2 ranks,
 Python 3.11; see docs/daal4py.md), apart from the differences that page lists.
 """
 
@@ -20,7 +20,8 @@ from helpers import ROOT, mpiexec_path, subprocess_env
 
 SCRIPT = os.path.join(ROOT, "tests", "daal4py_scripts", "spmd_all.py")
 
-# The script's report under daal4py 2024.7 (``mpirun -n 2 python spmd_all.py DIR OUT daal4py``).
+# The script's report under daal4py 2024.7 (``mpirun -n 2 python spmd_all.py DIR OUT daal4py``;
+# identical at 1 rank).
 DAAL4PY = {
     "covariance": {"correlation": [4, 4], "covariance": [4, 4], "mean": [1, 4]},
     "dbscan": {"assignments": ["n", 1], "coreIndices": "NoneType", "coreObservations": "NoneType",

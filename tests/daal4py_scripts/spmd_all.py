@@ -116,6 +116,11 @@ def main():
     check(np.allclose(nb.model.LogTheta, theta), "naive Bayes LogTheta")
     report["multinomial_naive_bayes_training"] = fields(nb, n_local)
 
+    # daal4py's SPMD test of the init methods: every method picks k rows of the data
+    for method in ("defaultDense", "randomDense", "plusPlusDense", "parallelPlusDense"):
+        init = d4p.kmeans_init(3, method=method, distributed=True).compute(infile("X"))
+        picked = (np.abs(init.centroids[:, None, :] - X[None]).max(-1) < 1e-12).any(1)
+        check(init.centroids.shape == (3, X.shape[1]) and picked.all(), f"kmeans_init {method}")
     init = d4p.kmeans_init(3, method="plusPlusDense", distributed=True).compute(infile("X"))
     km = d4p.kmeans(3, 50, accuracyThreshold=1e-9, distributed=True).compute(infile("X"),
                                                                          init.centroids)
