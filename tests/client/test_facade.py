@@ -98,6 +98,8 @@ def test_parameters_checked_on_the_client(cluster):
         cluster.low_order_moments(estimatesToCompute="nope")
     with pytest.raises(cml.ParameterError, match="distributed"):
         cluster.covariance(distributed=True)
+    with pytest.raises(cml.ParameterError, match="streaming=True"):
+        cluster.low_order_moments(streaming=True)
     with pytest.raises(cml.ParameterError, match="unexpected input"):
         cluster.covariance().compute(X, labels=X)
     with pytest.raises(AttributeError, match="algorithms"):
