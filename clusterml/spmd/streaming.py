@@ -61,8 +61,14 @@ class Streaming:
             # layout.ncols is the same on every rank: every rank raises alike
             raise InputError(f"{type(self).__name__}: this chunk has columns {layout.ncols} but "
                              f"the earlier chunks had {self._stream_ncols}")
-        part = ctx.local(self._stream_partial, **arrays, step=f"{type(self).__name__} chunk")
-        self._acc = part if self._acc is None else self._stream_merge(self._acc, part)
+        acc = self._acc
+
+        def step():
+            # partial and merge inside one guarded step: a failure on any rank raises on all
+            part = self._stream_partial(**arrays)
+            return part if acc is None else self._stream_merge(acc, part)
+
+        self._acc = ctx.local(step, step=f"{type(self).__name__} chunk")
         self._stream_ncols = dict(layout.ncols)
         self._stream_rows += layout.total
         return None
