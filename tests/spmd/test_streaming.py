@@ -115,6 +115,17 @@ def test_streaming_errors():
     expect_distributed_error(lambda: cml.covariance(streaming="yes"), "streaming='yes'",
                              cml.ParameterError)
     expect_distributed_error(cml.pca(distributed=True).finalize, "streaming=True", cml.ParameterError)
+    # a bad chunk on one rank raises on every rank (nobody is left in the next collective),
+    # and the good chunks before it are kept
+    for make in (lambda **k: cml.covariance(distributed=True, **k),
+                 lambda **k: cml.pca(method="svdDense", isDeterministic=True, distributed=True, **k)):
+        algo = make(streaming=True)
+        bad = my_block(X).copy()
+        if rank() == 0:
+            bad[0, 2] = np.nan
+        algo.compute(my_block(X))
+        expect_distributed_error(lambda: algo.compute(bad), "data", cml.InputError)
+        close(algo.finalize(), make().compute(my_block(X)), "after a bad chunk")
     lin = cml.linear_regression_training(interceptFlag=True, streaming=True, distributed=True)
     lin.compute(my_block(X[:3]), my_block(Y[:3]))
     expect_distributed_error(lin.finalize, "at least 6 rows", cml.InputError)
