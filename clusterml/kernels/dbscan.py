@@ -122,15 +122,24 @@ def halo_flags(X: np.ndarray, gidx: np.ndarray, flags: np.ndarray, part: int, ax
     return out
 
 
-def core_flags(own: np.ndarray, everything: np.ndarray, eps: float, min_obs: int) -> np.ndarray:
+def core_flags(own: np.ndarray, everything: np.ndarray, eps: float, min_obs: float,
+               weights: np.ndarray | None = None) -> np.ndarray:
     """True for each row of ``own`` with at least ``min_obs`` rows of ``everything`` within ``eps``.
 
     ``everything`` must hold every row within ``eps`` of ``own`` (own + halo).
+    With ``weights`` (one per row of ``everything``), the rows' total weight
+    counts instead of their number (scikit-learn's ``sample_weight``).
     """
     if len(own) == 0:
         return np.zeros(0, dtype=bool)
-    counts = cKDTree(everything).query_ball_point(own, eps, return_length=True)
-    return np.asarray(counts) >= min_obs
+    tree = cKDTree(everything)
+    if weights is None:
+        return np.asarray(tree.query_ball_point(own, eps, return_length=True)) >= min_obs
+    lists = tree.query_ball_point(own, eps)
+    lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+    idx = np.fromiter((i for x in lists for i in x), dtype=np.int64, count=int(lengths.sum()))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return np.add.reduceat(weights[idx], starts) >= min_obs
 
 
 def local_components(X: np.ndarray, core: np.ndarray, eps: float):
@@ -247,7 +256,7 @@ def border_labels(own: np.ndarray, X: np.ndarray, label: np.ndarray, eps: float)
     return out
 
 
-def dbscan(X: np.ndarray, eps: float, min_obs: int):
+def dbscan(X: np.ndarray, eps: float, min_obs: int, weights: np.ndarray | None = None):
     """DBSCAN of one part holding every row (the serial case of the above).
 
     Returns
@@ -257,7 +266,7 @@ def dbscan(X: np.ndarray, eps: float, min_obs: int):
     core : ndarray of shape (n,) bool
     n_clusters : int
     """
-    core = core_flags(X, X, eps, min_obs)
+    core = core_flags(X, X, eps, min_obs, weights)
     label, n_comp = local_components(X, core, eps)
     label = relabel(np.arange(len(X), dtype=np.int64), label, n_comp)
     border = ~core

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ParameterError
+from ..errors import InputError, ParameterError
 from ..kernels import dbscan as db_k
 from . import comm
 from .algorithm import Algorithm, Result, check_choice, check_int, check_positive, register
@@ -107,6 +107,35 @@ class dbscan(Algorithm):
         self.method = check_choice("method", method, ("defaultDense",))
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
+    def compute(self, *args, **kwargs):
+        """``compute(data, weights=None)``: this rank's rows and, optionally, their weights (n x 1).
+
+        With weights, a row is core when the total weight of the rows within
+        ``epsilon`` is at least ``minObservations`` (daal4py's and
+        scikit-learn's ``sample_weight`` rule).
+        """
+        weighted = len(args) > 1 or kwargs.get("weights") is not None
+        if kwargs.get("weights", 0) is None:
+            kwargs.pop("weights")
+        if self.distributed:
+            # every rank must load the same tables: agree on the weights first
+            flags = comm.context(True).allgather(lambda: weighted, step="dbscan inputs")
+            if len(set(flags)) > 1:
+                given = ", ".join(str(r) for r, f in enumerate(flags) if f)
+                raise ParameterError(f"dbscan.compute: weights given on rank(s) {given} only; "
+                                     f"give them on every rank or on none")
+        # weights are a second row-distributed table when given (not through the facade)
+        self._tables = ("data", "weights") if weighted else ("data",)
+        return super().compute(*args, **kwargs)
+
+    def _local_check_fn(self, extras):
+        def check(arrays):
+            w = arrays.get("weights")
+            if w is not None and w.shape[1] != 1:
+                raise InputError(f"weights: expected one column (one weight per row), got "
+                                 f"{w.shape[1]} columns")
+        return check
+
     def _slabs(self, ctx, data):
         """The axis of widest spread and the cuts giving ranks about equal row counts."""
         lows, highs = zip(*ctx.allgather(db_k.bounds, data, step="dbscan bounds"))
@@ -117,16 +146,20 @@ class dbscan(Algorithm):
         hist = ctx.sum(db_k.histogram, data, axis, a, b, step="dbscan histogram")
         return axis, db_k.slab_cuts(hist, a, b, ctx.size)
 
-    def _compute(self, ctx, layout, data):
+    def _compute(self, ctx, layout, data, weights=None):
         eps, k, me = self.epsilon, ctx.size, ctx.rank
         axis, cuts = self._slabs(ctx, data)
         gidx = np.arange(layout.offset, layout.offset + len(data), dtype=np.int64)
-        G, X, owned = _gather_rows(alltoall(ctx, db_k.route, data, gidx, axis, cuts, eps, k,
+        rows = data if weights is None else np.hstack([data, weights])   # weights travel along
+        G, X, owned = _gather_rows(alltoall(ctx, db_k.route, rows, gidx, axis, cuts, eps, k,
                                             step="dbscan slabs"))
+        W = None
+        if weights is not None:
+            X, W = X[:, :-1], X[:, -1]
         Xo, Go = X[owned], G[owned]
         # what this rank held (tests check that no rank gathers the data)
         self.held_rows_ = {"slab": int(owned.sum()), "halo": int((~owned).sum())}
-        core_own = ctx.local(db_k.core_flags, Xo, X, eps, self.minObservations,
+        core_own = ctx.local(db_k.core_flags, Xo, X, eps, self.minObservations, W,
                              step="dbscan core rows")
         # every slab's core flags go to the ranks that hold its rows as halo
         halo = alltoall(ctx, db_k.halo_flags, Xo, Go, core_own, me, axis, cuts, eps, k,

@@ -7,7 +7,7 @@ from sklearn.datasets import make_blobs, make_moons
 
 import clusterml as cml
 
-from mpihelpers import (expect_distributed_error, mpi_assert, my_block, same_on_every_rank,
+from mpihelpers import (expect_distributed_error, mpi_assert, my_block, rank, same_on_every_rank,
                         size, world)
 
 
@@ -46,6 +46,25 @@ def test_dbscan_equals_sklearn(case):
     mpi_assert(held["slab"] <= 1.2 * len(X) / size() + 8, f"slab rows {held}")
     if size() > 1:
         mpi_assert(held["slab"] + held["halo"] < 0.8 * len(X), f"held {held} of {len(X)}")
+
+
+def test_weights_as_sklearn_sample_weight():
+    make, eps, m = CASES["moons"]
+    X = make()
+    w = np.random.default_rng(0).uniform(0.2, 3.0, size=(len(X), 1))
+    ref = DBSCAN(eps=eps, min_samples=m).fit(X, sample_weight=w.ravel())
+    res = cml.dbscan(eps, m, distributed=True).compute(my_block(X), my_block(w))
+    labels = np.vstack(world().allgather(res.assignments)).ravel()
+    mpi_assert(np.array_equal(labels, ref.labels_), "weighted labels differ from scikit-learn's")
+    res = cml.dbscan(eps, m).compute(X, weights=w)
+    mpi_assert(np.array_equal(res.assignments.ravel(), ref.labels_), "serial weighted labels")
+    # weights on some ranks only: every rank raises, nobody waits
+    if size() > 1:
+        extra = [my_block(w)] if rank() == 0 else []
+        expect_distributed_error(lambda: cml.dbscan(eps, m, distributed=True).compute(
+            my_block(X), *extra), "weights given on rank(s) 0 only", cml.ParameterError)
+    expect_distributed_error(lambda: cml.dbscan(eps, m, distributed=True).compute(
+        my_block(X), my_block(np.c_[w, w])), "weights: expected one column", cml.InputError)
 
 
 def test_defaults_serial_and_errors():
