@@ -75,26 +75,35 @@ CASES = {
         inputs=("X",), clusterml=_cml("svd"),
         numpy=lambda i: np.linalg.svd(i[0], full_matrices=False),
         daal4py=("svd", {}), algorithm="svd"),
+    "qr": dict(
+        inputs=("X",), clusterml=_cml("qr"),
+        numpy=lambda i: np.linalg.qr(i[0]),
+        daal4py=("qr", {}), algorithm="qr"),
     "linreg1": dict(
-        inputs=("X", "Y1"), clusterml=_cml("linear_regression_training"),
+        inputs=("X", "Y1"), clusterml=_cml("linear_regression_training", interceptFlag=True),
         numpy=lambda i: np.linalg.lstsq(np.c_[np.ones(len(i[0])), i[0]], i[1], rcond=None),
         sklearn=lambda i: __import__("sklearn.linear_model", fromlist=["x"]).LinearRegression().fit(i[0], i[1]),
-        daal4py=("linear_regression_training", {}), algorithm="linear_regression_training"),
+        daal4py=("linear_regression_training", {"interceptFlag": True}),
+        algorithm="linear_regression_training"),
     "linreg4": dict(
-        inputs=("X", "Y4"), clusterml=_cml("linear_regression_training"),
+        inputs=("X", "Y4"), clusterml=_cml("linear_regression_training", interceptFlag=True),
         numpy=lambda i: np.linalg.lstsq(np.c_[np.ones(len(i[0])), i[0]], i[1], rcond=None),
-        daal4py=("linear_regression_training", {}), algorithm="linear_regression_training"),
+        daal4py=("linear_regression_training", {"interceptFlag": True}),
+        algorithm="linear_regression_training"),
     "linreg_qr": dict(
-        inputs=("X", "Y1"), clusterml=_cml("linear_regression_training", method="qrDense"),
-        daal4py=("linear_regression_training", {"method": "qrDense"}),
+        inputs=("X", "Y1"), clusterml=_cml("linear_regression_training", method="qrDense",
+                                           interceptFlag=True),
+        daal4py=("linear_regression_training", {"method": "qrDense", "interceptFlag": True}),
         algorithm="linear_regression_training"),
     "ridge1": dict(
-        inputs=("X", "Y1"), clusterml=_cml("ridge_regression_training"),
+        inputs=("X", "Y1"), clusterml=_cml("ridge_regression_training", interceptFlag=True),
         sklearn=lambda i: __import__("sklearn.linear_model", fromlist=["x"]).Ridge(1.0).fit(i[0], i[1]),
-        daal4py=("ridge_regression_training", {}), algorithm="ridge_regression_training"),
+        daal4py=("ridge_regression_training", {"interceptFlag": True}),
+        algorithm="ridge_regression_training"),
     "ridge4": dict(
-        inputs=("X", "Y4"), clusterml=_cml("ridge_regression_training"),
-        daal4py=("ridge_regression_training", {}), algorithm="ridge_regression_training"),
+        inputs=("X", "Y4"), clusterml=_cml("ridge_regression_training", interceptFlag=True),
+        daal4py=("ridge_regression_training", {"interceptFlag": True}),
+        algorithm="ridge_regression_training"),
     "naive_bayes": dict(
         inputs=("NBX", "NBL"), clusterml=_cml("multinomial_naive_bayes_training", nClasses=20),
         sklearn=lambda i: __import__("sklearn.naive_bayes", fromlist=["x"]).MultinomialNB(

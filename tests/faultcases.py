@@ -63,6 +63,8 @@ def cases(tables: dict) -> dict:
         "kmeans_init": ((3,), {"method": "plusPlusDense"}, {"data": "X"}, {}, "k-means++ draw"),
         "kmeans": ((3,), {"maxIterations": 5}, {"data": "X"}, {"inputCentroids": X[:3].copy()},
                    "kmeans iteration"),
+        "qr": ((), {}, {"data": "X"}, {}, "qr tsqr"),
+        "dbscan": ((1.0, 3), {}, {"data": "X"}, {}, "dbscan bounds"),
     }
 
 

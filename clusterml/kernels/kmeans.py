@@ -801,7 +801,8 @@ def _update_centroids(team, C, shift, total: LloydPartial):
     return C_new, gain
 
 
-def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float = 0.0):
+def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float = 0.0,
+          info: dict | None = None):
     """Lloyd's algorithm from the centroids ``C0``; assignments stay in each chunk's ``labels``.
 
     One reduction per iteration carries the per-cluster sums, counts, the
@@ -824,6 +825,10 @@ def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float =
         Sum of squared distances of the rows to their assigned centroid.
     n_iterations : int
         Iterations performed (scikit-learn's ``n_iter_``).
+
+    When ``info`` is a dict, ``info["fixed_point"]`` tells whether the loop
+    ended because an iteration changed no assignment (daal4py, which has no
+    such test, runs one more iteration to see the objective stand still).
     """
     C = np.array(C0, dtype=np.float64)
     shift = C.mean(axis=0)
@@ -838,6 +843,10 @@ def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float =
         if final:
             return C, total.objective, n_iter
         if n_iter > 0 and total.changed == 0 and total.counts.all():
+            if info is not None:
+                # ... unless its accuracy test stops it at this very iteration
+                info["fixed_point"] = not (accuracy_threshold > 0 and with_objective and
+                                           abs(previous - total.objective) < accuracy_threshold)
             if with_objective:
                 return C, total.objective, n_iter + 1
             n_iter += 1             # converged: one assign-only pass for the objective

@@ -36,12 +36,14 @@ from typing import Sequence
 import numpy as np
 
 from . import covariance as cov_k
+from . import moments as mom_k
 from . import tsqr
 from .blocks import iter_blocks
 from .moments import Moments
 
 __all__ = ["RESULTS", "parse_results", "sign_flip", "from_crossproducts", "standardiser",
-           "standardised_blocks", "from_r_factors", "transform"]
+           "standardised_blocks", "from_r_factors", "transform", "centred_r_partial",
+           "centred_r_merge", "from_centred_r"]
 
 #: Flags of ``resultsToCompute`` and the ``dataForTransform`` key each one fills.
 RESULTS = {"mean": "mean", "variance": "variance", "eigenvalue": "eigenvalue"}
@@ -212,3 +214,40 @@ def transform(X: np.ndarray, eigenvectors: np.ndarray, n_components: int = 0, me
         np.matmul(B - shift if mean is not None else B, P, out=out[row:row + m])
         row += m
     return out
+
+
+# -- one-pass svdDense (streaming): merge (moments, R of the centred rows) pairs ------------
+
+def centred_r_partial(X: np.ndarray):
+    """Moments of a chunk and the R factor of its rows centred on the chunk's own mean.
+
+    Returns
+    -------
+    (Moments, ndarray of shape (min(n, p), p))
+    """
+    m = mom_k.partial(X)
+    p = X.shape[1]
+    return m, tsqr.local_r(standardised_blocks(X, m.mean, np.ones(p)), p)
+
+
+def centred_r_merge(a, b):
+    """Merge two :func:`centred_r_partial` of disjoint rows (associative, pure).
+
+    The TSQR form of the pairwise update of Chan, Golub & LeVeque (1979): the
+    centred rows of the union have the same Gram matrix as
+    ``[R_a; R_b; sqrt(n_a n_b / n) (mean_b - mean_a)]``, so its R factor is
+    the union's, without forming a Gram matrix or shifting by a guess.
+    """
+    (ma, Ra), (mb, Rb) = a, b
+    if ma.n == 0 or mb.n == 0:
+        return (mb, Rb) if ma.n == 0 else (ma, Ra)
+    w = np.sqrt(ma.n * mb.n / (ma.n + mb.n))
+    return mom_k.merge(ma, mb), tsqr.stack_qr([Ra, Rb, w * (mb.mean - ma.mean)[None, :]])
+
+
+def from_centred_r(total, n_components: int = 0, deterministic: bool = False,
+                   flags: tuple = tuple(RESULTS)) -> dict:
+    """PCA result fields from merged :func:`centred_r_partial` (``svdDense`` in one pass)."""
+    m, R = total
+    mean, scale, variance = standardiser(m)
+    return from_r_factors([R / scale], m.n, mean, variance, n_components, deterministic, flags)

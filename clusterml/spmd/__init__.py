@@ -13,6 +13,8 @@ from .decomposition import pca, pca_transform, svd
 from .linear_model import (linear_regression_prediction, linear_regression_training,
                            ridge_regression_prediction, ridge_regression_training)
 from .naive_bayes import multinomial_naive_bayes_prediction, multinomial_naive_bayes_training
+from .qr import qr
+from .dbscan import dbscan
 
 __all__ = [
     "init", "fini", "daalinit", "daalfini", "my_procid", "num_procs",
@@ -22,4 +24,5 @@ __all__ = [
     "linear_regression_training", "linear_regression_prediction",
     "ridge_regression_training", "ridge_regression_prediction",
     "multinomial_naive_bayes_training", "multinomial_naive_bayes_prediction",
+    "qr", "dbscan",
 ]

@@ -18,6 +18,7 @@ from ..kernels import svd as svd_k
 from ..kernels import tsqr
 from ..kernels.blocks import iter_blocks
 from .algorithm import Algorithm, Result, check_choice, check_int, register, require_rows
+from .streaming import Streaming, check_streaming, finalize_tsqr
 
 __all__ = ["pca", "pca_transform", "svd"]
 
@@ -29,7 +30,7 @@ def _flag(name, value):
 
 
 @register
-class pca(Algorithm):
+class pca(Streaming, Algorithm):
     """Principal component analysis on the correlation matrix (daal4py's names).
 
     Parameters
@@ -51,6 +52,11 @@ class pca(Algorithm):
         in :class:`pca_transform`).  ``means`` and ``variances`` are always
         returned.
     distributed : bool
+    streaming : bool
+        daal4py's online mode: ``compute(chunk)`` repeatedly, then
+        ``finalize()``.  ``svdDense`` then merges per-chunk (count, mean, R
+        of the centred rows) triples (the TSQR analogue of Chan's update),
+        still one pass and no normal equations.
 
     Notes
     -----
@@ -61,8 +67,10 @@ class pca(Algorithm):
     """
 
     def __init__(self, method="correlationDense", nComponents=0, isDeterministic=False,
-                 resultsToCompute="mean|variance|eigenvalue", fptype="double", distributed=False):
+                 resultsToCompute="mean|variance|eigenvalue", fptype="double", distributed=False,
+                 streaming=False):
         super().__init__(distributed)
+        self.streaming = check_streaming(streaming)
         self.method = check_choice("method", method, ("correlationDense", "defaultDense", "svdDense"))
         self.nComponents = check_int("nComponents", nComponents, minimum=0)
         self.isDeterministic = _flag("isDeterministic", isDeterministic)
@@ -75,7 +83,9 @@ class pca(Algorithm):
 
     def _check_global(self, layout, extras):
         require_rows(layout, 2, "pca")
-        p = layout.ncols["data"]
+        self._check_components(layout.ncols["data"])
+
+    def _check_components(self, p):
         if self.nComponents > p:
             raise ParameterError(f"nComponents={self.nComponents} but the data has only {p} columns")
 
@@ -91,6 +101,27 @@ class pca(Algorithm):
         else:
             cp = ctx.fold(cov_k.partial, cov_k.merge, data, step="pca cross products")
             fields = ctx.bcast_from(0, pca_k.from_crossproducts, cp, *opts, step="pca eigen")
+        return Result("pca_result", **fields)
+
+    def _stream_partial(self, data):
+        if self.method != "svdDense":
+            return cov_k.partial(data)
+        return pca_k.centred_r_partial(data)
+
+    def _stream_merge(self, a, b):
+        if self.method != "svdDense":
+            return cov_k.merge(a, b)
+        return pca_k.centred_r_merge(a, b)
+
+    def _stream_result(self, ctx, total):
+        if self._stream_rows < 2:
+            raise InputError(f"pca needs at least 2 rows in total, got {self._stream_rows}")
+        self._check_components(self._stream_ncols["data"])
+        opts = (self.nComponents, self.isDeterministic, self._flags)
+        if self.method != "svdDense":
+            fields = ctx.bcast_from(0, pca_k.from_crossproducts, total, *opts, step="pca eigen")
+        else:
+            fields = ctx.bcast_from(0, pca_k.from_centred_r, total, *opts, step="pca svd")
         return Result("pca_result", **fields)
 
 
@@ -165,7 +196,7 @@ class pca_transform(Algorithm):
 
 
 @register
-class svd(Algorithm):
+class svd(Streaming, Algorithm):
     """Singular value decomposition of the row-distributed data, through TSQR.
 
     Parameters
@@ -174,6 +205,10 @@ class svd(Algorithm):
         Whether to compute this rank's rows of U.
     rightSingularMatrix : {"requiredInPackedForm", "notRequired"}
     distributed : bool
+    streaming : bool
+        daal4py's online mode: ``compute(chunk)`` repeatedly, then
+        ``finalize()``; ``leftSingularMatrix`` then holds this rank's rows of
+        every chunk, in order (each chunk's Q factors are kept until then).
 
     Notes
     -----
@@ -189,8 +224,10 @@ class svd(Algorithm):
     """
 
     def __init__(self, method="defaultDense", leftSingularMatrix="requiredInPackedForm",
-                 rightSingularMatrix="requiredInPackedForm", fptype="double", distributed=False):
+                 rightSingularMatrix="requiredInPackedForm", fptype="double", distributed=False,
+                 streaming=False):
         super().__init__(distributed)
+        self.streaming = check_streaming(streaming)
         choices = ("requiredInPackedForm", "notRequired")
         self.method = check_choice("method", method, ("defaultDense",))
         self.leftSingularMatrix = check_choice("leftSingularMatrix", leftSingularMatrix, choices)
@@ -220,6 +257,39 @@ class svd(Algorithm):
         if want_u:
             U = ctx.local(tsqr.apply_q, box["qr"], fin["u_factors"][ctx.rank],
                               step="svd left singular vectors")
+        V = fin["rightSingularMatrix"] if self.rightSingularMatrix != "notRequired" else None
+        return Result("svd_result", singularValues=fin["singularValues"], rightSingularMatrix=V,
+                      leftSingularMatrix=U)
+
+    def _want_u(self):
+        return self.leftSingularMatrix != "notRequired"
+
+    def _stream_partial(self, data):
+        p = data.shape[1]
+        if self._want_u():
+            return [tsqr.local_qr(iter_blocks(data), p, n_rows=len(data))]
+        return tsqr.local_r(iter_blocks(data, tsqr.block_rows(p)), p)
+
+    def _stream_merge(self, a, b):
+        return a + b if self._want_u() else tsqr.stack_qr([a, b])
+
+    def _stream_finalize(self, ctx):
+        p = self._stream_ncols["data"]
+        if self._stream_rows < p:
+            raise InputError(f"svd of data with {p} columns needs at least {p} rows in total, "
+                             f"got {self._stream_rows}")
+        U = None
+        if self._want_u():
+            def finish(Rs):
+                fin = svd_k.finalize(Rs, True)
+                fin["factors"] = fin.pop("u_factors")
+                return fin
+
+            fin, U = finalize_tsqr(ctx, self._acc, finish, step="svd tsqr")
+        else:
+            acc = self._acc
+            Rs = ctx.allgather(lambda: acc, step="svd tsqr")
+            fin = ctx.bcast_from(0, svd_k.finalize, Rs, False, step="svd of R")
         V = fin["rightSingularMatrix"] if self.rightSingularMatrix != "notRequired" else None
         return Result("svd_result", singularValues=fin["singularValues"], rightSingularMatrix=V,
                       leftSingularMatrix=U)

@@ -171,7 +171,10 @@ class kmeans(Algorithm):
         ``centroids`` (nClusters x features), ``assignments`` (n_local x 1
         int32, this rank's rows, or None), ``objectiveFunction`` (1 x 1, the
         sum of squared distances of rows to their centroid), ``nIterations``
-        (1 x 1 int32).
+        (1 x 1 int32, counted as distributed daal4py counts them: when the
+        centroids stop moving, the iteration that finds the objective
+        unchanged counts too, so it is scikit-learn's ``n_iter_ + 1``, at most
+        ``maxIterations``).
 
     Notes
     -----
@@ -247,8 +250,13 @@ class kmeans(Algorithm):
             raise InputError(f"inputCentroids differ between ranks ({detail} agree); every rank "
                              f"must pass the same initial centroids")
         rows = km_k.Rows(data, layout.offset)
+        info = {"fixed_point": False}
         centroids, objective, n_iter = km_k.lloyd(_RankTeam(ctx, rows), box["C"],
-                                                  self.maxIterations, self.accuracyThreshold)
+                                                  self.maxIterations, self.accuracyThreshold, info)
+        if info["fixed_point"]:
+            # daal4py counts the iteration that finds the objective unchanged (measured on
+            # daal4py 2024.7 distributed: one more than scikit-learn's n_iter_, at most maxIterations)
+            n_iter = min(n_iter + 1, self.maxIterations)
         assignments = rows.labels.reshape(-1, 1) if self._assign else None
         return Result("kmeans_result", centroids=centroids, assignments=assignments,
                       objectiveFunction=np.array([[objective]]),

@@ -6,7 +6,9 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from ..kernels import linear_model as lm_k
-from .algorithm import Algorithm, Result, check_choice, checked_partial, register, require_rows
+from ..kernels import tsqr
+from .algorithm import Algorithm, Result, check_choice, checked_partial, register
+from .streaming import Streaming, check_streaming
 
 __all__ = ["linear_regression_training", "linear_regression_prediction",
            "ridge_regression_training", "ridge_regression_prediction"]
@@ -32,7 +34,7 @@ def _r_is_finite(R) -> bool:
     return bool(np.all(np.isfinite(R)))
 
 
-class _RegressionTraining(Algorithm):
+class _RegressionTraining(Streaming, Algorithm):
     _tables = ("data", "dependentVariables")
     _model_kind = "linear_regression_model"
     # NaN/inf turn the cross products (or R) non-finite: no separate pass over the data.
@@ -53,6 +55,38 @@ class _RegressionTraining(Algorithm):
             beta = ctx.bcast_from(0, lm_k.solve_normal_equations, g, p, ridge, step="regression solve")
         return Result(self._result_kind, model=_model(beta, p, self.interceptFlag, self._model_kind))
 
+    # -- streaming=True: the same partials, merged chunk by chunk ----------------
+    def _qr_method(self) -> bool:
+        return getattr(self, "method", "normEqDense") == "qrDense"
+
+    def _stream_partial(self, data, dependentVariables):
+        names = ("data", "dependentVariables")
+        if self._qr_method():
+            return checked_partial(lm_k.qr_partial, _r_is_finite, names=names)(
+                data, dependentVariables, self.interceptFlag)
+        return checked_partial(lm_k.gram_partial, _gram_is_finite, names=names)(
+            data, dependentVariables, self.interceptFlag)
+
+    def _stream_merge(self, a, b):
+        if self._qr_method():
+            return tsqr.stack_qr([a, b])
+        return lm_k.gram_merge(a, b)
+
+    def _stream_result(self, ctx, total):
+        p = self._stream_ncols["data"]
+        self._check_streamed(p)
+        if self._qr_method():
+            beta = ctx.bcast_from(0, lm_k.solve_qr, [total], p, self.interceptFlag,
+                                  step="regression solve")
+        else:
+            ridge = getattr(self, "_lambda", None)
+            beta = ctx.bcast_from(0, lm_k.solve_normal_equations, total, p, ridge,
+                                  step="regression solve")
+        return Result(self._result_kind, model=_model(beta, p, self.interceptFlag, self._model_kind))
+
+    def _check_streamed(self, p):
+        """The one-call path's global checks, on the rows of every chunk."""
+
 
 @register
 class linear_regression_training(_RegressionTraining):
@@ -65,9 +99,13 @@ class linear_regression_training(_RegressionTraining):
         products of ``[1, X, Y]``; error grows like ``cond(X)**2``.
         ``qrDense``: a TSQR of ``[1, X, Y]``; error grows like ``cond(X)``
         -- use it for ill-conditioned designs.
-    interceptFlag : bool
+    interceptFlag : bool, default False
         Fit an intercept (``Beta[:, 0]``); otherwise ``Beta[:, 0] = 0``.
+        False by default, as daal4py (measured on daal4py 2024.7 and 2026.2).
     distributed : bool
+    streaming : bool
+        daal4py's online mode: ``compute(data, dependentVariables)`` per
+        chunk, then ``finalize()``.
 
     Notes
     -----
@@ -81,17 +119,24 @@ class linear_regression_training(_RegressionTraining):
 
     _result_kind = "linear_regression_training_result"
 
-    def __init__(self, method="normEqDense", interceptFlag=True, fptype="double", distributed=False):
+    def __init__(self, method="normEqDense", interceptFlag=False, fptype="double", distributed=False,
+                 streaming=False):
         super().__init__(distributed)
+        self.streaming = check_streaming(streaming)
         self.method = check_choice("method", method, ("normEqDense", "qrDense", "defaultDense"))
         self.interceptFlag = _check_flag("interceptFlag", interceptFlag)
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
     def _check_global(self, layout, extras):
-        p = layout.ncols["data"]
-        require_rows(layout, p + int(self.interceptFlag),
-                     f"linear_regression_training with {p} features"
-                     f"{' and an intercept' if self.interceptFlag else ''}")
+        self._check_streamed(layout.ncols["data"], layout.total)
+
+    def _check_streamed(self, p, total=None):
+        total = self._stream_rows if total is None else total
+        need = p + int(self.interceptFlag)
+        if total < need:
+            raise InputError(f"linear_regression_training with {p} features"
+                             f"{' and an intercept' if self.interceptFlag else ''} needs at least "
+                             f"{need} rows in total, got {total}")
 
     def _compute(self, ctx, layout, data, dependentVariables):
         return self._fit(ctx, layout, data, dependentVariables)
@@ -108,18 +153,22 @@ class ridge_regression_training(_RegressionTraining):
     ----------
     ridgeParameters : float or array-like of shape (r,) or (1, r)
         One value for every response, or one per response (>= 0).
-    interceptFlag : bool
+    interceptFlag : bool, default False
+        As daal4py; pass True for scikit-learn's default ``fit_intercept=True``.
     method : {"defaultDense"}
         Normal equations (one reduction of the cross products).
     distributed : bool
+    streaming : bool
+        ``compute(data, dependentVariables)`` per chunk, then ``finalize()``.
     """
 
     _result_kind = "ridge_regression_training_result"
     _model_kind = "ridge_regression_model"
 
-    def __init__(self, ridgeParameters=1.0, interceptFlag=True, method="defaultDense", fptype="double",
-                 distributed=False):
+    def __init__(self, ridgeParameters=1.0, interceptFlag=False, method="defaultDense", fptype="double",
+                 distributed=False, streaming=False):
         super().__init__(distributed)
+        self.streaming = check_streaming(streaming)
         try:
             lam = np.asarray(ridgeParameters, dtype=np.float64).ravel()
         except (TypeError, ValueError):
@@ -135,7 +184,12 @@ class ridge_regression_training(_RegressionTraining):
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
     def _check_global(self, layout, extras):
-        r = layout.ncols["dependentVariables"]
+        self._check_responses(layout.ncols["dependentVariables"])
+
+    def _check_streamed(self, p):
+        self._check_responses(self._stream_ncols["dependentVariables"])
+
+    def _check_responses(self, r):
         if self._lambda.size not in (1, r):
             raise ParameterError(f"ridgeParameters has {self._lambda.size} values but there are {r} "
                                  f"responses; give one value or one per response")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from ..kernels import covariance as cov_k
 from ..kernels import moments as mom_k
 from .algorithm import Algorithm, Result, check_choice, checked_partial, register
+from .streaming import Streaming, check_streaming
 
 __all__ = ["low_order_moments", "covariance"]
 
 
 @register
-class low_order_moments(Algorithm):
+class low_order_moments(Streaming, Algorithm):
     """Minimum, maximum, sums, mean, variance ... of every column (daal4py's names).
 
     Parameters
@@ -20,6 +21,9 @@ class low_order_moments(Algorithm):
         Accepted for daal4py compatibility.
     distributed : bool
         One collective computation over all ranks' rows.
+    streaming : bool
+        daal4py's online mode: ``compute(chunk)`` repeatedly, then
+        ``finalize()`` (see :mod:`clusterml.spmd.streaming`).
 
     Examples
     --------
@@ -30,8 +34,9 @@ class low_order_moments(Algorithm):
     """
 
     def __init__(self, estimatesToCompute="estimatesAll", method="defaultDense", fptype="double",
-                 distributed=False):
+                 distributed=False, streaming=False):
         super().__init__(distributed)
+        self.streaming = check_streaming(streaming)
         self.estimatesToCompute = check_choice("estimatesToCompute", estimatesToCompute, mom_k.ESTIMATES)
         self.method = check_choice("method", method, ("defaultDense", "fastCSR", "singlePassDense",
                                                       "sumDense"))
@@ -44,9 +49,18 @@ class low_order_moments(Algorithm):
         total = ctx.fold(partial, mom_k.merge, data, step="moments")
         return Result("low_order_moments_result", **mom_k.finalize(total, self.estimatesToCompute))
 
+    def _stream_partial(self, data):
+        return checked_partial(mom_k.partial, mom_k.is_finite)(data)
+
+    def _stream_merge(self, a, b):
+        return mom_k.merge(a, b)
+
+    def _stream_result(self, ctx, total):
+        return Result("low_order_moments_result", **mom_k.finalize(total, self.estimatesToCompute))
+
 
 @register
-class covariance(Algorithm):
+class covariance(Streaming, Algorithm):
     """Covariance or correlation matrix and the mean of every column.
 
     Parameters
@@ -55,6 +69,8 @@ class covariance(Algorithm):
         Both matrices are returned; this says which one daal4py would fill.
     method : {"defaultDense"}
     distributed : bool
+    streaming : bool
+        ``compute(chunk)`` repeatedly, then ``finalize()``.
 
     Notes
     -----
@@ -63,8 +79,9 @@ class covariance(Algorithm):
     """
 
     def __init__(self, outputMatrixType="covarianceMatrix", method="defaultDense", fptype="double",
-                 distributed=False):
+                 distributed=False, streaming=False):
         super().__init__(distributed)
+        self.streaming = check_streaming(streaming)
         self.outputMatrixType = check_choice("outputMatrixType", outputMatrixType,
                                              ("covarianceMatrix", "correlationMatrix"))
         self.method = check_choice("method", method, ("defaultDense", "singlePassDense", "sumDense",
@@ -76,4 +93,13 @@ class covariance(Algorithm):
     def _compute(self, ctx, layout, data):
         partial = checked_partial(cov_k.partial, cov_k.is_finite)
         total = ctx.fold(partial, cov_k.merge, data, step="covariance")
+        return Result("covariance_result", **cov_k.finalize(total))
+
+    def _stream_partial(self, data):
+        return checked_partial(cov_k.partial, cov_k.is_finite)(data)
+
+    def _stream_merge(self, a, b):
+        return cov_k.merge(a, b)
+
+    def _stream_result(self, ctx, total):
         return Result("covariance_result", **cov_k.finalize(total))

@@ -9,6 +9,7 @@ from ..kernels import naive_bayes as nb_k
 from ..kernels.blocks import iter_blocks
 from .algorithm import Algorithm, Result, check_choice, check_int, register
 from .inputs import OVERFLOW_LIMIT, check_finite
+from .streaming import Streaming, check_streaming
 
 __all__ = ["multinomial_naive_bayes_training", "multinomial_naive_bayes_prediction"]
 
@@ -57,7 +58,7 @@ def _vector(name, value, what):
 
 
 @register
-class multinomial_naive_bayes_training(Algorithm):
+class multinomial_naive_bayes_training(Streaming, Algorithm):
     """Multinomial naive Bayes for count data (daal4py's names).
 
     Parameters
@@ -69,12 +70,17 @@ class multinomial_naive_bayes_training(Algorithm):
     alpha : float or array-like of shape (p,) or (1, p), optional
         Additive smoothing per feature (> 0); default 1 for every feature.
     distributed : bool
+    streaming : bool
+        daal4py's online mode: ``compute(data, labels)`` per chunk, then
+        ``finalize()``.
 
     Notes
     -----
     ``compute(data, labels)``: data (n x p) non-negative counts, labels
     (n x 1).  Result field ``model`` with ``LogP`` (nClasses x 1),
-    ``LogTheta`` (nClasses x p), ``NumberOfClasses``, ``NumberOfFeatures``.
+    ``LogTheta`` (nClasses x p), ``AuxTable`` (nClasses x p: the per-class
+    feature totals ``N[c, j]``, as daal4py's), ``NFeatures`` (p, daal4py's
+    name), ``NumberOfClasses`` and ``NumberOfFeatures`` (p).
     Equals scikit-learn's ``MultinomialNB(alpha, fit_prior=False)`` (or
     ``class_prior=priorClassEstimates``).
     """
@@ -84,8 +90,9 @@ class multinomial_naive_bayes_training(Algorithm):
     _kernel_checks_finite = True
 
     def __init__(self, nClasses, priorClassEstimates=None, alpha=None, method="defaultDense",
-                 fptype="double", distributed=False):
+                 fptype="double", distributed=False, streaming=False):
         super().__init__(distributed)
+        self.streaming = check_streaming(streaming)
         self.nClasses = check_int("nClasses", nClasses, minimum=2)
         self.priorClassEstimates = priorClassEstimates
         self.alpha = alpha
@@ -116,19 +123,33 @@ class multinomial_naive_bayes_training(Algorithm):
             raise InputError("data or labels: invalid values")  # pragma: no cover - unreachable
         return counts
 
-    def _check_global(self, layout, extras):
-        p = layout.ncols["data"]
+    def _check_global(self, layout, extras, p=None):
+        p = layout.ncols["data"] if p is None else p
         if self._alpha is not None and self._alpha.size not in (1, p):
             raise ParameterError(f"alpha has {self._alpha.size} values but the data has {p} features; "
                                  f"give one value or one per feature")
 
     def _compute(self, ctx, layout, data, labels):
-        p = data.shape[1]
-        alpha = np.ones(p) if self._alpha is None else np.broadcast_to(self._alpha, (p,)).copy()
         counts = ctx.sum(self._partial, data, labels, step="naive bayes counts")
+        return self._result(counts)
+
+    def _stream_partial(self, data, labels):
+        return self._partial(data, labels)
+
+    def _stream_merge(self, a, b):
+        return a + b
+
+    def _stream_result(self, ctx, total):
+        self._check_global(None, {}, p=total.shape[1])
+        return self._result(total)
+
+    def _result(self, counts):
+        p = counts.shape[1]
+        alpha = np.ones(p) if self._alpha is None else np.broadcast_to(self._alpha, (p,)).copy()
         fields = nb_k.finalize(counts, alpha, self._priors)
         model = Result("multinomial_naive_bayes_model", LogP=fields["LogP"], LogTheta=fields["LogTheta"],
-                       NumberOfClasses=self.nClasses, NumberOfFeatures=p)
+                       AuxTable=counts, NFeatures=p, NumberOfClasses=self.nClasses,
+                       NumberOfFeatures=p)
         return Result("multinomial_naive_bayes_training_result", model=model)
 
 

@@ -52,8 +52,8 @@ ytr = cluster.scatter(y_train)
 Xte = cluster.scatter(X_test)
 
 # %%
-lin = cluster.linear_regression_training().compute(Xtr, ytr)
-lin_qr = cluster.linear_regression_training(method="qrDense").compute(Xtr, ytr)
+lin = cluster.linear_regression_training(interceptFlag=True).compute(Xtr, ytr)
+lin_qr = cluster.linear_regression_training(method="qrDense", interceptFlag=True).compute(Xtr, ytr)
 pd.DataFrame([lin.model.Beta[0], lin_qr.model.Beta[0], np.r_[intercept_true, beta_true]],
              index=["normEqDense", "qrDense", "true"],
              columns=["intercept"] + [f"x{j}" for j in range(n_features)]).round(4)
@@ -80,7 +80,7 @@ print(f"test RMSE {rmse:.4f} (noise standard deviation 1.0)")
 alphas = np.logspace(-1, 6, 15)
 ridge_betas = []
 for a in tqdm(alphas, desc="ridge sweep"):
-    ridge_betas.append(cluster.ridge_regression_training(ridgeParameters=a).compute(Xtr, ytr).model.Beta[0])
+    ridge_betas.append(cluster.ridge_regression_training(ridgeParameters=a, interceptFlag=True).compute(Xtr, ytr).model.Beta[0])
 ridge_betas = np.array(ridge_betas)
 
 fig, ax = plt.subplots(figsize=(6.5, 4))

@@ -40,6 +40,9 @@ CASES = {
         COUNTS, REGISTRY["multinomial_naive_bayes_training"](3).compute(COUNTS, LABELS).model)),
     "kmeans_init": ((3,), {"method": "plusPlusDense"}, lambda: (X,)),
     "kmeans": ((3,), {"maxIterations": 5}, lambda: (X, X[:3])),
+    "qr": ((), {}, lambda: (X,)),
+    "dbscan": ((2.0, 4), {"resultsToCompute": "computeCoreIndices|computeCoreObservations"},
+               lambda: (X,)),
 }
 SIGNLESS = {"eigenvectors", "rightSingularMatrix", "leftSingularMatrix"}
 LANDED = sorted(n for n in REGISTRY if not n.startswith("cmltest_"))
@@ -95,6 +98,8 @@ def test_parameters_checked_on_the_client(cluster):
         cluster.low_order_moments(estimatesToCompute="nope")
     with pytest.raises(cml.ParameterError, match="distributed"):
         cluster.covariance(distributed=True)
+    with pytest.raises(cml.ParameterError, match="streaming=True"):
+        cluster.low_order_moments(streaming=True)
     with pytest.raises(cml.ParameterError, match="unexpected input"):
         cluster.covariance().compute(X, labels=X)
     with pytest.raises(AttributeError, match="algorithms"):

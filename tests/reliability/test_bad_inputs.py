@@ -154,8 +154,8 @@ CATALOGUE = [
      lambda f: (X, Y), E_PAR, ["ridgeParameters has 2 values but there are 1 responses"]),
     ("svd with fewer rows than columns", "svd", (), {}, lambda f: (X[:2],), E_IN,
      ["needs at least 3 rows in total, got 2"]),
-    ("regression with too few rows", "linear_regression_training", (), {}, lambda f: (X[:3], Y[:3]),
-     E_IN, ["needs at least 4 rows in total, got 3"]),
+    ("regression with too few rows", "linear_regression_training", (), {"interceptFlag": True},
+     lambda f: (X[:3], Y[:3]), E_IN, ["needs at least 4 rows in total, got 3"]),
     ("too many inputs", "covariance", (), {}, lambda f: (X, X), E_PAR,
      ["takes 1 input(s)", "got 2"]),
 ]

@@ -49,7 +49,8 @@ def test_linear_regression_matches_lstsq(method, intercept):
 
 def test_single_response_as_1d_and_serial_prediction():
     X, Y = regression_data(r=1)
-    res = cml.linear_regression_training(distributed=True).compute(my_block(X), my_block(Y).ravel())
+    res = cml.linear_regression_training(interceptFlag=True, distributed=True).compute(
+        my_block(X), my_block(Y).ravel())
     mpi_assert(res.model.Beta.shape == (1, 5), f"{res.model.Beta.shape}")
     mine = my_block(X)
     local = cml.linear_regression_prediction().compute(mine, res.model) if len(mine) else None
@@ -72,7 +73,7 @@ def test_qr_is_far_more_accurate_than_normal_equations_when_ill_conditioned():
     X, Y, beta = ill_conditioned()
     err = {}
     for method in ("normEqDense", "qrDense"):
-        m = cml.linear_regression_training(method=method, distributed=True).compute(
+        m = cml.linear_regression_training(method=method, interceptFlag=True, distributed=True).compute(
             my_block(X), my_block(Y)).model
         err[method] = np.abs(m.Beta[:, 1:].T - beta).max()
     mpi_assert(err["qrDense"] < 1e-4 * np.abs(beta).max(), f"qr error {err}")
@@ -97,8 +98,9 @@ def test_ridge_matches_sklearn(alpha, intercept):
 def test_errors_on_every_rank():
     X, Y = regression_data(n=40)
     # 4 features + intercept need 5 rows; 4 rows in total.
-    expect_distributed_error(lambda: cml.linear_regression_training(distributed=True).compute(
-        my_block(X[:4]), my_block(Y[:4])), "at least 5 rows", cml.InputError)
+    expect_distributed_error(lambda: cml.linear_regression_training(
+        interceptFlag=True, distributed=True).compute(my_block(X[:4]), my_block(Y[:4])),
+        "at least 5 rows", cml.InputError)
     model = cml.linear_regression_training(distributed=True).compute(my_block(X), my_block(Y)).model
     expect_distributed_error(lambda: cml.linear_regression_prediction(distributed=True).compute(
         my_block(X[:, :3]), model), "model has 4 features but the data has 3", cml.InputError)
@@ -123,10 +125,10 @@ def test_errors_on_every_rank():
     # flag, in the data and in the responses, names the table, the local row and column.
     counts = world().allgather(len(my_block(X)))
     last = max(r for r, c in enumerate(counts) if c)
-    trainers = [lambda: cml.linear_regression_training(distributed=True),
+    trainers = [lambda: cml.linear_regression_training(interceptFlag=True, distributed=True),
                 lambda: cml.linear_regression_training(method="qrDense", distributed=True),
                 lambda: cml.linear_regression_training(interceptFlag=False, distributed=True),
-                lambda: cml.ridge_regression_training(distributed=True)]
+                lambda: cml.ridge_regression_training(interceptFlag=True, distributed=True)]
     for make in trainers:
         for table, value in (("data", np.nan), ("data", -np.inf), ("dependentVariables", np.inf)):
             Xr, Yr = my_block(X).copy(), my_block(Y).copy()

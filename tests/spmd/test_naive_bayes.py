@@ -32,6 +32,9 @@ def test_training_matches_sklearn(alpha, prior):
     mpi_assert(res.model.LogP.shape == (3, 1) and res.model.LogTheta.shape == (3, 7), "shapes")
     mpi_allclose(res.model.LogTheta, ref.feature_log_prob_, rtol=1e-12, what="LogTheta")
     mpi_allclose(res.model.LogP.ravel(), ref.class_log_prior_, rtol=1e-12, what="LogP")
+    # daal4py's model also carries the per-class feature totals and the feature count
+    mpi_allclose(res.model.AuxTable, ref.feature_count_, rtol=0, atol=0, what="AuxTable")
+    mpi_assert(res.model.NFeatures == 7 and res.model.AuxTable.shape == (3, 7), "NFeatures")
     same_on_every_rank(res.model, "naive Bayes model")
 
 
