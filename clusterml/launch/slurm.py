@@ -815,19 +815,18 @@ def interface_address(interface: str) -> str:
     ValueError
         If the interface does not exist or has no IPv4 address.
     """
-    import fcntl
     import socket
-    import struct
 
-    SIOCGIFADDR = 0x8915
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            packed = fcntl.ioctl(
-                s.fileno(), SIOCGIFADDR, struct.pack("256s", interface.encode()[:15])
-            )
-        except OSError as e:
-            raise ValueError(f"interface {interface!r}: no IPv4 address ({e})") from e
-    return socket.inet_ntoa(packed[20:24])
+    import psutil
+
+    addrs = psutil.net_if_addrs().get(interface)
+    if addrs is None:
+        raise ValueError(f"interface {interface!r}: no such interface "
+                         f"(there are: {', '.join(sorted(psutil.net_if_addrs()))})")
+    for a in addrs:
+        if a.family == socket.AF_INET:
+            return a.address
+    raise ValueError(f"interface {interface!r}: no IPv4 address")
 
 
 def _shipped_templates() -> dict[str, str]:
