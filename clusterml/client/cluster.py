@@ -537,7 +537,7 @@ class Cluster:
     """
 
     def __init__(self, n: int | None = None, profile: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, start_timeout: float = DEFAULT_START_TIMEOUT,
+                 timeout: float = DEFAULT_TIMEOUT, start_timeout: float | None = None,
                  engine_env: dict | None = None, mpiexec: str | None = None,
                  mpi_args: list | None = None, start: bool = True, **launcher_settings):
         if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
@@ -545,7 +545,8 @@ class Cluster:
         self.n = None if n is None else int(n)
         self.profile = profile
         self.timeout = float(timeout)
-        self.start_timeout = float(start_timeout)
+        # None: the profile's engine_timeout (e.g. 300 s in clusterml-slurm, queue time included)
+        self.start_timeout = None if start_timeout is None else float(start_timeout)
         self.engine_env = dict(engine_env or {})
         self.mpiexec = mpiexec
         self.mpi_args = list(mpi_args or [])
@@ -568,7 +569,7 @@ class Cluster:
     @classmethod
     def connect(cls, profile: str | None = None, cluster_id: str | None = None, *,
                 n: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-                start_timeout: float = DEFAULT_START_TIMEOUT) -> "Cluster":
+                start_timeout: float | None = None) -> "Cluster":
         """Attach to a running cluster (``ipcluster start`` or another :class:`Cluster`).
 
         Parameters
@@ -629,12 +630,16 @@ class Cluster:
 
         cfg = Config(config) if config is not None else Config()
         if self.profile is None:
-            kw.setdefault("engines", "mpi")
+            kw.setdefault("engines", "clusterml-mpi")
             kw.setdefault("controller_ip", "127.0.0.1")
             kw.setdefault("load_profile", False)
+            kw.setdefault("engine_timeout", int(DEFAULT_START_TIMEOUT))
+            # a local cluster listens on loopback only: keep MPI's own transports there too
+            cfg.ClusterMLMPIEngineSetLauncher.loopback_only = True
+        if self.start_timeout is not None:
+            kw["engine_timeout"] = int(self.start_timeout)  # else the profile's own
         kw.setdefault("log_level", logging.WARNING)
-        self._ipp = ipp.Cluster(profile_dir=pdir, n=self.n, config=cfg, shutdown_atexit=False,
-                                engine_timeout=int(self.start_timeout), **kw)
+        self._ipp = ipp.Cluster(profile_dir=pdir, n=self.n, config=cfg, shutdown_atexit=False, **kw)
         _check_batch_values(self._ipp)
         # The mpiexec of mpi4py's MPI, unless the user or the profile chose one.
         if issubclass(self._ipp.engine_launcher_class, ipp.cluster.launcher.MPILauncher):
@@ -651,50 +656,34 @@ class Cluster:
         with _LIVE_LOCK:
             _LIVE.add(self)
         t0 = time.monotonic()
-        progress = _Progress(self.n, "starting MPI engines")
-        progress.update(0, "controller")
         try:
             self._ipp.start_controller_sync()
             self._write_record()
-            env = dict(self.engine_env)
-            if self.profile is None:
-                # a local cluster listens on loopback only: keep MPI's own transports there too
-                env = {**LOOPBACK_MPI_ENV, **env}
-            self._ipp.start_engines_sync(self.n, environment=env)
+            self._ipp.start_engines_sync(self.n, environment=dict(self.engine_env))
             self._write_record()
             self._cluster_file = self._ipp.cluster_file
-            self._connect(progress=progress, t0=t0)
+            self._connect(t0=t0)
         except BaseException:
-            progress.close()
             self._teardown()
             raise
-        progress.close(f"{self.n} MPI engines ready in {time.monotonic() - t0:.1f} s "
-                       f"(cluster {self.cluster_id})")
         return self
 
-    def _connect(self, progress=None, t0=None):
+    def _engine_timeout(self) -> float:
+        if self.start_timeout is not None:
+            return self.start_timeout
+        return float(getattr(self._ipp, "engine_timeout", 0) or DEFAULT_START_TIMEOUT)
+
+    def _connect(self, t0=None):
+        from ..launch.wait import wait_for_engines
+
         t0 = t0 or time.monotonic()
         self._client = self._ipp.connect_client_sync()
-        want = self.n
-        deadline = t0 + self.start_timeout
-        while True:
-            have = len(self._client.ids)
-            if want is None and have:
-                want = self.n = have
-            if progress is not None:
-                progress.update(have, f"{time.monotonic() - t0:.0f} s")
-            if want is not None and have >= want:
-                break
-            dead = self._launcher_exit()
-            if dead is not None:
-                raise EngineError(f"the engines stopped while starting ({dead}); "
-                                  f"{have} of {want} had registered\n{self._launcher_output()}")
-            if time.monotonic() > deadline:
-                raise ClusterTimeoutError(
-                    f"{have} of {want} engines registered after {self.start_timeout:.0f} s "
-                    f"(profile {self.profile or DEFAULT_PROFILE}, cluster {self.cluster_id}); "
-                    f"{self._launcher_state()}")
-            time.sleep(_POLL)
+        if self.n is None:
+            self.n = len(self._client.ids)
+            if not self.n:
+                raise EngineError(f"no engines registered in cluster {self.cluster_id!r}; pass n=")
+        wait_for_engines(self._ipp, self._client, self.n, self._engine_timeout(), started=t0,
+                         what=f"cluster {self.cluster_id} of profile {self.profile or DEFAULT_PROFILE}")
         ids = sorted(self._client.ids)
         self._view = self._client[ids]
         self._view.block = True
@@ -705,7 +694,7 @@ class Cluster:
 
     def _setup(self):
         ar = self._view.apply_async(Entry("setup"))
-        infos = self._wait(ar, self.start_timeout, "engine setup (clusterml.init)")
+        infos = self._wait(ar, self._engine_timeout(), "engine setup (clusterml.init)")
         ids = list(ar.engine_id)
         problems = []
         sizes = sorted({i["size"] for i in infos})

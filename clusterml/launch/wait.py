@@ -1,0 +1,127 @@
+"""The one wait for engines to register, shared by ``cml.Cluster`` and ``clusterml start``.
+
+It asks nothing of Slurm itself: the engine launchers do (see
+:mod:`clusterml.launch.launchers`) and tell ipyparallel when their job ended
+or can never run (``state == "after"`` with ``stop_data``).  This wait only
+reads that state, the registered engine ids and the launcher's status text,
+shows them with tqdm (a widget in a notebook, a bar on a terminal's stderr,
+nothing on a pipe) and raises :class:`clusterml.ClusterStartError` with the
+job state, the engine log tail, the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import psutil
+
+from ..errors import ClusterStartError, ClusterStartTimeoutError
+from .diagnose import start_error_text
+
+__all__ = ["wait_for_engines", "launcher_status", "launcher_stopped"]
+
+_POLL = 0.1
+
+
+def launcher_status(cluster) -> str:
+    """What the engine launchers are doing, e.g. ``Slurm job 812 PENDING (Resources)``."""
+    texts = []
+    for es in cluster.engines.values():
+        status = getattr(es, "status_text", None)
+        texts.append(status() if status else f"{type(es).__name__} {es.state}")
+    return "; ".join(texts) or "no engine launcher"
+
+
+def launcher_stopped(cluster) -> dict | None:
+    """The stop data of an engine launcher that ended, or None while all run."""
+    for es in cluster.engines.values():
+        if es.state == "after":
+            return dict(es.stop_data or {}) or {"cause": "the engine launcher stopped"}
+        proc = getattr(es, "process", None)  # local launchers: ipyparallel notices on its loop only
+        if proc is not None:
+            try:
+                gone = not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                gone = True
+            if gone:
+                text = ""
+                try:
+                    text = es.get_output(remove=False) or ""
+                except Exception:  # the output is a courtesy
+                    pass
+                return {"output": "\n".join(text.splitlines()[-15:]),
+                        "cause": f"{es.args[0] if es.args else 'the engine launcher'} (pid {proc.pid}) "
+                                 f"exited before all engines registered",
+                        "fix": "read the engine log above; clusterml doctor checks MPI and mpiexec"}
+    return None
+
+
+def _bar(n: int, desc: str):
+    from ipyparallel.util import progress
+
+    try:
+        from IPython import get_ipython
+
+        kernel = getattr(get_ipython(), "kernel", None) is not None
+    except ImportError:  # pragma: no cover
+        kernel = False
+    tty = getattr(sys.stderr, "isatty", lambda: False)()
+    return progress(total=n, unit="engine", desc=desc, file=None if kernel else sys.stderr,
+                    disable=not (kernel or tty), leave=kernel)
+
+
+def wait_for_engines(cluster, client, n: int, timeout: float, *, started: float | None = None,
+                     what: str = "cluster") -> list[int]:
+    """Wait until ``n`` engines registered with ``client``; fail as soon as the launcher ended.
+
+    Parameters
+    ----------
+    cluster : ipyparallel.Cluster
+        Whose engine launchers are watched.
+    client : ipyparallel.Client
+    n : int
+    timeout : float
+        Seconds from ``started`` (queue time included).
+    started : float, optional
+        ``time.monotonic()`` of the start (default now).
+    what : str
+        Named in messages (``"cluster abc of profile clusterml-slurm"``).
+
+    Returns
+    -------
+    list of int
+        The registered engine ids.
+
+    Raises
+    ------
+    ClusterStartError
+        The engines' job ended or can never run (within a poll of the launcher).
+    ClusterStartTimeoutError
+        ``timeout`` ran out; the message says what the launcher was doing.
+    """
+    t0 = time.monotonic() if started is None else started
+    bar = _bar(n, "engines")
+    try:
+        while True:
+            have = len(client.ids)
+            elapsed = time.monotonic() - t0
+            bar.update(have - bar.n)
+            bar.set_postfix_str(f"{launcher_status(cluster)}, {elapsed:.0f} s", refresh=True)
+            if have >= n:
+                return sorted(client.ids)
+            stopped = launcher_stopped(cluster)
+            if stopped is not None:
+                raise ClusterStartError(start_error_text(
+                    f"{what}: {have} of {n} engines registered after {elapsed:.0f} s; the engines "
+                    f"stopped", stopped))
+            if elapsed > timeout:
+                facts = {"slurm": launcher_status(cluster),
+                         "cause": f"the engines did not register within {timeout:.0f} s",
+                         "fix": "a longer engine_timeout (clusterml profile set NAME engine_timeout=...) "
+                                "or a shorter queue"}
+                raise ClusterStartTimeoutError(start_error_text(
+                    f"{what}: {have} of {n} engines registered after {elapsed:.0f} s", facts))
+            time.sleep(_POLL)
+    finally:
+        bar.close()
