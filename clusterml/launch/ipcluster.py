@@ -524,8 +524,11 @@ def start(
                 else f"starting the engines failed: {e}"
             ) from None
         client = cluster.connect_client_sync()
-        remaining = max(1.0, timeout - (time.monotonic() - t0))
-        ids = wait_for_engines(client, n, remaining, cluster=cluster, progress=progress, started_at=t0)
+        from .wait import wait_for_engines as _wait_for_launchers
+
+        ids = _wait_for_launchers(cluster, client, n, timeout, started=t0,
+                                  what=f"cluster {cluster_id!r} of profile {profile}",
+                                  show=progress is not None)
         seconds = time.monotonic() - t0
         if check_world:
             _check_one_world(client, n)

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 
 from ipyparallel.cluster.launcher import (MPIEngineSetLauncher, SlurmControllerLauncher,
@@ -27,6 +28,7 @@ from ipyparallel.cluster.launcher import (MPIEngineSetLauncher, SlurmControllerL
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from ..errors import ClusterStartError
 from . import diagnose
 from . import slurm as S
 
@@ -111,8 +113,21 @@ class _SlurmWatched:
         self.batch_template = self._rendered = render(settings)
         return super().write_batch_script(n)
 
+    def _run_command(self, command, **kwargs):
+        # sbatch's refusal goes to stderr: keep it for the error message
+        return super()._run_command(command, stderr=subprocess.STDOUT, **kwargs)
+
     def start(self, n=1):
-        job_id = super().start(n) if not self._controller else super().start()
+        try:
+            job_id = super().start(n) if not self._controller else super().start()
+        except subprocess.CalledProcessError as exc:
+            kind = "controller" if self._controller else "engines"
+            said = (exc.output or b"").decode("utf8", "replace").strip()
+            raise ClusterStartError(diagnose.start_error_text(
+                f"the {kind} job was refused by Slurm: {said}",
+                {"cause": f"Slurm refused the request ({' '.join(map(str, exc.cmd))})",
+                 "fix": "change the request: clusterml profile set NAME nodes=... cpus_per_task=... "
+                        "queue=... timelimit=... (see sinfo)"})) from None
         self._watch = threading.Thread(target=self._watch_job, name=f"slurm-watch-{job_id}",
                                        daemon=True)
         self._watch.start()

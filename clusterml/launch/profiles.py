@@ -214,9 +214,10 @@ def _check(name: str, config: dict) -> None:
 
     try:
         if name == "clusterml-slurm":
-            ClusterMLSlurmEngineSetLauncher(config=cfg).slurm_settings()
+            quiet = dict(config=cfg, output_file=os.devnull)  # no log folder in the cwd
+            ClusterMLSlurmEngineSetLauncher(**quiet).slurm_settings()
             if ctl.get("controller_launcher_class") == "clusterml-slurm":
-                ClusterMLSlurmControllerLauncher(config=cfg).slurm_settings(controller=True)
+                ClusterMLSlurmControllerLauncher(**quiet).slurm_settings(controller=True)
         else:
             launcher = ClusterMLMPIEngineSetLauncher(config=cfg)
             for a in list(launcher.mpi_cmd) + list(launcher.mpi_args):

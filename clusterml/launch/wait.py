@@ -57,7 +57,7 @@ def launcher_stopped(cluster) -> dict | None:
     return None
 
 
-def _bar(n: int, desc: str):
+def _bar(n: int, desc: str, show: bool | None):
     from ipyparallel.util import progress
 
     try:
@@ -67,12 +67,14 @@ def _bar(n: int, desc: str):
     except ImportError:  # pragma: no cover
         kernel = False
     tty = getattr(sys.stderr, "isatty", lambda: False)()
+    if show is None:
+        show = kernel or tty
     return progress(total=n, unit="engine", desc=desc, file=None if kernel else sys.stderr,
-                    disable=not (kernel or tty), leave=kernel)
+                    disable=not show, leave=kernel, mininterval=0.5)
 
 
 def wait_for_engines(cluster, client, n: int, timeout: float, *, started: float | None = None,
-                     what: str = "cluster") -> list[int]:
+                     what: str = "cluster", show: bool | None = None) -> list[int]:
     """Wait until ``n`` engines registered with ``client``; fail as soon as the launcher ended.
 
     Parameters
@@ -87,6 +89,8 @@ def wait_for_engines(cluster, client, n: int, timeout: float, *, started: float 
         ``time.monotonic()`` of the start (default now).
     what : str
         Named in messages (``"cluster abc of profile clusterml-slurm"``).
+    show : bool, optional
+        Show the progress bar; default in a notebook kernel or on a terminal.
 
     Returns
     -------
@@ -101,7 +105,7 @@ def wait_for_engines(cluster, client, n: int, timeout: float, *, started: float 
         ``timeout`` ran out; the message says what the launcher was doing.
     """
     t0 = time.monotonic() if started is None else started
-    bar = _bar(n, "engines")
+    bar = _bar(n, "engines", show)
     try:
         while True:
             have = len(client.ids)
