@@ -105,13 +105,18 @@ def wait_for_engines(cluster, client, n: int, timeout: float, *, started: float 
         ``timeout`` ran out; the message says what the launcher was doing.
     """
     t0 = time.monotonic() if started is None else started
-    bar = _bar(n, "engines", show)
+    bar = _bar(n, "engines registered", show)
+    shown = None
     try:
         while True:
             have = len(client.ids)
             elapsed = time.monotonic() - t0
-            bar.update(have - bar.n)
-            bar.set_postfix_str(f"{launcher_status(cluster)}, {elapsed:.0f} s", refresh=True)
+            status = launcher_status(cluster)
+            if have != bar.n or status != shown:  # draw news only (a pipe gets one line each)
+                shown = status
+                bar.set_postfix_str(status, refresh=False)
+                bar.update(have - bar.n)
+                bar.refresh()
             if have >= n:
                 return sorted(client.ids)
             stopped = launcher_stopped(cluster)

@@ -132,6 +132,7 @@ def test_request_that_cannot_fit_fails_fast_with_slurms_reason(live_slurm, env, 
     took = time.monotonic() - t0
     assert r.returncode == 1, r.stdout + r.stderr
     assert "clusterml: error: cluster not started: the engines job was refused" in r.stderr, r.stderr
+    assert "\ncause: " in r.stderr and "\nfix: " in r.stderr, r.stderr
     assert "More processors requested than permitted" in r.stderr.split("cluster not started")[1], r.stderr
     assert took < 60, took
     pdir = ipython_dir / "profile_clusterml-slurm"
@@ -157,13 +158,14 @@ def test_wait_in_queue_shows_reason_and_times_out_with_it(live_slurm, env, ipyth
         S.scancel(hog.job_id)
     assert r.returncode == 1, r.stdout + r.stderr
     err = r.stderr
-    # the status line told the job and its pending reason while waiting ...
-    assert "0/2 engines registered" in err and "is PENDING (Resources)" in err, err
+    # the progress bar told the job and its pending reason while waiting ...
+    assert "0/2" in err and " PENDING (Resources)" in err, err
     # ... and the failure says the same facts, not a bare timeout
     msg = err.split("cluster not started: ")[1]
-    assert msg.startswith("0 of 2 engines registered after 1"), msg
+    assert "0 of 2 engines registered after 1" in msg.splitlines()[0], msg
     engines_job = msg.split("Slurm job ")[1].split()[0]
-    assert f"Slurm job {engines_job} is PENDING (Resources)" in msg, msg
+    assert f"\nSlurm job {engines_job} PENDING (Resources)\n" in msg, msg
+    assert "\ncause: " in msg and "\nfix: " in msg, msg
     assert engines_job != hog.job_id
     pdir = ipython_dir / "profile_clusterml-slurm"
     wait_nothing_left(pdir)  # the engines job was cancelled, the controller stopped
