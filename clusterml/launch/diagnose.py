@@ -85,15 +85,30 @@ def _nodes(job_id: str) -> str:
     return nodes if nodes and nodes != "(null)" else "the compute node"
 
 
+def _pending_cause(reason: str, profile: str) -> tuple[str, str]:
+    if reason.startswith("Dependency"):
+        return (f"Slurm can never run this request ({reason}): it depends on a job that failed or "
+                f"was cancelled", f"remove the --dependency option: clusterml profile set {profile} "
+                f"extra_sbatch=[...]")
+    if reason in ("InvalidAccount", "InvalidQOS"):
+        return (f"Slurm can never run this request ({reason}): the account or QOS is not valid for you",
+                f"clusterml profile set {profile} account=<yours> qos=<yours> (sacctmgr show assoc user=$USER)")
+    if reason.startswith(("Assoc", "QOS")):
+        return (f"Slurm will not run this request now ({reason}): a limit of your account or QOS is "
+                f"reached", "cancel other jobs of yours, or ask for fewer nodes/CPUs/time")
+    if reason in ("ReqNodeNotAvail", "NodeDown", "PartitionDown", "PartitionInactive"):
+        return (f"Slurm cannot run this request ({reason}): its nodes or partition are down, drained "
+                f"or reserved", f"clusterml profile set {profile} queue=<another partition> (see sinfo)")
+    return (f"Slurm can never run this request ({reason}): it asks for more nodes, CPUs, time or "
+            f"another partition than is allowed", f"clusterml profile set {profile} queue=<partition> "
+            f"nodes=<n> timelimit=<time> (see sinfo and scontrol show partition)")
+
+
 def _cause(launcher, info, tail: list[str]) -> tuple[str, str]:
     profile = os.path.basename(launcher.profile_dir or "").removeprefix("profile_") or "clusterml-slurm"
     text = "\n".join(tail)
     if info is not None and info.state.startswith("PENDING"):
-        reason = _reason(info)
-        return (f"Slurm can never run this request ({reason}): it asks for more nodes, CPUs, time "
-                f"or another partition/account/QOS than is allowed",
-                f"clusterml profile set {profile} queue=<partition> nodes=<n> timelimit=<time> "
-                f"(see sinfo and scontrol show partition)")
+        return _pending_cause(_reason(info), profile)
     if "Registration timed out" in text or "registration" in text.lower() and "timed out" in text:
         where = _controller_address(launcher.profile_dir, launcher.cluster_id)
         return (f"controller address {where} is not reachable from {_nodes(launcher.job_id)}",
