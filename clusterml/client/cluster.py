@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
@@ -42,6 +41,9 @@ import psutil
 
 from .. import __version__
 from .. import errors as _errors
+from ..launch.lifecycle import list_clusters, stop_all, stop_cluster
+from ..launch.records import (_alive, _check_batch_values, _kill_all, _owner_only, _proc_key,
+                              _profile_dir, _record_path, _tree)
 from ..errors import (ClusterTimeoutError, ComputeError, DistributedError, EngineError,
                       InconsistentResultError, InputError, ParameterError)
 from ..spmd import REGISTRY
@@ -70,20 +72,13 @@ _LIVE_LOCK = threading.Lock()
 
 
 def default_mpiexec() -> str:
-    """The ``mpiexec`` next to this interpreter (it belongs to the MPI mpi4py uses).
+    """The ``mpiexec`` next to this interpreter (it belongs to the MPI mpi4py uses)."""
+    from ..launch.mpi import which_mpiexec
 
-    A different ``mpiexec`` found first on PATH (say Open MPI's while mpi4py
-    loads MPICH) makes every engine die at start; only fall back to PATH when
-    the interpreter has none next to it.
-    """
-    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    if os.path.exists(cand):
-        return cand
-    found = shutil.which("mpiexec")
-    if found is None:
-        raise EngineError("no mpiexec next to %s nor on PATH; install the MPI mpi4py uses "
-                          "(pip install mpich) or pass mpiexec=..." % sys.executable)
-    return found
+    try:
+        return which_mpiexec()
+    except FileNotFoundError as exc:
+        raise EngineError(f"{exc}, or pass mpiexec=...") from None
 
 
 # --------------------------------------------------------------------------
@@ -241,249 +236,6 @@ class RemoteAlgorithm:
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"<{self._cluster!r}.{self.name}({params})>"
-
-
-# --------------------------------------------------------------------------
-# Records of running clusters (so a SIGKILLed kernel leaves nothing behind)
-
-
-def _proc_key(p: psutil.Process) -> dict:
-    try:
-        return {"pid": p.pid, "create_time": p.create_time(), "name": " ".join(p.cmdline()[:3])[:200]}
-    except psutil.Error:
-        return {"pid": p.pid, "create_time": None, "name": "?"}
-
-
-def _alive(rec: dict) -> psutil.Process | None:
-    """The process of a record, if it still runs (and is the same process, not a reused pid)."""
-    try:
-        p = psutil.Process(rec["pid"])
-        if rec.get("create_time") is not None and abs(p.create_time() - rec["create_time"]) > 1e-3:
-            return None
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return p
-    except psutil.Error:
-        return None
-
-
-def _tree(pid: int) -> list:
-    try:
-        p = psutil.Process(pid)
-        return [p] + p.children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _kill_all(procs, grace: float = 3.0) -> list:
-    """TERM, wait up to ``grace``, KILL what is left; return what was still running."""
-    procs = [p for p in procs if p is not None]
-    survivors = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                survivors.append(p)
-        except psutil.Error:
-            pass
-    for p in survivors:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    _, still = psutil.wait_procs(survivors, timeout=grace)
-    for p in still:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(still, timeout=grace)
-    return survivors
-
-
-#: Engine environment of the embedded local cluster: MPI's transports (UCX, libfabric,
-#: Open MPI) bind to loopback, not to every interface.  (MPICH's mpiexec itself still
-#: listens on all interfaces for its own control connection; see docs/reliability.md.)
-LOOPBACK_MPI_ENV = {"UCX_NET_DEVICES": "lo", "FI_TCP_IFACE": "lo", "FI_SOCKETS_IFACE": "lo",
-                    "OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_oob_tcp_if_include": "lo"}
-
-
-def _owner_only(path: str) -> None:
-    """Make a cluster folder (a profile: connection files, logs, job scripts) 0700."""
-    try:
-        if os.stat(path).st_uid == os.getuid():
-            os.chmod(path, 0o700)
-    except OSError as exc:  # not ours to change: leave it, the security/ folder is 0700 anyway
-        log.debug("could not chmod %s: %r", path, exc)
-
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _check_batch_values(ipc) -> None:
-    """Refuse a cluster id or profile folder that would break out of a batch script.
-
-    ipyparallel substitutes both raw into the job script (``--job-name``, ``--output``),
-    so a newline or a quote there would add #SBATCH lines or shell commands.
-    """
-    import ipyparallel as ipp
-
-    batch = (ipp.cluster.launcher.BatchSystemLauncher,)
-    if not any(issubclass(c, batch) for c in (ipc.engine_launcher_class, ipc.controller_launcher_class)):
-        return
-    if not _SAFE_ID.match(ipc.cluster_id):
-        raise ParameterError(f"cluster_id={ipc.cluster_id!r} goes into the batch script: use letters, "
-                             f"digits, '_', '.' and '-' only")
-    if re.search(r'[\x00-\x1f\x7f"\\]', ipc.profile_dir):
-        raise ParameterError(f"profile folder {ipc.profile_dir!r} goes into the batch script "
-                             f"(--output): it must not contain quotes, backslashes or newlines")
-
-
-def _record_path(profile_dir: str, cluster_id: str) -> str:
-    return os.path.join(profile_dir, "security", f"clusterml-{cluster_id}.json")
-
-
-def _profile_dir(profile: str | None, create: bool = True) -> str:
-    from IPython.core.profiledir import ProfileDir, ProfileDirError
-    from IPython.paths import get_ipython_dir
-
-    name = profile or DEFAULT_PROFILE
-    if os.path.isabs(name) or os.sep in name:
-        return os.path.abspath(name)
-    try:
-        return ProfileDir.find_profile_dir_by_name(get_ipython_dir(), name).location
-    except ProfileDirError:
-        if not create:
-            raise
-        return ProfileDir.create_profile_dir_by_name(get_ipython_dir(), name).location
-
-
-def list_clusters(profile: str | None = None) -> list[dict]:
-    """Clusters recorded in a profile (ipyparallel's cluster files and clusterml's records).
-
-    Parameters
-    ----------
-    profile : str, optional
-        Profile name or directory; default ``clusterml-local``.
-
-    Returns
-    -------
-    list of dict
-        ``cluster_id``, ``profile_dir``, ``cluster_file``, ``controller_pid``,
-        ``engines`` (per engine set: launcher class, n, pid), ``owner_pid``,
-        ``owner_alive``, ``running`` (any recorded process still alive).
-    """
-    try:
-        pdir = _profile_dir(profile, create=False)
-    except Exception:
-        return []
-    out = {}
-    for cf in sorted(glob.glob(os.path.join(pdir, "security", "cluster-*.json"))):
-        cid = os.path.basename(cf)[len("cluster-"):-len(".json")]
-        try:
-            with open(cf) as fh:
-                d = json.load(fh)
-        except (OSError, ValueError):
-            d = {}
-        ctrl = (d.get("controller") or {}).get("state") or {}
-        sets = ((d.get("engines") or {}).get("sets") or {})
-        out[cid] = {
-            "cluster_id": cid, "profile_dir": pdir, "cluster_file": cf,
-            "controller_pid": ctrl.get("pid"),
-            "engines": {k: {"class": (d.get("engines") or {}).get("class"), "n": v.get("n"),
-                            "pid": v.get("pid")} for k, v in sets.items()},
-            "owner_pid": None, "owner_alive": None, "running": False,
-        }
-        pids = [ctrl.get("pid")] + [v.get("pid") for v in sets.values()]
-        out[cid]["running"] = any(p and psutil.pid_exists(p) for p in pids)
-    for rf in sorted(glob.glob(os.path.join(pdir, "security", "clusterml-*.json"))):
-        try:
-            with open(rf) as fh:
-                rec = json.load(fh)
-        except (OSError, ValueError):
-            continue
-        cid = rec.get("cluster_id", os.path.basename(rf)[len("clusterml-"):-len(".json")])
-        entry = out.setdefault(cid, {"cluster_id": cid, "profile_dir": pdir, "cluster_file": None,
-                                     "controller_pid": None, "engines": {}, "running": False})
-        entry["record"] = rf
-        entry["owner_pid"] = rec.get("owner", {}).get("pid")
-        entry["owner_alive"] = _alive(rec.get("owner", {})) is not None if rec.get("owner") else None
-        entry["running"] = entry["running"] or any(_alive(r) for r in rec.get("processes", []))
-    return list(out.values())
-
-
-def _stop_recorded(entry: dict) -> int:
-    """Stop one recorded cluster: ipyparallel's launchers, then every recorded process."""
-    procs = []
-    rec = {}
-    if entry.get("record"):
-        try:
-            with open(entry["record"]) as fh:
-                rec = json.load(fh)
-        except (OSError, ValueError):
-            rec = {}
-    for r in rec.get("processes", []):
-        p = _alive(r)
-        if p is not None:
-            procs += _tree(p.pid)
-    for pid in [entry.get("controller_pid")] + [e.get("pid") for e in entry.get("engines", {}).values()]:
-        if pid:
-            procs += _tree(pid)
-    if entry.get("cluster_file") and os.path.exists(entry["cluster_file"]):
-        try:
-            import ipyparallel as ipp
-
-            c = ipp.Cluster.from_file(entry["cluster_file"], log=log)
-            c.shutdown_atexit = False
-            c.stop_cluster_sync()
-        except Exception as exc:  # a broken record must not stop the clean-up
-            log.debug("stopping %s via ipyparallel failed: %r", entry["cluster_file"], exc)
-    seen, uniq = set(), []
-    for p in procs:
-        if p.pid not in seen and p.pid != os.getpid():
-            seen.add(p.pid)
-            uniq.append(p)
-    killed = _kill_all(uniq)
-    for f in (entry.get("cluster_file"), entry.get("record")):
-        if f:
-            try:
-                os.remove(f)
-            except FileNotFoundError:
-                pass
-    pdir = entry.get("profile_dir")
-    cid = entry.get("cluster_id")
-    if pdir and cid is not None:
-        for f in glob.glob(os.path.join(pdir, "security", f"ipcontroller-{cid}-*.json")):
-            try:
-                os.remove(f)
-            except FileNotFoundError:
-                pass
-    return len(killed)
-
-
-def stop_all(profile: str | None = None, only_orphans: bool = False) -> list[str]:
-    """Stop every cluster recorded for a profile (what ``clusterml stop --all`` runs).
-
-    Parameters
-    ----------
-    profile : str, optional
-        Profile name or directory; default ``clusterml-local``.
-    only_orphans : bool
-        Only clusters started by a :class:`Cluster` whose process is gone
-        (a kernel killed with SIGKILL); clusters of live notebooks and of
-        ``ipcluster start`` are left alone.
-
-    Returns
-    -------
-    list of str
-        The ids of the clusters that were stopped.
-    """
-    stopped = []
-    for entry in list_clusters(profile):
-        if only_orphans and entry.get("owner_alive") is not False:
-            continue
-        _stop_recorded(entry)
-        stopped.append(entry["cluster_id"])
-    return stopped
 
 
 @atexit.register
@@ -771,22 +523,11 @@ class Cluster:
             # Quieten this cluster's own logger (named by its id; never a shared one).
             if ipc.log.name.endswith("." + str(ipc.cluster_id)):
                 ipc.log.setLevel(max(ipc.log.getEffectiveLevel(), logging.ERROR))
-            try:
-                ipc.stop_cluster_sync()
-            except Exception as exc:
-                log.debug("ipyparallel stop failed: %r", exc)
-        _kill_all(procs)
-        if ipc is not None:
+            # the one stop of clusterml (launch.lifecycle): launchers, jobs, leftovers, files
+            stop_cluster(ipc.profile_dir, ipc.cluster_id, cluster=ipc)
             ipc.controller = None
             ipc.engines = {}
-            ipc.remove_cluster_file()
-            for f in glob.glob(os.path.join(ipc.profile_dir, "security",
-                                            f"ipcontroller-{ipc.cluster_id}-*.json")) + \
-                    glob.glob(os.path.join(ipc.profile_dir, "log", f"engines{ipc.cluster_id}.json")):
-                try:
-                    os.remove(f)
-                except FileNotFoundError:
-                    pass
+        _kill_all(procs)
         if self._record:
             try:
                 os.remove(self._record)

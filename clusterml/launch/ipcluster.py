@@ -27,7 +27,6 @@ interval against a deadline.
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 import subprocess
@@ -39,6 +38,8 @@ from typing import Callable, Iterable, Sequence
 
 from ..errors import ClusterTimeoutError, EngineError
 from . import slurm as S
+from .lifecycle import Stopped, stop_cluster
+from .records import _load_record, _record_running, _remove_cluster_files, _sanitize
 
 __all__ = [
     "HOPELESS_REASONS",
@@ -538,7 +539,7 @@ def start(
     except BaseException:
         if client is not None:
             client.close()
-        _teardown(cluster, pdir)
+        stop_cluster(pdir, cluster.cluster_id, cluster=cluster)
         raise
 
 
@@ -561,288 +562,27 @@ def _check_one_world(client, n: int) -> None:
         raise EngineError(f"the engines are not one MPI world of size {n}: engine -> (rank, size) = {got}{hint}")
 
 
-# ----------------------------------------------------------------------------- records, stop
-def _load_record(cfile: str) -> dict:
-    try:
-        with open(cfile) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def _pid_is(pid: int, cluster_id: str | None, words: Sequence[str]) -> bool:
-    """Does ``pid`` still run the recorded program (not a reused pid)?
-
-    The command line must hold one of ``words``; when ``cluster_id`` is given and
-    the process environment is readable, its ``IPP_CLUSTER_ID`` must match too.
-    """
-    import psutil
-
-    try:
-        p = psutil.Process(int(pid))
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return False
-        cmd = " ".join(p.cmdline())
-    except (psutil.Error, ValueError):
-        return False
-    if not any(w in cmd for w in words):
-        return False
-    if cluster_id is not None:
-        try:
-            env = p.environ()
-        except psutil.Error:
-            return True
-        if "IPP_CLUSTER_ID" in env and env["IPP_CLUSTER_ID"] != cluster_id:
-            return False
-    return True
-
-
-_CONTROLLER_WORDS = ("ipyparallel.controller", "ipcontroller")
-_ENGINE_WORDS = ("ipyparallel.engine", "ipengine", "mpiexec", "mpirun", "srun")
-
-
-def _sanitize(record: dict) -> dict:
-    """Drop recorded local processes whose pid no longer runs that program."""
-    rec = json.loads(json.dumps(record))
-    cid = rec.get("cluster", {}).get("cluster_id", "")
-    ctl = rec.get("controller") or {}
-    state = ctl.get("state") or {}
-    if state.get("pid", -1) > 0 and not _pid_is(state["pid"], cid, _CONTROLLER_WORDS):
-        rec.pop("controller", None)
-    sets = (rec.get("engines") or {}).get("sets", {})
-    for sid in list(sets):
-        st = sets[sid]
-        if st.get("pid", -1) > 0 and not st.get("job_id") and not _pid_is(st["pid"], None, _ENGINE_WORDS):
-            sets.pop(sid)
-    return rec
-
-
-def _record_jobs(record: dict) -> list[str]:
-    jobs = []
-    ctl = (record.get("controller") or {}).get("state") or {}
-    if ctl.get("job_id"):
-        jobs.append(str(ctl["job_id"]))
-    for st in ((record.get("engines") or {}).get("sets") or {}).values():
-        if st.get("job_id"):
-            jobs.append(str(st["job_id"]))
-    return jobs
-
-
-def _record_pids(record: dict) -> list[int]:
-    pids = []
-    ctl = (record.get("controller") or {}).get("state") or {}
-    if ctl.get("pid", -1) > 0:
-        pids.append(int(ctl["pid"]))
-    for st in ((record.get("engines") or {}).get("sets") or {}).values():
-        if st.get("pid", -1) > 0:
-            pids.append(int(st["pid"]))
-    return pids
-
-
-def _record_running(cfile: str) -> bool:
-    rec = _sanitize(_load_record(cfile))
-    if rec.get("controller"):
-        return True
-    for j in _record_jobs(rec):
-        try:
-            info = S.job_info(j)
-        except S.SlurmError:
-            return True  # cannot tell: assume it runs
-        if info is not None and not _ended(info):
-            return True
-    return False
-
-
-def _remove_cluster_files(pdir: str, cluster_id: str, record: dict) -> list[str]:
-    """Remove exactly this cluster's files: record, connection files, logs."""
-    prefix = f"ipcontroller-{cluster_id}-" if cluster_id else "ipcontroller-"
-    paths = [
-        _cluster_file(pdir, cluster_id),
-        os.path.join(pdir, "security", f"{prefix}client.json"),
-        os.path.join(pdir, "security", f"{prefix}engine.json"),
-        os.path.join(pdir, "log", f"engines{cluster_id}.json"),
-    ]
-    ctl = (record.get("controller") or {}).get("state") or {}
-    if ctl.get("output_file"):
-        paths.append(ctl["output_file"])
-    for st in ((record.get("engines") or {}).get("sets") or {}).values():
-        if st.get("output_file"):
-            paths.append(st["output_file"])
-    removed = []
-    for p in paths:
-        try:
-            os.remove(p)
-            removed.append(p)
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-def _wait_gone(pids: Sequence[int], jobs: Sequence[str], timeout: float) -> list[str]:
-    """Poll until the processes have exited and squeue no longer lists the jobs."""
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    while True:
-        left = []
-        for pid in pids:
-            try:
-                p = psutil.Process(pid)
-                if p.status() != psutil.STATUS_ZOMBIE:
-                    left.append(f"process {pid} ({p.name()})")
-            except psutil.Error:
-                pass
-        for j in jobs:
-            try:
-                info = S.job_info(j)
-            except S.SlurmError as e:
-                left.append(f"Slurm job {j}: {e}")
-                continue
-            if info is not None and not _ended(info):
-                left.append(str(info))
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.2)
-
-
-def _process_trees(pids: Sequence[int]) -> list:
-    """psutil handles of the recorded processes and all their descendants (pid + start time)."""
-    import psutil
-
-    procs = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            procs.append(p)
-            procs.extend(p.children(recursive=True))
-        except psutil.Error:
-            continue
-    return procs
-
-
-def _cluster_processes(pdir: str, cluster_id: str) -> list:
-    """This cluster's ipyparallel processes still on this machine, found by their environment.
-
-    ipyparallel's launchers give the controller and engines ``IPP_PROFILE_DIR``
-    and ``IPP_CLUSTER_ID``, which their children inherit; so a scheduler process
-    orphaned by a controller that died during its start-up is still found.
-    """
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["cmdline", "uids"]):
-        try:
-            if p.info["uids"] is None or p.info["uids"].real != os.getuid():
-                continue
-            if "ipyparallel" not in " ".join(p.info["cmdline"] or []):
-                continue
-            env = p.environ()
-        except psutil.Error:
-            continue
-        if env.get("IPP_PROFILE_DIR") == pdir and env.get("IPP_CLUSTER_ID") == cluster_id:
-            found.append(p)
-    return found
-
-
-def _end_leftovers(procs: list, timeout: float = 10) -> None:
-    """Terminate, then kill, descendants that outlived their parent's stop.
-
-    ipyparallel stops the controller by its pid; its scheduler children can stay
-    behind when the parent dies early (e.g. SIGKILL after an ignored SIGTERM).
-    The handles were taken before the stop, and psutil checks the start time,
-    so only those very processes are signalled, never a reused pid.
-    """
-    import psutil
-
-    alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    if not alive:
-        return
-    gone, alive = psutil.wait_procs(alive, timeout=min(5.0, timeout))
-    for p in alive:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    gone, alive = psutil.wait_procs(alive, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
-
-
-def _teardown(cluster, pdir: str, timeout: float = 60) -> list[str]:
-    """Stop what ``cluster`` started; cancel its jobs; remove its files. Returns what is left."""
-    record = cluster.to_dict()
-    jobs = _record_jobs(record)
-    pids = _record_pids(record)
-    procs = _process_trees(pids)
-    # engine sets that never got a job or a process cannot be stopped by ipyparallel
-    for sid, es in list(cluster.engines.items()):
-        if getattr(es, "state", "") == "before":
-            cluster.engines.pop(sid)
-    try:
-        cluster.stop_cluster_sync()
-    except Exception as e:  # keep going: cancel the jobs ourselves below
-        _log.warning("ipyparallel could not stop cluster %r cleanly: %s", cluster.cluster_id, e)
-    for j in jobs:
-        try:
-            S.scancel(j)
-        except S.SlurmError as e:
-            _log.warning("%s", e)
-    _wait_gone([], jobs, timeout)  # engines of a cancelled job end with it
-    known = {p.pid for p in procs}
-    procs += [p for p in _cluster_processes(os.path.abspath(pdir), cluster.cluster_id) if p.pid not in known]
-    _end_leftovers(procs)
-    left = _wait_gone([p.pid for p in procs if p.is_running()], jobs, timeout)
-    _remove_cluster_files(pdir, cluster.cluster_id, record)
-    return left
-
-
-@dataclass
-class Stopped:
-    """What :func:`stop` did."""
-
-    profile: str
-    cluster_id: str
-    jobs: list
-    left: list  # processes / jobs still there after the timeout (empty when clean)
-
-
-def stop(profile: str, cluster_id: str = "", *, timeout: float = 60) -> Stopped:
-    """Stop a recorded cluster: controller, engines, Slurm jobs; then remove its files.
-
-    Raises
-    ------
-    FileNotFoundError
-        No record of that cluster in the profile.
-    """
-    import ipyparallel as ipp
-
-    pdir = profile_dir_of(profile)
-    cfile = _cluster_file(pdir, cluster_id)
-    if not os.path.exists(cfile):
-        raise FileNotFoundError(f"no cluster {cluster_id!r} recorded in profile {profile!r} ({cfile})")
-    record = _sanitize(_load_record(cfile))
-    jobs = _record_jobs(record)
-    if record.get("cluster"):
-        cluster = ipp.Cluster.from_dict(
-            record, profile_dir=pdir, cluster_file=cfile, log_level=logging.WARNING
-        )
-        left = _teardown(cluster, pdir, timeout)
-    else:  # an unreadable record: only the files can go
-        left = []
-        _remove_cluster_files(pdir, cluster_id, record)
-    return Stopped(profile, cluster_id, jobs, left)
-
-
 def _record_ids(profile: str) -> list[str]:
     ids = []
     for f in cluster_files(profile):
         name = os.path.basename(f)[len("cluster-"):-len(".json")]
         ids.append(name)
     return ids
+
+
+def stop(profile: str, cluster_id: str = "", *, timeout: float = 60) -> Stopped:
+    """Stop a recorded cluster (:func:`clusterml.launch.lifecycle.stop_cluster`).
+
+    Raises
+    ------
+    FileNotFoundError
+        No record of that cluster in the profile.
+    """
+    pdir = profile_dir_of(profile)
+    cfile = _cluster_file(pdir, cluster_id)
+    if not os.path.exists(cfile):
+        raise FileNotFoundError(f"no cluster {cluster_id!r} recorded in profile {profile!r} ({cfile})")
+    return stop_cluster(pdir, cluster_id, timeout=timeout)
 
 
 def stop_all(profile: str, *, timeout: float = 60) -> list[Stopped]:
