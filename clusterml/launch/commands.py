@@ -124,15 +124,11 @@ def cmd_start(args):
     from . import ipcluster as IC
     from ..errors import DistributedError
 
-    line = IC.StatusLine(sys.stderr)
     try:
-        started = IC.start(
-            args.profile, args.n, cluster_id=args.cluster_id, timeout=args.timeout, progress=line,
-        )
+        started = IC.start(args.profile, args.n, cluster_id=args.cluster_id, timeout=args.timeout,
+                           show=True)
     except (DistributedError, FileExistsError, FileNotFoundError, ValueError) as e:
-        line.done()
         return _err(f"cluster not started: {e}")
-    line.done()
     jobs = f" (Slurm job {', '.join(started.jobs)})" if started.jobs else ""
     cid = args.cluster_id
     print(f"cluster {cid!r} of profile {args.profile}: {len(started.engine_ids)} engines "

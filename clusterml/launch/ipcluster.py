@@ -1,28 +1,17 @@
-"""Start, watch and stop ipyparallel clusters (controller + MPI engines) from a profile.
+"""The ``clusterml start`` / ``stop`` / ``status`` side: clusters that outlive this process.
 
-The pieces are usable on their own, and pure of notebook concerns, so the
-notebook facade (:mod:`clusterml.client`) and the ``clusterml`` command share them:
-
-- :func:`wait_for_engines` polls a connected client until ``n`` engines have
-  registered, asking Slurm (``squeue``) about the engines job while it waits.
-  Each poll is reported to a ``progress`` callable as a :class:`WaitStatus`
-  (``"2/4 engines registered, 12 s; Slurm job 812 is PENDING (Resources)"``).
-  It raises :class:`clusterml.ClusterTimeoutError` with those facts when the time
-  runs out, and :class:`clusterml.EngineError` at once when the job ended or its
-  pending reason can never clear (e.g. ``PartitionTimeLimit``).
-- :func:`start` starts a cluster that outlives this process (``ipcluster start
-  --daemonize``): controller, engines, wait; on any failure everything it started
-  is stopped (Slurm jobs cancelled) before the error is raised.
-- :func:`stop` / :func:`stop_all` stop clusters recorded in the profile's
-  ``security/cluster-<id>.json`` files (ipyparallel's own records), cancel their
-  Slurm jobs, wait until squeue no longer lists them and the processes are gone,
-  and remove the cluster's files.
+- :func:`start` starts controller + engines from a profile (like ``ipcluster
+  start --daemonize``) and waits with :func:`clusterml.launch.wait.wait_for_engines`,
+  the same wait as ``cml.Cluster`` (the launchers ask Slurm; the wait raises
+  :class:`clusterml.ClusterStartError` with state, log tail, cause and fix). On
+  any failure everything it started is stopped first.
+- :func:`stop` / :func:`stop_all` stop recorded clusters through
+  :func:`clusterml.launch.lifecycle.stop_cluster`, the one stop of clusterml.
 - :func:`status` lists the recorded clusters with engines registered and Slurm
   job states.
 
 There is no fixed ``sleep``: every wait polls a real condition with a short
-interval against a deadline.
-"""
+interval against a deadline."""
 
 from __future__ import annotations
 
@@ -30,7 +19,6 @@ import glob
 import logging
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +32,8 @@ from .records import _load_record, _record_running, _remove_cluster_files, _sani
 __all__ = [
     "HOPELESS_REASONS",
     "WaitStatus",
-    "StatusLine",
     "engine_jobs",
     "controller_job",
-    "wait_for_engines",
     "wait_for_files",
     "secure_connection_files",
     "Started",
@@ -107,40 +93,6 @@ class WaitStatus:
         return (self.registered, tuple((j.job_id, j.state, j.reason) for j in self.jobs), self.what)
 
 
-class StatusLine:
-    """One updating status line on a terminal; on a pipe, one line per change.
-
-    Parameters
-    ----------
-    stream : file, optional
-        Default ``sys.stderr``.
-    """
-
-    def __init__(self, stream=None):
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last_key = None
-        self._shown = False
-
-    def __call__(self, status) -> None:
-        text = str(status)
-        key = getattr(status, "key", text)
-        if self.tty:
-            self.stream.write("\r\x1b[K" + text)
-            self._shown = True
-        elif key != self._last_key:
-            self.stream.write(text + "\n")
-        self._last_key = key
-        self.stream.flush()
-
-    def done(self) -> None:
-        """End the line (on a terminal)."""
-        if self.tty and self._shown:
-            self.stream.write("\n")
-            self.stream.flush()
-        self._shown = False
-
-
 # ----------------------------------------------------------------------------- cluster introspection
 def engine_jobs(cluster) -> list[str]:
     """Slurm (or other batch) job ids of a cluster's engine sets that were submitted."""
@@ -168,150 +120,7 @@ def _ended(info: S.JobInfo) -> bool:
     return info.state == "GONE" or info.state.split()[0] in S._ENDED
 
 
-def _local_engines_ended(cluster) -> str | None:
-    """How a cluster's local engine launcher (e.g. mpiexec) ended, or None while it runs."""
-    if cluster is None:
-        return None
-    for es in cluster.engines.values():
-        if getattr(es, "job_id", ""):
-            continue
-        proc = getattr(es, "process", None)
-        if getattr(es, "state", None) == "after":
-            return f"the engine launcher exited: {getattr(es, 'stop_data', None)}"
-        if proc is not None:
-            try:
-                if not proc.is_running() or proc.status() == "zombie":
-                    return f"the engine launcher (pid {proc.pid}) exited"
-            except Exception:  # psutil.NoSuchProcess
-                return f"the engine launcher (pid {getattr(proc, 'pid', '?')}) is gone"
-    return None
-
-
-def _output_tail(cluster, limit: int = 20) -> str:
-    if cluster is None:
-        return ""
-    lines = []
-    for es in cluster.engines.values():
-        path = getattr(es, "output_file", "")
-        if path and os.path.isfile(path):
-            with open(path, errors="replace") as f:
-                tail = f.read().splitlines()[-limit:]
-            if tail:
-                lines.append(f"--- last lines of {path}:")
-                lines.extend(tail)
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- waiting
-def wait_for_engines(
-    client,
-    n: int,
-    timeout: float,
-    *,
-    slurm_job_id: str | Sequence[str] | None = None,
-    cluster=None,
-    progress: Callable[[WaitStatus], None] | None = None,
-    poll: float = 0.25,
-    slurm_poll: float = 2.0,
-    env=None,
-    started_at: float | None = None,
-) -> list[int]:
-    """Wait until ``n`` engines have registered with ``client``'s controller.
-
-    Parameters
-    ----------
-    client : ipyparallel.Client
-        A connected client (anything whose ``ids`` lists registered engines).
-    n : int
-        Engines wanted.
-    timeout : float
-        Seconds, queue time included.
-    slurm_job_id : str or sequence of str, optional
-        Slurm job(s) running the engines; watched with ``squeue`` every
-        ``slurm_poll`` seconds. Default: the jobs of ``cluster``'s engine sets.
-    cluster : ipyparallel.Cluster, optional
-        Its engine sets give the job ids, whether a local launcher died, and
-        the engine output quoted in errors.
-    progress : callable, optional
-        Called with a :class:`WaitStatus` after each observation.
-    poll, slurm_poll : float
-        Seconds between looks at the client / at Slurm.
-    env : mapping, optional
-        Environment for the Slurm commands.
-    started_at : float, optional
-        ``time.monotonic()`` when the whole start began (so messages give the
-        user's elapsed time, controller start included); default now. The
-        deadline is still ``timeout`` seconds from now.
-
-    Returns
-    -------
-    list of int
-        The registered engine ids.
-
-    Raises
-    ------
-    ClusterTimeoutError
-        ``"3 of 4 engines registered after 60 s; Slurm job 812 is PENDING (Resources)"``.
-    EngineError
-        The engines job ended, or pends for a reason that never clears (the
-        message says which and quotes the engines' output), or a local engine
-        launcher exited.
-    """
-    if isinstance(slurm_job_id, (str, int)):
-        jobs = [str(slurm_job_id)]
-    elif slurm_job_id is not None:
-        jobs = [str(j) for j in slurm_job_id]
-    else:
-        jobs = engine_jobs(cluster) if cluster is not None else []
-    now0 = time.monotonic()
-    t0 = started_at if started_at is not None else now0
-    deadline = now0 + timeout
-    infos: tuple = ()
-    next_slurm = t0
-    while True:
-        ids = list(client.ids)
-        now = time.monotonic()
-        if jobs and (now >= next_slurm or len(ids) >= n):
-            infos = _job_infos(jobs, env)
-            next_slurm = now + slurm_poll
-        st = WaitStatus(len(ids), n, now - t0, infos)
-        if progress is not None:
-            progress(st)
-        if len(ids) >= n:
-            return ids
-        for info in infos:
-            if _ended(info):
-                raise EngineError(
-                    f"{len(ids)} of {n} engines registered after {now - t0:.0f} s: "
-                    f"{info} -- the engines job ended before all engines registered"
-                    + _with_output(cluster)
-                )
-            if info.state == "PENDING" and info.reason.split(",")[0] in HOPELESS_REASONS:
-                raise EngineError(
-                    f"{len(ids)} of {n} engines registered after {now - t0:.0f} s: {info}, "
-                    "a reason that does not clear by waiting; change the request "
-                    "(partition, time, nodes, account) in the profile's settings"
-                )
-        ended = _local_engines_ended(cluster)
-        if ended:
-            raise EngineError(
-                f"{len(ids)} of {n} engines registered after {now - t0:.0f} s: {ended}"
-                + _with_output(cluster)
-            )
-        if now >= deadline:
-            facts = "; ".join(str(i) for i in infos)
-            raise ClusterTimeoutError(
-                f"{len(ids)} of {n} engines registered after {now - t0:.0f} s"
-                + (f"; {facts}" if facts else "")
-            )
-        time.sleep(min(poll, max(0.0, deadline - now)))
-
-
-def _with_output(cluster) -> str:
-    tail = _output_tail(cluster)
-    return ("\n" + tail) if tail else ""
-
-
 def wait_for_files(
     paths: Iterable[str],
     timeout: float,
@@ -328,7 +137,7 @@ def wait_for_files(
     Raises
     ------
     ClusterTimeoutError, EngineError
-        As :func:`wait_for_engines`.
+        The controller job ended / the files did not appear in time.
     """
     paths = list(paths)
     t0 = time.monotonic()
@@ -452,6 +261,7 @@ def start(
     progress: Callable[[WaitStatus], None] | None = None,
     check_world: bool = True,
     log_level: int = logging.WARNING,
+    show: bool | None = None,
 ) -> Started:
     """Start controller + ``n`` MPI engines from ``profile``, left running after this process.
 
@@ -468,7 +278,10 @@ def start(
         Seconds to wait for the engines, queue time included; default the
         profile's ``Cluster.engine_timeout``.
     progress : callable, optional
-        Receives :class:`WaitStatus` while waiting (e.g. a :class:`StatusLine`).
+        Receives :class:`WaitStatus` while waiting for a controller job's files.
+    show : bool, optional
+        Show the engines' progress bar (tqdm, with the Slurm job state);
+        default on a terminal.
     check_world : bool
         After registration, check that the engines form ONE MPI world of size
         ``n`` with engine id == rank (not ``n`` singletons).
@@ -528,8 +341,7 @@ def start(
         from .wait import wait_for_engines as _wait_for_launchers
 
         ids = _wait_for_launchers(cluster, client, n, timeout, started=t0,
-                                  what=f"cluster {cluster_id!r} of profile {profile}",
-                                  show=progress is not None)
+                                  what=f"cluster {cluster_id!r} of profile {profile}", show=show)
         seconds = time.monotonic() - t0
         if check_world:
             _check_one_world(client, n)

@@ -128,10 +128,14 @@ class _SlurmWatched:
                 {"cause": f"Slurm refused the request ({' '.join(map(str, exc.cmd))})",
                  "fix": "change the request: clusterml profile set NAME nodes=... cpus_per_task=... "
                         "queue=... timelimit=... (see sinfo)"})) from None
-        self._watch = threading.Thread(target=self._watch_job, name=f"slurm-watch-{job_id}",
+        self.watch()
+        return job_id
+
+    def watch(self) -> None:
+        """Ask Slurm every ``poll_interval`` s (in a thread) until the job ended or was stopped."""
+        self._watch = threading.Thread(target=self._watch_job, name=f"slurm-watch-{self.job_id}",
                                        daemon=True)
         self._watch.start()
-        return job_id
 
     def poll(self):
         """Ask Slurm once; notify ipyparallel if the job ended or can never run.

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clusterml import ClusterTimeoutError, EngineError
+from clusterml import ClusterStartError, ClusterTimeoutError
 from clusterml.launch import ipcluster as IC
 from clusterml.launch import profiles as P
 from clusterml.launch import slurm as S
@@ -207,23 +207,34 @@ class FakeClient:
 
 @pytest.mark.timeout(60)
 def test_wait_for_engines_progress_and_timeout_message():
-    seen = []
-    ids = IC.wait_for_engines(FakeClient([0, 0.3, 0.6]), 3, 10, progress=seen.append, poll=0.05)
-    assert ids == [0, 1, 2]
-    assert [s.registered for s in seen][-1] == 3 and str(seen[-1]).startswith("3/3 engines registered")
-    with pytest.raises(ClusterTimeoutError, match=r"^1 of 3 engines registered after 1 s$"):
-        IC.wait_for_engines(FakeClient([0, 99, 99]), 3, 1.0, poll=0.05)
+    from types import SimpleNamespace
+
+    from clusterml.launch.wait import wait_for_engines
+
+    no_launchers = SimpleNamespace(engines={})
+    assert wait_for_engines(no_launchers, FakeClient([0, 0.3, 0.6]), 3, 10) == [0, 1, 2]
+    with pytest.raises(ClusterTimeoutError, match=r"^cluster: 1 of 3 engines registered after 1 s\n"):
+        wait_for_engines(no_launchers, FakeClient([0, 99, 99]), 3, 1.0)
 
 
 @pytest.mark.timeout(120)
 def test_wait_for_engines_fails_at_once_when_the_job_ended(live_slurm, tmp_path):
+    from types import SimpleNamespace
+
+    from clusterml.launch.launchers import ClusterMLSlurmEngineSetLauncher
+    from clusterml.launch.wait import wait_for_engines
+
     job = S.sbatch(S.write_batch_script(
         S.render_spmd_script(dict(ntasks=1, time="5", output=str(tmp_path / "o.out")), ["false"]),
         tmp_path / "jobs", "fail.sbatch"))
+    launcher = ClusterMLSlurmEngineSetLauncher(profile_dir=str(tmp_path), output_file=str(tmp_path / "o.out"))
+    launcher.job_id = job.job_id
+    launcher.notify_start(job.job_id)
+    launcher.watch()  # what start() does after sbatch: the launcher asks Slurm, the wait only reads it
     t0 = time.monotonic()
-    with pytest.raises(EngineError) as err:
-        IC.wait_for_engines(FakeClient([99]), 1, 90, slurm_job_id=job.job_id, slurm_poll=0.5)
+    with pytest.raises(ClusterStartError) as err:
+        wait_for_engines(SimpleNamespace(engines={"1": launcher}), FakeClient([99]), 1, 90)
     assert time.monotonic() - t0 < 60
     msg = str(err.value)
-    assert msg.startswith("0 of 1 engines registered after ") and f"Slurm job {job.job_id} is FAILED" in msg, msg
-    assert "ended before all engines registered" in msg
+    assert msg.startswith("cluster: 0 of 1 engines registered after ") and f"\nSlurm job {job.job_id} FAILED" in msg, msg
+    assert "\ncause: the engines exited before they all registered" in msg, msg
