@@ -32,7 +32,7 @@ from ..errors import ClusterStartError
 from . import diagnose
 from . import slurm as S
 
-__all__ = ["SlurmSite", "ClusterMLSlurmEngineSetLauncher", "ClusterMLSlurmControllerLauncher",
+__all__ = ["SlurmSite", "batch_template_of", "ClusterMLSlurmEngineSetLauncher", "ClusterMLSlurmControllerLauncher",
            "ClusterMLMPIEngineSetLauncher"]
 
 _NONE_OK = dict(allow_none=True, config=True)
@@ -234,3 +234,17 @@ class ClusterMLMPIEngineSetLauncher(MPIEngineSetLauncher):
         env.update(self.env)
         env.update(super().get_env())
         return env
+
+
+def batch_template_of(cluster, controller: bool = False) -> str:
+    """The batch template a loaded ``ipyparallel.Cluster``'s clusterml launcher renders.
+
+    For checks that read the job script without submitting it (``clusterml
+    doctor``); ``""`` when the cluster does not use a clusterml Slurm launcher.
+    """
+    cls = cluster.controller_launcher_class if controller else cluster.engine_launcher_class
+    if not issubclass(cls, SlurmSite):
+        return ""
+    launcher = cls(parent=cluster, profile_dir=cluster.profile_dir, output_file=os.devnull)
+    render = S.render_controller_batch_template if controller else S.render_engine_batch_template
+    return render(launcher.slurm_settings(controller=controller))
