@@ -426,16 +426,16 @@ class Cluster:
         return float(getattr(self._ipp, "engine_timeout", 0) or DEFAULT_START_TIMEOUT)
 
     def _connect(self, t0=None):
-        from ..launch.wait import wait_for_engines
+        from ..launch.wait import connect_client, wait_for_engines
 
         t0 = t0 or time.monotonic()
-        self._client = self._ipp.connect_client_sync()
+        what = f"cluster {self.cluster_id} of profile {self.profile or DEFAULT_PROFILE}"
+        self._client = connect_client(self._ipp, what)
         if self.n is None:
             self.n = len(self._client.ids)
             if not self.n:
                 raise EngineError(f"no engines registered in cluster {self.cluster_id!r}; pass n=")
-        wait_for_engines(self._ipp, self._client, self.n, self._engine_timeout(), started=t0,
-                         what=f"cluster {self.cluster_id} of profile {self.profile or DEFAULT_PROFILE}")
+        wait_for_engines(self._ipp, self._client, self.n, self._engine_timeout(), started=t0, what=what)
         ids = sorted(self._client.ids)
         self._view = self._client[ids]
         self._view.block = True

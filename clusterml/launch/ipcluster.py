@@ -337,8 +337,10 @@ def start(
                 if es is not None and type(es).__name__.startswith("Slurm")
                 else f"starting the engines failed: {e}"
             ) from None
-        client = cluster.connect_client_sync()
+        from .wait import connect_client
         from .wait import wait_for_engines as _wait_for_launchers
+
+        client = connect_client(cluster, what=f"cluster {cluster_id!r} of profile {profile}")
 
         ids = _wait_for_launchers(cluster, client, n, timeout, started=t0,
                                   what=f"cluster {cluster_id!r} of profile {profile}", show=show)

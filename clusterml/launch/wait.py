@@ -11,6 +11,7 @@ job state, the engine log tail, the cause and the fix.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -19,7 +20,7 @@ import psutil
 from ..errors import ClusterStartError, ClusterStartTimeoutError
 from .diagnose import start_error_text
 
-__all__ = ["wait_for_engines", "launcher_status", "launcher_stopped"]
+__all__ = ["connect_client", "wait_for_engines", "launcher_status", "launcher_stopped"]
 
 _POLL = 0.1
 
@@ -55,6 +56,30 @@ def launcher_stopped(cluster) -> dict | None:
                                  f"exited before all engines registered",
                         "fix": "read the engine log above; clusterml doctor checks MPI and mpiexec"}
     return None
+
+
+def connect_client(cluster, what: str = "cluster"):
+    """``cluster.connect_client_sync()``, or :class:`ClusterStartError` naming the address.
+
+    Raises
+    ------
+    ClusterStartError
+        The controller did not answer at the address its connection file gives.
+    """
+    try:
+        return cluster.connect_client_sync()
+    except TimeoutError:
+        from .diagnose import _controller_address
+
+        where = _controller_address(cluster.profile_dir, cluster.cluster_id)
+        profile = os.path.basename(cluster.profile_dir).removeprefix("profile_")
+        stopped = launcher_stopped(cluster) or {}
+        raise ClusterStartError(start_error_text(
+            f"{what}: the controller did not answer the client", {
+                **stopped, "slurm": launcher_status(cluster) if cluster.engines else "",
+                "cause": f"controller address {where} is not reachable from this host",
+                "fix": f"clusterml profile set {profile} controller_ip=<an address of the "
+                       f"controller's host that this host and the compute nodes reach>"})) from None
 
 
 def _bar(n: int, desc: str, show: bool | None):

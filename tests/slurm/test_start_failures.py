@@ -115,3 +115,27 @@ def test_notebook_shows_the_pending_reason_and_honours_the_profile_timeout(live_
     assert any(line.startswith("Slurm job ") and line.endswith("PENDING (Resources)") for line in _lines(msg)), msg
     assert "within 8 s" in msg and 8 <= took < 40, took  # the profile's 8 s, not a default
     _no_jobs_left()
+
+
+@pytest.mark.timeout(300)
+def test_unreachable_controller_address_is_named_with_the_fix(live_slurm, ipython_dir, tmp_path):
+    # engines and client are told a controller address nobody answers on (TEST-NET-1, RFC 5737);
+    # the multi-homed login host (engines cannot reach, client can) is tested on the three-host cluster
+    P.install(["clusterml-slurm"], P.ProfileSettings(slurm=dict(partition=live_slurm.partition, time="5"),
+                                                    controller=dict(ip="*", location="192.0.2.1")))
+    env = subprocess_env(IPYTHONDIR=str(ipython_dir))
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "clusterml", "start", "-n", "2", "--profile", "clusterml-slurm",
+                        "--cluster-id", "lost"], capture_output=True, text=True, env=env, timeout=240,
+                       cwd=tmp_path)
+    took = time.monotonic() - t0
+    print(f"\nunreachable controller: clusterml start failed after {took:.1f} s:\n{r.stderr[-2000:]}")
+    assert r.returncode == 1, r.stdout + r.stderr
+    msg = r.stderr.split("cluster not started: ")[1]
+    lines = _lines(msg)
+    assert any(line.startswith("Slurm job ") for line in lines), msg
+    cause = [x for x in lines if x.startswith("cause: ")][0]
+    assert cause.startswith("cause: controller address 192.0.2.1:") and "is not reachable from " in cause, msg
+    assert any(x.startswith("fix: clusterml profile set clusterml-slurm controller_ip=") for x in lines), msg
+    assert took < 90, took  # not the profile's 300 s
+    _no_jobs_left()
