@@ -26,8 +26,10 @@ from typing import Callable, Iterable, Sequence
 
 from ..errors import ClusterTimeoutError, EngineError
 from . import slurm as S
+from .diagnose import HOPELESS_REASONS  # noqa: F401  (re-exported)
 from .lifecycle import Stopped, stop_cluster
 from .records import _load_record, _record_running, _remove_cluster_files, _sanitize
+from .wait import connect_client, wait_for_engines
 
 __all__ = [
     "HOPELESS_REASONS",
@@ -45,12 +47,6 @@ __all__ = [
     "profile_dir_of",
 ]
 
-#: Pending reasons that never clear without an administrator or a new request:
-#: waiting on them only burns the user's timeout, so the wait fails at once.
-HOPELESS_REASONS = frozenset({
-    "BadConstraints", "PartitionNodeLimit", "PartitionTimeLimit", "PartitionConfig",
-    "InvalidAccount", "InvalidQOS", "DependencyNeverSatisfied", "QOSMaxWallDurationPerJobLimit",
-})
 
 _log = logging.getLogger("clusterml.launch")
 
@@ -252,6 +248,31 @@ def _refused_reason(engine_set, env=None) -> str:
     return proc.stdout.strip()
 
 
+def _refuse_running(pdir: str, profile: str, cluster_id: str) -> None:
+    """Refuse a second cluster of this id; clear the files of a dead one."""
+    cfile = _cluster_file(pdir, cluster_id)
+    if os.path.exists(cfile):
+        if _record_running(cfile):
+            raise FileExistsError(
+                f"cluster {cluster_id!r} of profile {profile!r} is already running ({cfile}); "
+                f"stop it with: clusterml stop --profile {profile} --cluster-id '{cluster_id}'"
+            )
+        _remove_cluster_files(pdir, cluster_id, _load_record(cfile))
+
+
+def _start_engines(cluster, n: int) -> None:
+    """Submit / start the engines (clusterml's launchers raise ClusterStartError themselves)."""
+    try:
+        cluster.start_engines_sync(n)
+    except subprocess.CalledProcessError as e:
+        es = list(cluster.engines.values())[-1] if cluster.engines else None
+        raise EngineError(
+            f"the engines job was refused: {_refused_reason(es)}"
+            if es is not None and type(es).__name__.startswith("Slurm")
+            else f"starting the engines failed: {e}"
+        ) from None
+
+
 def start(
     profile: str,
     n: int,
@@ -304,14 +325,7 @@ def start(
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r}: expected a positive number of engines")
     pdir = profile_dir_of(profile)
-    cfile = _cluster_file(pdir, cluster_id)
-    if os.path.exists(cfile):
-        if _record_running(cfile):
-            raise FileExistsError(
-                f"cluster {cluster_id!r} of profile {profile!r} is already running ({cfile}); "
-                f"stop it with: clusterml stop --profile {profile} --cluster-id '{cluster_id}'"
-            )
-        _remove_cluster_files(pdir, cluster_id, _load_record(cfile))
+    _refuse_running(pdir, profile, cluster_id)
     cluster = ipp.Cluster(
         profile_dir=pdir, n=n, cluster_id=cluster_id, shutdown_atexit=False, log_level=log_level
     )
@@ -328,22 +342,10 @@ def start(
             slurm_job_id=ctl_job, progress=progress,
         )
         secure_connection_files(pdir)
-        try:
-            cluster.start_engines_sync(n)
-        except subprocess.CalledProcessError as e:
-            es = list(cluster.engines.values())[-1] if cluster.engines else None
-            raise EngineError(
-                f"the engines job was refused: {_refused_reason(es)}"
-                if es is not None and type(es).__name__.startswith("Slurm")
-                else f"starting the engines failed: {e}"
-            ) from None
-        from .wait import connect_client
-        from .wait import wait_for_engines as _wait_for_launchers
-
-        client = connect_client(cluster, what=f"cluster {cluster_id!r} of profile {profile}")
-
-        ids = _wait_for_launchers(cluster, client, n, timeout, started=t0,
-                                  what=f"cluster {cluster_id!r} of profile {profile}", show=show)
+        _start_engines(cluster, n)
+        what = f"cluster {cluster_id!r} of profile {profile}"
+        client = connect_client(cluster, what=what)
+        ids = wait_for_engines(cluster, client, n, timeout, started=t0, what=what, show=show)
         seconds = time.monotonic() - t0
         if check_world:
             _check_one_world(client, n)
