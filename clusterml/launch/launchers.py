@@ -131,6 +131,14 @@ class _SlurmWatched:
         self.watch()
         return job_id
 
+    @classmethod
+    def from_dict(cls, d, **kwargs):
+        """Restore from a cluster record (``Cluster.from_file``) and watch the job again."""
+        launcher = super().from_dict(d, **kwargs)
+        if launcher.state == "running" and launcher.job_id:
+            launcher.watch()
+        return launcher
+
     def watch(self) -> None:
         """Ask Slurm every ``poll_interval`` s (in a thread) until the job ended or was stopped."""
         self._watch = threading.Thread(target=self._watch_job, name=f"slurm-watch-{self.job_id}",
