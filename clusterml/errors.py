@@ -16,6 +16,7 @@ __all__ = [
     "InconsistentResultError",
     "EngineError",
     "ClusterTimeoutError",
+    "ClusterStartError",
 ]
 
 
@@ -83,3 +84,17 @@ class EngineError(DistributedError):
 
 class ClusterTimeoutError(DistributedError, TimeoutError):
     """A wait (engine start, a call) ran out; the message says what was waited for."""
+
+
+class ClusterStartError(EngineError):
+    """A cluster did not start: the engines' job ended, can never run, or timed out.
+
+    The message has one fact per line: ``Slurm job <id> <STATE>`` (for a Slurm
+    job), ``engine log (last lines):`` and its tail, ``cause: ...`` and
+    ``fix: ...``.  Everything the failed start had started is stopped before
+    it is raised.
+    """
+
+
+class ClusterStartTimeoutError(ClusterStartError, ClusterTimeoutError):
+    """A :class:`ClusterStartError` because the engines did not register in time."""

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
@@ -42,6 +41,9 @@ import psutil
 
 from .. import __version__
 from .. import errors as _errors
+from ..launch.lifecycle import list_clusters, stop_all, stop_cluster
+from ..launch.records import (_alive, _check_batch_values, _kill_all, _owner_only, _proc_key,
+                              _profile_dir, _record_path, _tree)
 from ..errors import (ClusterTimeoutError, ComputeError, DistributedError, EngineError,
                       InconsistentResultError, InputError, ParameterError)
 from ..spmd import REGISTRY
@@ -70,20 +72,13 @@ _LIVE_LOCK = threading.Lock()
 
 
 def default_mpiexec() -> str:
-    """The ``mpiexec`` next to this interpreter (it belongs to the MPI mpi4py uses).
+    """The ``mpiexec`` next to this interpreter (it belongs to the MPI mpi4py uses)."""
+    from ..launch.mpi import which_mpiexec
 
-    A different ``mpiexec`` found first on PATH (say Open MPI's while mpi4py
-    loads MPICH) makes every engine die at start; only fall back to PATH when
-    the interpreter has none next to it.
-    """
-    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    if os.path.exists(cand):
-        return cand
-    found = shutil.which("mpiexec")
-    if found is None:
-        raise EngineError("no mpiexec next to %s nor on PATH; install the MPI mpi4py uses "
-                          "(pip install mpich) or pass mpiexec=..." % sys.executable)
-    return found
+    try:
+        return which_mpiexec()
+    except FileNotFoundError as exc:
+        raise EngineError(f"{exc}, or pass mpiexec=...") from None
 
 
 # --------------------------------------------------------------------------
@@ -247,249 +242,6 @@ class RemoteAlgorithm:
         return f"<{self._cluster!r}.{self.name}({params})>"
 
 
-# --------------------------------------------------------------------------
-# Records of running clusters (so a SIGKILLed kernel leaves nothing behind)
-
-
-def _proc_key(p: psutil.Process) -> dict:
-    try:
-        return {"pid": p.pid, "create_time": p.create_time(), "name": " ".join(p.cmdline()[:3])[:200]}
-    except psutil.Error:
-        return {"pid": p.pid, "create_time": None, "name": "?"}
-
-
-def _alive(rec: dict) -> psutil.Process | None:
-    """The process of a record, if it still runs (and is the same process, not a reused pid)."""
-    try:
-        p = psutil.Process(rec["pid"])
-        if rec.get("create_time") is not None and abs(p.create_time() - rec["create_time"]) > 1e-3:
-            return None
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return p
-    except psutil.Error:
-        return None
-
-
-def _tree(pid: int) -> list:
-    try:
-        p = psutil.Process(pid)
-        return [p] + p.children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _kill_all(procs, grace: float = 3.0) -> list:
-    """TERM, wait up to ``grace``, KILL what is left; return what was still running."""
-    procs = [p for p in procs if p is not None]
-    survivors = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                survivors.append(p)
-        except psutil.Error:
-            pass
-    for p in survivors:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    _, still = psutil.wait_procs(survivors, timeout=grace)
-    for p in still:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(still, timeout=grace)
-    return survivors
-
-
-#: Engine environment of the embedded local cluster: MPI's transports (UCX, libfabric,
-#: Open MPI) bind to loopback, not to every interface.  (MPICH's mpiexec itself still
-#: listens on all interfaces for its own control connection; see docs/reliability.md.)
-LOOPBACK_MPI_ENV = {"UCX_NET_DEVICES": "lo", "FI_TCP_IFACE": "lo", "FI_SOCKETS_IFACE": "lo",
-                    "OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_oob_tcp_if_include": "lo"}
-
-
-def _owner_only(path: str) -> None:
-    """Make a cluster folder (a profile: connection files, logs, job scripts) 0700."""
-    try:
-        if os.stat(path).st_uid == os.getuid():
-            os.chmod(path, 0o700)
-    except OSError as exc:  # not ours to change: leave it, the security/ folder is 0700 anyway
-        log.debug("could not chmod %s: %r", path, exc)
-
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _check_batch_values(ipc) -> None:
-    """Refuse a cluster id or profile folder that would break out of a batch script.
-
-    ipyparallel substitutes both raw into the job script (``--job-name``, ``--output``),
-    so a newline or a quote there would add #SBATCH lines or shell commands.
-    """
-    import ipyparallel as ipp
-
-    batch = (ipp.cluster.launcher.BatchSystemLauncher,)
-    if not any(issubclass(c, batch) for c in (ipc.engine_launcher_class, ipc.controller_launcher_class)):
-        return
-    if not _SAFE_ID.match(ipc.cluster_id):
-        raise ParameterError(f"cluster_id={ipc.cluster_id!r} goes into the batch script: use letters, "
-                             f"digits, '_', '.' and '-' only")
-    if re.search(r'[\x00-\x1f\x7f"\\]', ipc.profile_dir):
-        raise ParameterError(f"profile folder {ipc.profile_dir!r} goes into the batch script "
-                             f"(--output): it must not contain quotes, backslashes or newlines")
-
-
-def _record_path(profile_dir: str, cluster_id: str) -> str:
-    return os.path.join(profile_dir, "security", f"clusterml-{cluster_id}.json")
-
-
-def _profile_dir(profile: str | None, create: bool = True) -> str:
-    from IPython.core.profiledir import ProfileDir, ProfileDirError
-    from IPython.paths import get_ipython_dir
-
-    name = profile or DEFAULT_PROFILE
-    if os.path.isabs(name) or os.sep in name:
-        return os.path.abspath(name)
-    try:
-        return ProfileDir.find_profile_dir_by_name(get_ipython_dir(), name).location
-    except ProfileDirError:
-        if not create:
-            raise
-        return ProfileDir.create_profile_dir_by_name(get_ipython_dir(), name).location
-
-
-def list_clusters(profile: str | None = None) -> list[dict]:
-    """Clusters recorded in a profile (ipyparallel's cluster files and clusterml's records).
-
-    Parameters
-    ----------
-    profile : str, optional
-        Profile name or directory; default ``clusterml-local``.
-
-    Returns
-    -------
-    list of dict
-        ``cluster_id``, ``profile_dir``, ``cluster_file``, ``controller_pid``,
-        ``engines`` (per engine set: launcher class, n, pid), ``owner_pid``,
-        ``owner_alive``, ``running`` (any recorded process still alive).
-    """
-    try:
-        pdir = _profile_dir(profile, create=False)
-    except Exception:
-        return []
-    out = {}
-    for cf in sorted(glob.glob(os.path.join(pdir, "security", "cluster-*.json"))):
-        cid = os.path.basename(cf)[len("cluster-"):-len(".json")]
-        try:
-            with open(cf) as fh:
-                d = json.load(fh)
-        except (OSError, ValueError):
-            d = {}
-        ctrl = (d.get("controller") or {}).get("state") or {}
-        sets = ((d.get("engines") or {}).get("sets") or {})
-        out[cid] = {
-            "cluster_id": cid, "profile_dir": pdir, "cluster_file": cf,
-            "controller_pid": ctrl.get("pid"),
-            "engines": {k: {"class": (d.get("engines") or {}).get("class"), "n": v.get("n"),
-                            "pid": v.get("pid")} for k, v in sets.items()},
-            "owner_pid": None, "owner_alive": None, "running": False,
-        }
-        pids = [ctrl.get("pid")] + [v.get("pid") for v in sets.values()]
-        out[cid]["running"] = any(p and psutil.pid_exists(p) for p in pids)
-    for rf in sorted(glob.glob(os.path.join(pdir, "security", "clusterml-*.json"))):
-        try:
-            with open(rf) as fh:
-                rec = json.load(fh)
-        except (OSError, ValueError):
-            continue
-        cid = rec.get("cluster_id", os.path.basename(rf)[len("clusterml-"):-len(".json")])
-        entry = out.setdefault(cid, {"cluster_id": cid, "profile_dir": pdir, "cluster_file": None,
-                                     "controller_pid": None, "engines": {}, "running": False})
-        entry["record"] = rf
-        entry["owner_pid"] = rec.get("owner", {}).get("pid")
-        entry["owner_alive"] = _alive(rec.get("owner", {})) is not None if rec.get("owner") else None
-        entry["running"] = entry["running"] or any(_alive(r) for r in rec.get("processes", []))
-    return list(out.values())
-
-
-def _stop_recorded(entry: dict) -> int:
-    """Stop one recorded cluster: ipyparallel's launchers, then every recorded process."""
-    procs = []
-    rec = {}
-    if entry.get("record"):
-        try:
-            with open(entry["record"]) as fh:
-                rec = json.load(fh)
-        except (OSError, ValueError):
-            rec = {}
-    for r in rec.get("processes", []):
-        p = _alive(r)
-        if p is not None:
-            procs += _tree(p.pid)
-    for pid in [entry.get("controller_pid")] + [e.get("pid") for e in entry.get("engines", {}).values()]:
-        if pid:
-            procs += _tree(pid)
-    if entry.get("cluster_file") and os.path.exists(entry["cluster_file"]):
-        try:
-            import ipyparallel as ipp
-
-            c = ipp.Cluster.from_file(entry["cluster_file"], log=log)
-            c.shutdown_atexit = False
-            c.stop_cluster_sync()
-        except Exception as exc:  # a broken record must not stop the clean-up
-            log.debug("stopping %s via ipyparallel failed: %r", entry["cluster_file"], exc)
-    seen, uniq = set(), []
-    for p in procs:
-        if p.pid not in seen and p.pid != os.getpid():
-            seen.add(p.pid)
-            uniq.append(p)
-    killed = _kill_all(uniq)
-    for f in (entry.get("cluster_file"), entry.get("record")):
-        if f:
-            try:
-                os.remove(f)
-            except FileNotFoundError:
-                pass
-    pdir = entry.get("profile_dir")
-    cid = entry.get("cluster_id")
-    if pdir and cid is not None:
-        for f in glob.glob(os.path.join(pdir, "security", f"ipcontroller-{cid}-*.json")):
-            try:
-                os.remove(f)
-            except FileNotFoundError:
-                pass
-    return len(killed)
-
-
-def stop_all(profile: str | None = None, only_orphans: bool = False) -> list[str]:
-    """Stop every cluster recorded for a profile (what ``clusterml stop --all`` runs).
-
-    Parameters
-    ----------
-    profile : str, optional
-        Profile name or directory; default ``clusterml-local``.
-    only_orphans : bool
-        Only clusters started by a :class:`Cluster` whose process is gone
-        (a kernel killed with SIGKILL); clusters of live notebooks and of
-        ``ipcluster start`` are left alone.
-
-    Returns
-    -------
-    list of str
-        The ids of the clusters that were stopped.
-    """
-    stopped = []
-    for entry in list_clusters(profile):
-        if only_orphans and entry.get("owner_alive") is not False:
-            continue
-        _stop_recorded(entry)
-        stopped.append(entry["cluster_id"])
-    return stopped
-
-
 @atexit.register
 def _stop_live_clusters():
     with _LIVE_LOCK:
@@ -541,7 +293,7 @@ class Cluster:
     """
 
     def __init__(self, n: int | None = None, profile: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, start_timeout: float = DEFAULT_START_TIMEOUT,
+                 timeout: float = DEFAULT_TIMEOUT, start_timeout: float | None = None,
                  engine_env: dict | None = None, mpiexec: str | None = None,
                  mpi_args: list | None = None, start: bool = True, **launcher_settings):
         if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
@@ -549,7 +301,8 @@ class Cluster:
         self.n = None if n is None else int(n)
         self.profile = profile
         self.timeout = float(timeout)
-        self.start_timeout = float(start_timeout)
+        # None: the profile's engine_timeout (e.g. 300 s in clusterml-slurm, queue time included)
+        self.start_timeout = None if start_timeout is None else float(start_timeout)
         self.engine_env = dict(engine_env or {})
         self.mpiexec = mpiexec
         self.mpi_args = list(mpi_args or [])
@@ -572,7 +325,7 @@ class Cluster:
     @classmethod
     def connect(cls, profile: str | None = None, cluster_id: str | None = None, *,
                 n: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-                start_timeout: float = DEFAULT_START_TIMEOUT) -> "Cluster":
+                start_timeout: float | None = None) -> "Cluster":
         """Attach to a running cluster (``ipcluster start`` or another :class:`Cluster`).
 
         Parameters
@@ -633,12 +386,16 @@ class Cluster:
 
         cfg = Config(config) if config is not None else Config()
         if self.profile is None:
-            kw.setdefault("engines", "mpi")
+            kw.setdefault("engines", "clusterml-mpi")
             kw.setdefault("controller_ip", "127.0.0.1")
             kw.setdefault("load_profile", False)
+            kw.setdefault("engine_timeout", int(DEFAULT_START_TIMEOUT))
+            # a local cluster listens on loopback only: keep MPI's own transports there too
+            cfg.ClusterMLMPIEngineSetLauncher.loopback_only = True
+        if self.start_timeout is not None:
+            kw["engine_timeout"] = int(self.start_timeout)  # else the profile's own
         kw.setdefault("log_level", logging.WARNING)
-        self._ipp = ipp.Cluster(profile_dir=pdir, n=self.n, config=cfg, shutdown_atexit=False,
-                                engine_timeout=int(self.start_timeout), **kw)
+        self._ipp = ipp.Cluster(profile_dir=pdir, n=self.n, config=cfg, shutdown_atexit=False, **kw)
         _check_batch_values(self._ipp)
         # The mpiexec of mpi4py's MPI, unless the user or the profile chose one.
         if issubclass(self._ipp.engine_launcher_class, ipp.cluster.launcher.MPILauncher):
@@ -655,50 +412,34 @@ class Cluster:
         with _LIVE_LOCK:
             _LIVE.add(self)
         t0 = time.monotonic()
-        progress = _Progress(self.n, "starting MPI engines")
-        progress.update(0, "controller")
         try:
             self._ipp.start_controller_sync()
             self._write_record()
-            env = dict(self.engine_env)
-            if self.profile is None:
-                # a local cluster listens on loopback only: keep MPI's own transports there too
-                env = {**LOOPBACK_MPI_ENV, **env}
-            self._ipp.start_engines_sync(self.n, environment=env)
+            self._ipp.start_engines_sync(self.n, environment=dict(self.engine_env))
             self._write_record()
             self._cluster_file = self._ipp.cluster_file
-            self._connect(progress=progress, t0=t0)
+            self._connect(t0=t0)
         except BaseException:
-            progress.close()
             self._teardown()
             raise
-        progress.close(f"{self.n} MPI engines ready in {time.monotonic() - t0:.1f} s "
-                       f"(cluster {self.cluster_id})")
         return self
 
-    def _connect(self, progress=None, t0=None):
+    def _engine_timeout(self) -> float:
+        if self.start_timeout is not None:
+            return self.start_timeout
+        return float(getattr(self._ipp, "engine_timeout", 0) or DEFAULT_START_TIMEOUT)
+
+    def _connect(self, t0=None):
+        from ..launch.wait import connect_client, wait_for_engines
+
         t0 = t0 or time.monotonic()
-        self._client = self._ipp.connect_client_sync()
-        want = self.n
-        deadline = t0 + self.start_timeout
-        while True:
-            have = len(self._client.ids)
-            if want is None and have:
-                want = self.n = have
-            if progress is not None:
-                progress.update(have, f"{time.monotonic() - t0:.0f} s")
-            if want is not None and have >= want:
-                break
-            dead = self._launcher_exit()
-            if dead is not None:
-                raise EngineError(f"the engines stopped while starting ({dead}); "
-                                  f"{have} of {want} had registered\n{self._launcher_output()}")
-            if time.monotonic() > deadline:
-                raise ClusterTimeoutError(
-                    f"{have} of {want} engines registered after {self.start_timeout:.0f} s "
-                    f"(profile {self.profile or DEFAULT_PROFILE}, cluster {self.cluster_id}); "
-                    f"{self._launcher_state()}")
-            time.sleep(_POLL)
+        what = f"cluster {self.cluster_id} of profile {self.profile or DEFAULT_PROFILE}"
+        self._client = connect_client(self._ipp, what)
+        if self.n is None:
+            self.n = len(self._client.ids)
+            if not self.n:
+                raise EngineError(f"no engines registered in cluster {self.cluster_id!r}; pass n=")
+        wait_for_engines(self._ipp, self._client, self.n, self._engine_timeout(), started=t0, what=what)
         ids = sorted(self._client.ids)
         self._view = self._client[ids]
         self._view.block = True
@@ -709,7 +450,7 @@ class Cluster:
 
     def _setup(self):
         ar = self._view.apply_async(Entry("setup"))
-        infos = self._wait(ar, self.start_timeout, "engine setup (clusterml.init)")
+        infos = self._wait(ar, self._engine_timeout(), "engine setup (clusterml.init)")
         ids = list(ar.engine_id)
         problems = []
         sizes = sorted({i["size"] for i in infos})
@@ -786,22 +527,11 @@ class Cluster:
             # Quieten this cluster's own logger (named by its id; never a shared one).
             if ipc.log.name.endswith("." + str(ipc.cluster_id)):
                 ipc.log.setLevel(max(ipc.log.getEffectiveLevel(), logging.ERROR))
-            try:
-                ipc.stop_cluster_sync()
-            except Exception as exc:
-                log.debug("ipyparallel stop failed: %r", exc)
-        _kill_all(procs)
-        if ipc is not None:
+            # the one stop of clusterml (launch.lifecycle): launchers, jobs, leftovers, files
+            stop_cluster(ipc.profile_dir, ipc.cluster_id, cluster=ipc)
             ipc.controller = None
             ipc.engines = {}
-            ipc.remove_cluster_file()
-            for f in glob.glob(os.path.join(ipc.profile_dir, "security",
-                                            f"ipcontroller-{ipc.cluster_id}-*.json")) + \
-                    glob.glob(os.path.join(ipc.profile_dir, "log", f"engines{ipc.cluster_id}.json")):
-                try:
-                    os.remove(f)
-                except FileNotFoundError:
-                    pass
+        _kill_all(procs)
         if self._record:
             try:
                 os.remove(self._record)

@@ -20,7 +20,17 @@ def _err(msg: str) -> int:
 
 
 # ----------------------------------------------------------------------------- profile
-@command("profile", "install the clusterml-local / clusterml-slurm ipyparallel profiles with your site settings")
+def _env_pairs(items) -> dict:
+    env = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--env {item!r}: expected NAME=VALUE")
+        env[name] = value
+    return env
+
+
+@command("profile", "install the clusterml-local / clusterml-slurm ipyparallel profiles; change one setting")
 def cmd_profile(args):
     from . import profiles as P
 
@@ -29,62 +39,74 @@ def cmd_profile(args):
             d = P.profile_dir(name)
             print(f"{name:16} {'installed' if (d / P.CONFIG).exists() else 'not installed':14} {d}")
         return 0
-    settings = P.ProfileSettings(
-        slurm={
-            k: v for k, v in dict(
+    try:
+        if args.action == "set":
+            values = dict(P.parse_assignment(a) for a in args.assignments)
+            r = P.set_values(args.name, values)
+            print(f"{r.name}: set {', '.join(sorted(values))} in {r.config}")
+            return 0
+        settings = P.ProfileSettings(
+            slurm={k: v for k, v in dict(
                 account=args.account, partition=args.partition, time=args.time, nodes=args.nodes,
                 ntasks_per_node=args.ntasks_per_node, cpus_per_task=args.cpus_per_task, mem=args.mem,
-                extra_sbatch=args.sbatch, setup=args.setup, venv=args.venv, mpi=args.mpi,
-            ).items() if v is not None
-        },
-        controller={
-            k: v for k, v in dict(
+                extra_sbatch=args.sbatch, setup=args.setup, venv=args.venv, mpi=args.mpi, qos=args.qos,
+            ).items() if v is not None},
+            controller={k: v for k, v in dict(
                 ip=args.controller_ip, interface=args.controller_interface,
                 location=args.controller_location,
                 on_compute_node=True if args.controller_on_compute_node else None,
-            ).items() if v is not None
-        },
-        engine_timeout=args.engine_timeout,
-        mpiexec=args.mpiexec,
-    )
-    try:
+            ).items() if v is not None},
+            engine_timeout=args.engine_timeout, mpiexec=args.mpiexec, env=_env_pairs(args.env),
+        )
         done = P.install(args.name or P.PROFILE_NAMES, settings, force=args.force)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         return _err(str(e))
     for r in done:
         print(f"installed {r.name}: {r.config}" + (f" (previous kept as {r.backup.name})" if r.backup else ""))
-    print("edit the SITE SETTINGS block at the top of each file to change them later")
+    print("change a setting later with: clusterml profile set NAME key=value")
     return 0
 
 
 def _profile_options(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("list", help="show where the profiles are and whether they are installed")
+    s = sub.add_parser("set", help="change settings of an installed profile, keeping the others",
+                       description="Change settings of an installed profile; the others stay. Keys: "
+                       "account qos partition time nodes ntasks_per_node cpus_per_task mem extra_sbatch "
+                       "setup venv mpi mpiexec srun_args env controller_ip controller_location "
+                       "engine_timeout (clusterml-slurm); controller_ip engine_timeout mpi_cmd mpi_args "
+                       "env (clusterml-local); or Section.trait. Values are JSON when they parse "
+                       "(2, [\"--qos=x\"], {\"A\": \"1\"}), else text.")
+    s.add_argument("name", choices=("clusterml-local", "clusterml-slurm"))
+    s.add_argument("assignments", nargs="+", metavar="key=value")
     i = sub.add_parser(
         "install", help="write the profiles into the IPython directory ($IPYTHONDIR or ~/.ipython)",
-        description="Write the profiles into the IPython directory (folders 0700, files 0600), "
-        "with the given site settings in their settings block. Slurm settings go to clusterml-slurm.",
+        description="Write the profiles into the IPython directory (folders 0700, files 0600) with the "
+        "given settings stored as values in ipcluster_config.json. Slurm settings go to clusterml-slurm.",
     )
     i.add_argument("--name", action="append", choices=("clusterml-local", "clusterml-slurm"),
                    help="profile to install (repeatable; default both)")
     i.add_argument("--force", action="store_true", help="replace an existing, different config (kept as .bak)")
+    i.add_argument("--env", action="append", metavar="NAME=VALUE",
+                   help="environment variable for the engines, e.g. FI_TCP_IFACE=ib0 (repeatable)")
     g = i.add_argument_group("Slurm job settings (clusterml-slurm)")
     g.add_argument("--account")
     g.add_argument("--partition")
+    g.add_argument("--qos")
     g.add_argument("--time", help="wall time of the engines job, e.g. 01:00:00")
     g.add_argument("--nodes", type=int)
     g.add_argument("--ntasks-per-node", type=int)
     g.add_argument("--cpus-per-task", type=int, help="also OMP/OPENBLAS/MKL_NUM_THREADS")
     g.add_argument("--mem", help="per node, e.g. 16G")
     g.add_argument("--sbatch", action="append", metavar="OPTION",
-                   help="extra sbatch option, e.g. --sbatch=--qos=debug (repeatable)")
+                   help="extra sbatch option, e.g. --sbatch=--constraint=skylake (repeatable)")
     g.add_argument("--setup", action="append", metavar="LINE",
                    help="shell line run before the engines, e.g. 'module load mpich' (repeatable)")
     g.add_argument("--venv", help="virtualenv to activate in the job")
     g.add_argument("--mpi", choices=("pmi2", "pmix", "mpiexec", "none"),
                    help="how tasks form one MPI world: srun --mpi=pmi2|pmix, or mpiexec in the job")
     c = i.add_argument_group("controller and MPI")
-    c.add_argument("--controller-ip", help="address the controller listens on ('*' = all)")
+    c.add_argument("--controller-ip", help="address the controller listens on and engines connect to ('*' = all)")
     c.add_argument("--controller-interface", help="engines connect to this interface's address, e.g. ib0")
     c.add_argument("--controller-location", help="host/address engines connect to")
     c.add_argument("--controller-on-compute-node", action="store_true",
@@ -102,15 +124,11 @@ def cmd_start(args):
     from . import ipcluster as IC
     from ..errors import DistributedError
 
-    line = IC.StatusLine(sys.stderr)
     try:
-        started = IC.start(
-            args.profile, args.n, cluster_id=args.cluster_id, timeout=args.timeout, progress=line,
-        )
+        started = IC.start(args.profile, args.n, cluster_id=args.cluster_id, timeout=args.timeout,
+                           show=True)
     except (DistributedError, FileExistsError, FileNotFoundError, ValueError) as e:
-        line.done()
         return _err(f"cluster not started: {e}")
-    line.done()
     jobs = f" (Slurm job {', '.join(started.jobs)})" if started.jobs else ""
     cid = args.cluster_id
     print(f"cluster {cid!r} of profile {args.profile}: {len(started.engine_ids)} engines "

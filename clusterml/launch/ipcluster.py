@@ -1,37 +1,24 @@
-"""Start, watch and stop ipyparallel clusters (controller + MPI engines) from a profile.
+"""The ``clusterml start`` / ``stop`` / ``status`` side: clusters that outlive this process.
 
-The pieces are usable on their own, and pure of notebook concerns, so the
-notebook facade (:mod:`clusterml.client`) and the ``clusterml`` command share them:
-
-- :func:`wait_for_engines` polls a connected client until ``n`` engines have
-  registered, asking Slurm (``squeue``) about the engines job while it waits.
-  Each poll is reported to a ``progress`` callable as a :class:`WaitStatus`
-  (``"2/4 engines registered, 12 s; Slurm job 812 is PENDING (Resources)"``).
-  It raises :class:`clusterml.ClusterTimeoutError` with those facts when the time
-  runs out, and :class:`clusterml.EngineError` at once when the job ended or its
-  pending reason can never clear (e.g. ``PartitionTimeLimit``).
-- :func:`start` starts a cluster that outlives this process (``ipcluster start
-  --daemonize``): controller, engines, wait; on any failure everything it started
-  is stopped (Slurm jobs cancelled) before the error is raised.
-- :func:`stop` / :func:`stop_all` stop clusters recorded in the profile's
-  ``security/cluster-<id>.json`` files (ipyparallel's own records), cancel their
-  Slurm jobs, wait until squeue no longer lists them and the processes are gone,
-  and remove the cluster's files.
+- :func:`start` starts controller + engines from a profile (like ``ipcluster
+  start --daemonize``) and waits with :func:`clusterml.launch.wait.wait_for_engines`,
+  the same wait as ``cml.Cluster`` (the launchers ask Slurm; the wait raises
+  :class:`clusterml.ClusterStartError` with state, log tail, cause and fix). On
+  any failure everything it started is stopped first.
+- :func:`stop` / :func:`stop_all` stop recorded clusters through
+  :func:`clusterml.launch.lifecycle.stop_cluster`, the one stop of clusterml.
 - :func:`status` lists the recorded clusters with engines registered and Slurm
   job states.
 
 There is no fixed ``sleep``: every wait polls a real condition with a short
-interval against a deadline.
-"""
+interval against a deadline."""
 
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +26,16 @@ from typing import Callable, Iterable, Sequence
 
 from ..errors import ClusterTimeoutError, EngineError
 from . import slurm as S
+from .diagnose import HOPELESS_REASONS  # noqa: F401  (re-exported)
+from .lifecycle import Stopped, stop_cluster
+from .records import _load_record, _record_running, _remove_cluster_files, _sanitize
+from .wait import connect_client, wait_for_engines
 
 __all__ = [
     "HOPELESS_REASONS",
     "WaitStatus",
-    "StatusLine",
     "engine_jobs",
     "controller_job",
-    "wait_for_engines",
     "wait_for_files",
     "secure_connection_files",
     "Started",
@@ -58,12 +47,6 @@ __all__ = [
     "profile_dir_of",
 ]
 
-#: Pending reasons that never clear without an administrator or a new request:
-#: waiting on them only burns the user's timeout, so the wait fails at once.
-HOPELESS_REASONS = frozenset({
-    "BadConstraints", "PartitionNodeLimit", "PartitionTimeLimit", "PartitionConfig",
-    "InvalidAccount", "InvalidQOS", "DependencyNeverSatisfied", "QOSMaxWallDurationPerJobLimit",
-})
 
 _log = logging.getLogger("clusterml.launch")
 
@@ -106,40 +89,6 @@ class WaitStatus:
         return (self.registered, tuple((j.job_id, j.state, j.reason) for j in self.jobs), self.what)
 
 
-class StatusLine:
-    """One updating status line on a terminal; on a pipe, one line per change.
-
-    Parameters
-    ----------
-    stream : file, optional
-        Default ``sys.stderr``.
-    """
-
-    def __init__(self, stream=None):
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last_key = None
-        self._shown = False
-
-    def __call__(self, status) -> None:
-        text = str(status)
-        key = getattr(status, "key", text)
-        if self.tty:
-            self.stream.write("\r\x1b[K" + text)
-            self._shown = True
-        elif key != self._last_key:
-            self.stream.write(text + "\n")
-        self._last_key = key
-        self.stream.flush()
-
-    def done(self) -> None:
-        """End the line (on a terminal)."""
-        if self.tty and self._shown:
-            self.stream.write("\n")
-            self.stream.flush()
-        self._shown = False
-
-
 # ----------------------------------------------------------------------------- cluster introspection
 def engine_jobs(cluster) -> list[str]:
     """Slurm (or other batch) job ids of a cluster's engine sets that were submitted."""
@@ -167,150 +116,7 @@ def _ended(info: S.JobInfo) -> bool:
     return info.state == "GONE" or info.state.split()[0] in S._ENDED
 
 
-def _local_engines_ended(cluster) -> str | None:
-    """How a cluster's local engine launcher (e.g. mpiexec) ended, or None while it runs."""
-    if cluster is None:
-        return None
-    for es in cluster.engines.values():
-        if getattr(es, "job_id", ""):
-            continue
-        proc = getattr(es, "process", None)
-        if getattr(es, "state", None) == "after":
-            return f"the engine launcher exited: {getattr(es, 'stop_data', None)}"
-        if proc is not None:
-            try:
-                if not proc.is_running() or proc.status() == "zombie":
-                    return f"the engine launcher (pid {proc.pid}) exited"
-            except Exception:  # psutil.NoSuchProcess
-                return f"the engine launcher (pid {getattr(proc, 'pid', '?')}) is gone"
-    return None
-
-
-def _output_tail(cluster, limit: int = 20) -> str:
-    if cluster is None:
-        return ""
-    lines = []
-    for es in cluster.engines.values():
-        path = getattr(es, "output_file", "")
-        if path and os.path.isfile(path):
-            with open(path, errors="replace") as f:
-                tail = f.read().splitlines()[-limit:]
-            if tail:
-                lines.append(f"--- last lines of {path}:")
-                lines.extend(tail)
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- waiting
-def wait_for_engines(
-    client,
-    n: int,
-    timeout: float,
-    *,
-    slurm_job_id: str | Sequence[str] | None = None,
-    cluster=None,
-    progress: Callable[[WaitStatus], None] | None = None,
-    poll: float = 0.25,
-    slurm_poll: float = 2.0,
-    env=None,
-    started_at: float | None = None,
-) -> list[int]:
-    """Wait until ``n`` engines have registered with ``client``'s controller.
-
-    Parameters
-    ----------
-    client : ipyparallel.Client
-        A connected client (anything whose ``ids`` lists registered engines).
-    n : int
-        Engines wanted.
-    timeout : float
-        Seconds, queue time included.
-    slurm_job_id : str or sequence of str, optional
-        Slurm job(s) running the engines; watched with ``squeue`` every
-        ``slurm_poll`` seconds. Default: the jobs of ``cluster``'s engine sets.
-    cluster : ipyparallel.Cluster, optional
-        Its engine sets give the job ids, whether a local launcher died, and
-        the engine output quoted in errors.
-    progress : callable, optional
-        Called with a :class:`WaitStatus` after each observation.
-    poll, slurm_poll : float
-        Seconds between looks at the client / at Slurm.
-    env : mapping, optional
-        Environment for the Slurm commands.
-    started_at : float, optional
-        ``time.monotonic()`` when the whole start began (so messages give the
-        user's elapsed time, controller start included); default now. The
-        deadline is still ``timeout`` seconds from now.
-
-    Returns
-    -------
-    list of int
-        The registered engine ids.
-
-    Raises
-    ------
-    ClusterTimeoutError
-        ``"3 of 4 engines registered after 60 s; Slurm job 812 is PENDING (Resources)"``.
-    EngineError
-        The engines job ended, or pends for a reason that never clears (the
-        message says which and quotes the engines' output), or a local engine
-        launcher exited.
-    """
-    if isinstance(slurm_job_id, (str, int)):
-        jobs = [str(slurm_job_id)]
-    elif slurm_job_id is not None:
-        jobs = [str(j) for j in slurm_job_id]
-    else:
-        jobs = engine_jobs(cluster) if cluster is not None else []
-    now0 = time.monotonic()
-    t0 = started_at if started_at is not None else now0
-    deadline = now0 + timeout
-    infos: tuple = ()
-    next_slurm = t0
-    while True:
-        ids = list(client.ids)
-        now = time.monotonic()
-        if jobs and (now >= next_slurm or len(ids) >= n):
-            infos = _job_infos(jobs, env)
-            next_slurm = now + slurm_poll
-        st = WaitStatus(len(ids), n, now - t0, infos)
-        if progress is not None:
-            progress(st)
-        if len(ids) >= n:
-            return ids
-        for info in infos:
-            if _ended(info):
-                raise EngineError(
-                    f"{len(ids)} of {n} engines registered after {now - t0:.0f} s: "
-                    f"{info} -- the engines job ended before all engines registered"
-                    + _with_output(cluster)
-                )
-            if info.state == "PENDING" and info.reason.split(",")[0] in HOPELESS_REASONS:
-                raise EngineError(
-                    f"{len(ids)} of {n} engines registered after {now - t0:.0f} s: {info}, "
-                    "a reason that does not clear by waiting; change the request "
-                    "(partition, time, nodes, account) in the profile's settings"
-                )
-        ended = _local_engines_ended(cluster)
-        if ended:
-            raise EngineError(
-                f"{len(ids)} of {n} engines registered after {now - t0:.0f} s: {ended}"
-                + _with_output(cluster)
-            )
-        if now >= deadline:
-            facts = "; ".join(str(i) for i in infos)
-            raise ClusterTimeoutError(
-                f"{len(ids)} of {n} engines registered after {now - t0:.0f} s"
-                + (f"; {facts}" if facts else "")
-            )
-        time.sleep(min(poll, max(0.0, deadline - now)))
-
-
-def _with_output(cluster) -> str:
-    tail = _output_tail(cluster)
-    return ("\n" + tail) if tail else ""
-
-
 def wait_for_files(
     paths: Iterable[str],
     timeout: float,
@@ -327,7 +133,7 @@ def wait_for_files(
     Raises
     ------
     ClusterTimeoutError, EngineError
-        As :func:`wait_for_engines`.
+        The controller job ended / the files did not appear in time.
     """
     paths = list(paths)
     t0 = time.monotonic()
@@ -442,6 +248,31 @@ def _refused_reason(engine_set, env=None) -> str:
     return proc.stdout.strip()
 
 
+def _refuse_running(pdir: str, profile: str, cluster_id: str) -> None:
+    """Refuse a second cluster of this id; clear the files of a dead one."""
+    cfile = _cluster_file(pdir, cluster_id)
+    if os.path.exists(cfile):
+        if _record_running(cfile):
+            raise FileExistsError(
+                f"cluster {cluster_id!r} of profile {profile!r} is already running ({cfile}); "
+                f"stop it with: clusterml stop --profile {profile} --cluster-id '{cluster_id}'"
+            )
+        _remove_cluster_files(pdir, cluster_id, _load_record(cfile))
+
+
+def _start_engines(cluster, n: int) -> None:
+    """Submit / start the engines (clusterml's launchers raise ClusterStartError themselves)."""
+    try:
+        cluster.start_engines_sync(n)
+    except subprocess.CalledProcessError as e:
+        es = list(cluster.engines.values())[-1] if cluster.engines else None
+        raise EngineError(
+            f"the engines job was refused: {_refused_reason(es)}"
+            if es is not None and type(es).__name__.startswith("Slurm")
+            else f"starting the engines failed: {e}"
+        ) from None
+
+
 def start(
     profile: str,
     n: int,
@@ -451,6 +282,7 @@ def start(
     progress: Callable[[WaitStatus], None] | None = None,
     check_world: bool = True,
     log_level: int = logging.WARNING,
+    show: bool | None = None,
 ) -> Started:
     """Start controller + ``n`` MPI engines from ``profile``, left running after this process.
 
@@ -467,7 +299,10 @@ def start(
         Seconds to wait for the engines, queue time included; default the
         profile's ``Cluster.engine_timeout``.
     progress : callable, optional
-        Receives :class:`WaitStatus` while waiting (e.g. a :class:`StatusLine`).
+        Receives :class:`WaitStatus` while waiting for a controller job's files.
+    show : bool, optional
+        Show the engines' progress bar (tqdm, with the Slurm job state);
+        default on a terminal.
     check_world : bool
         After registration, check that the engines form ONE MPI world of size
         ``n`` with engine id == rank (not ``n`` singletons).
@@ -490,14 +325,7 @@ def start(
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r}: expected a positive number of engines")
     pdir = profile_dir_of(profile)
-    cfile = _cluster_file(pdir, cluster_id)
-    if os.path.exists(cfile):
-        if _record_running(cfile):
-            raise FileExistsError(
-                f"cluster {cluster_id!r} of profile {profile!r} is already running ({cfile}); "
-                f"stop it with: clusterml stop --profile {profile} --cluster-id '{cluster_id}'"
-            )
-        _remove_cluster_files(pdir, cluster_id, _load_record(cfile))
+    _refuse_running(pdir, profile, cluster_id)
     cluster = ipp.Cluster(
         profile_dir=pdir, n=n, cluster_id=cluster_id, shutdown_atexit=False, log_level=log_level
     )
@@ -514,18 +342,10 @@ def start(
             slurm_job_id=ctl_job, progress=progress,
         )
         secure_connection_files(pdir)
-        try:
-            cluster.start_engines_sync(n)
-        except subprocess.CalledProcessError as e:
-            es = list(cluster.engines.values())[-1] if cluster.engines else None
-            raise EngineError(
-                f"the engines job was refused: {_refused_reason(es)}"
-                if es is not None and type(es).__name__.startswith("Slurm")
-                else f"starting the engines failed: {e}"
-            ) from None
-        client = cluster.connect_client_sync()
-        remaining = max(1.0, timeout - (time.monotonic() - t0))
-        ids = wait_for_engines(client, n, remaining, cluster=cluster, progress=progress, started_at=t0)
+        _start_engines(cluster, n)
+        what = f"cluster {cluster_id!r} of profile {profile}"
+        client = connect_client(cluster, what=what)
+        ids = wait_for_engines(cluster, client, n, timeout, started=t0, what=what, show=show)
         seconds = time.monotonic() - t0
         if check_world:
             _check_one_world(client, n)
@@ -535,7 +355,7 @@ def start(
     except BaseException:
         if client is not None:
             client.close()
-        _teardown(cluster, pdir)
+        stop_cluster(pdir, cluster.cluster_id, cluster=cluster)
         raise
 
 
@@ -558,288 +378,27 @@ def _check_one_world(client, n: int) -> None:
         raise EngineError(f"the engines are not one MPI world of size {n}: engine -> (rank, size) = {got}{hint}")
 
 
-# ----------------------------------------------------------------------------- records, stop
-def _load_record(cfile: str) -> dict:
-    try:
-        with open(cfile) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def _pid_is(pid: int, cluster_id: str | None, words: Sequence[str]) -> bool:
-    """Does ``pid`` still run the recorded program (not a reused pid)?
-
-    The command line must hold one of ``words``; when ``cluster_id`` is given and
-    the process environment is readable, its ``IPP_CLUSTER_ID`` must match too.
-    """
-    import psutil
-
-    try:
-        p = psutil.Process(int(pid))
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return False
-        cmd = " ".join(p.cmdline())
-    except (psutil.Error, ValueError):
-        return False
-    if not any(w in cmd for w in words):
-        return False
-    if cluster_id is not None:
-        try:
-            env = p.environ()
-        except psutil.Error:
-            return True
-        if "IPP_CLUSTER_ID" in env and env["IPP_CLUSTER_ID"] != cluster_id:
-            return False
-    return True
-
-
-_CONTROLLER_WORDS = ("ipyparallel.controller", "ipcontroller")
-_ENGINE_WORDS = ("ipyparallel.engine", "ipengine", "mpiexec", "mpirun", "srun")
-
-
-def _sanitize(record: dict) -> dict:
-    """Drop recorded local processes whose pid no longer runs that program."""
-    rec = json.loads(json.dumps(record))
-    cid = rec.get("cluster", {}).get("cluster_id", "")
-    ctl = rec.get("controller") or {}
-    state = ctl.get("state") or {}
-    if state.get("pid", -1) > 0 and not _pid_is(state["pid"], cid, _CONTROLLER_WORDS):
-        rec.pop("controller", None)
-    sets = (rec.get("engines") or {}).get("sets", {})
-    for sid in list(sets):
-        st = sets[sid]
-        if st.get("pid", -1) > 0 and not st.get("job_id") and not _pid_is(st["pid"], None, _ENGINE_WORDS):
-            sets.pop(sid)
-    return rec
-
-
-def _record_jobs(record: dict) -> list[str]:
-    jobs = []
-    ctl = (record.get("controller") or {}).get("state") or {}
-    if ctl.get("job_id"):
-        jobs.append(str(ctl["job_id"]))
-    for st in ((record.get("engines") or {}).get("sets") or {}).values():
-        if st.get("job_id"):
-            jobs.append(str(st["job_id"]))
-    return jobs
-
-
-def _record_pids(record: dict) -> list[int]:
-    pids = []
-    ctl = (record.get("controller") or {}).get("state") or {}
-    if ctl.get("pid", -1) > 0:
-        pids.append(int(ctl["pid"]))
-    for st in ((record.get("engines") or {}).get("sets") or {}).values():
-        if st.get("pid", -1) > 0:
-            pids.append(int(st["pid"]))
-    return pids
-
-
-def _record_running(cfile: str) -> bool:
-    rec = _sanitize(_load_record(cfile))
-    if rec.get("controller"):
-        return True
-    for j in _record_jobs(rec):
-        try:
-            info = S.job_info(j)
-        except S.SlurmError:
-            return True  # cannot tell: assume it runs
-        if info is not None and not _ended(info):
-            return True
-    return False
-
-
-def _remove_cluster_files(pdir: str, cluster_id: str, record: dict) -> list[str]:
-    """Remove exactly this cluster's files: record, connection files, logs."""
-    prefix = f"ipcontroller-{cluster_id}-" if cluster_id else "ipcontroller-"
-    paths = [
-        _cluster_file(pdir, cluster_id),
-        os.path.join(pdir, "security", f"{prefix}client.json"),
-        os.path.join(pdir, "security", f"{prefix}engine.json"),
-        os.path.join(pdir, "log", f"engines{cluster_id}.json"),
-    ]
-    ctl = (record.get("controller") or {}).get("state") or {}
-    if ctl.get("output_file"):
-        paths.append(ctl["output_file"])
-    for st in ((record.get("engines") or {}).get("sets") or {}).values():
-        if st.get("output_file"):
-            paths.append(st["output_file"])
-    removed = []
-    for p in paths:
-        try:
-            os.remove(p)
-            removed.append(p)
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-def _wait_gone(pids: Sequence[int], jobs: Sequence[str], timeout: float) -> list[str]:
-    """Poll until the processes have exited and squeue no longer lists the jobs."""
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    while True:
-        left = []
-        for pid in pids:
-            try:
-                p = psutil.Process(pid)
-                if p.status() != psutil.STATUS_ZOMBIE:
-                    left.append(f"process {pid} ({p.name()})")
-            except psutil.Error:
-                pass
-        for j in jobs:
-            try:
-                info = S.job_info(j)
-            except S.SlurmError as e:
-                left.append(f"Slurm job {j}: {e}")
-                continue
-            if info is not None and not _ended(info):
-                left.append(str(info))
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.2)
-
-
-def _process_trees(pids: Sequence[int]) -> list:
-    """psutil handles of the recorded processes and all their descendants (pid + start time)."""
-    import psutil
-
-    procs = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            procs.append(p)
-            procs.extend(p.children(recursive=True))
-        except psutil.Error:
-            continue
-    return procs
-
-
-def _cluster_processes(pdir: str, cluster_id: str) -> list:
-    """This cluster's ipyparallel processes still on this machine, found by their environment.
-
-    ipyparallel's launchers give the controller and engines ``IPP_PROFILE_DIR``
-    and ``IPP_CLUSTER_ID``, which their children inherit; so a scheduler process
-    orphaned by a controller that died during its start-up is still found.
-    """
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["cmdline", "uids"]):
-        try:
-            if p.info["uids"] is None or p.info["uids"].real != os.getuid():
-                continue
-            if "ipyparallel" not in " ".join(p.info["cmdline"] or []):
-                continue
-            env = p.environ()
-        except psutil.Error:
-            continue
-        if env.get("IPP_PROFILE_DIR") == pdir and env.get("IPP_CLUSTER_ID") == cluster_id:
-            found.append(p)
-    return found
-
-
-def _end_leftovers(procs: list, timeout: float = 10) -> None:
-    """Terminate, then kill, descendants that outlived their parent's stop.
-
-    ipyparallel stops the controller by its pid; its scheduler children can stay
-    behind when the parent dies early (e.g. SIGKILL after an ignored SIGTERM).
-    The handles were taken before the stop, and psutil checks the start time,
-    so only those very processes are signalled, never a reused pid.
-    """
-    import psutil
-
-    alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    if not alive:
-        return
-    gone, alive = psutil.wait_procs(alive, timeout=min(5.0, timeout))
-    for p in alive:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    gone, alive = psutil.wait_procs(alive, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
-
-
-def _teardown(cluster, pdir: str, timeout: float = 60) -> list[str]:
-    """Stop what ``cluster`` started; cancel its jobs; remove its files. Returns what is left."""
-    record = cluster.to_dict()
-    jobs = _record_jobs(record)
-    pids = _record_pids(record)
-    procs = _process_trees(pids)
-    # engine sets that never got a job or a process cannot be stopped by ipyparallel
-    for sid, es in list(cluster.engines.items()):
-        if getattr(es, "state", "") == "before":
-            cluster.engines.pop(sid)
-    try:
-        cluster.stop_cluster_sync()
-    except Exception as e:  # keep going: cancel the jobs ourselves below
-        _log.warning("ipyparallel could not stop cluster %r cleanly: %s", cluster.cluster_id, e)
-    for j in jobs:
-        try:
-            S.scancel(j)
-        except S.SlurmError as e:
-            _log.warning("%s", e)
-    _wait_gone([], jobs, timeout)  # engines of a cancelled job end with it
-    known = {p.pid for p in procs}
-    procs += [p for p in _cluster_processes(os.path.abspath(pdir), cluster.cluster_id) if p.pid not in known]
-    _end_leftovers(procs)
-    left = _wait_gone([p.pid for p in procs if p.is_running()], jobs, timeout)
-    _remove_cluster_files(pdir, cluster.cluster_id, record)
-    return left
-
-
-@dataclass
-class Stopped:
-    """What :func:`stop` did."""
-
-    profile: str
-    cluster_id: str
-    jobs: list
-    left: list  # processes / jobs still there after the timeout (empty when clean)
-
-
-def stop(profile: str, cluster_id: str = "", *, timeout: float = 60) -> Stopped:
-    """Stop a recorded cluster: controller, engines, Slurm jobs; then remove its files.
-
-    Raises
-    ------
-    FileNotFoundError
-        No record of that cluster in the profile.
-    """
-    import ipyparallel as ipp
-
-    pdir = profile_dir_of(profile)
-    cfile = _cluster_file(pdir, cluster_id)
-    if not os.path.exists(cfile):
-        raise FileNotFoundError(f"no cluster {cluster_id!r} recorded in profile {profile!r} ({cfile})")
-    record = _sanitize(_load_record(cfile))
-    jobs = _record_jobs(record)
-    if record.get("cluster"):
-        cluster = ipp.Cluster.from_dict(
-            record, profile_dir=pdir, cluster_file=cfile, log_level=logging.WARNING
-        )
-        left = _teardown(cluster, pdir, timeout)
-    else:  # an unreadable record: only the files can go
-        left = []
-        _remove_cluster_files(pdir, cluster_id, record)
-    return Stopped(profile, cluster_id, jobs, left)
-
-
 def _record_ids(profile: str) -> list[str]:
     ids = []
     for f in cluster_files(profile):
         name = os.path.basename(f)[len("cluster-"):-len(".json")]
         ids.append(name)
     return ids
+
+
+def stop(profile: str, cluster_id: str = "", *, timeout: float = 60) -> Stopped:
+    """Stop a recorded cluster (:func:`clusterml.launch.lifecycle.stop_cluster`).
+
+    Raises
+    ------
+    FileNotFoundError
+        No record of that cluster in the profile.
+    """
+    pdir = profile_dir_of(profile)
+    cfile = _cluster_file(pdir, cluster_id)
+    if not os.path.exists(cfile):
+        raise FileNotFoundError(f"no cluster {cluster_id!r} recorded in profile {profile!r} ({cfile})")
+    return stop_cluster(pdir, cluster_id, timeout=timeout)
 
 
 def stop_all(profile: str, *, timeout: float = 60) -> list[Stopped]:

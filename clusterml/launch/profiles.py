@@ -1,70 +1,82 @@
-"""Install clusterml's ipyparallel profiles into the user's IPython directory.
+"""clusterml's ipyparallel profiles: settings stored as VALUES in ``ipcluster_config.json``.
 
-The single source of the profile templates is the package folder
-``clusterml/launch/profile_templates/<name>/`` (shipped as package data, so an
-installed clusterml finds them); the repository's top-level ``profiles/`` is a
-copy for people browsing the sources, kept identical by a test and refreshed
-with ``python -m clusterml.launch.profiles --sync``.
+The templates are the repository's top-level ``profiles/<name>/ipcluster_config.json``
+(the only copy; an installed clusterml ships them as data files under
+``<prefix>/share/clusterml/profiles``).  They hold no code: the launchers of
+:mod:`clusterml.launch.launchers` (entry points ``clusterml-slurm``,
+``clusterml-mpi``) read their settings as traitlets traits, and the Slurm
+batch script is rendered when a job is submitted.
 
-:func:`install` copies a template into ``$IPYTHONDIR/profile_<name>/`` and
-writes the site settings into its settings block (``SITE`` / ``CONTROLLER`` /
-``ENGINE_TIMEOUT`` for ``clusterml-slurm``; ``MPIEXEC`` / ``CONTROLLER_IP`` /
-``ENGINE_TIMEOUT`` for ``clusterml-local``). Values are written as Python
-literals (``repr``), replacing exactly the source span of the template's value
-(found with :mod:`ast`), and read back with :func:`ast.literal_eval` before the
-file is kept, so no value can become code. Slurm values are validated by
-rendering the batch template (:mod:`clusterml.launch.slurm` refuses newlines,
-``"`` and ``\\`` in ``#SBATCH`` values and quotes the rest).
+:func:`install` writes a template plus the given settings into
+``$IPYTHONDIR/profile_<name>/``; :func:`set_values` changes some settings of
+an installed profile and keeps the others.  Every value is checked before
+anything is written: Slurm values by rendering the batch script exactly as the
+launcher will (:mod:`clusterml.launch.slurm` refuses newlines, ``"`` and ``\\``
+in ``#SBATCH`` values and shell-quotes the rest).
 
-Modes: the profile folder and its ``security/``, ``jobs/`` and ``log/``
-folders are 0700, files 0600; a missing IPython directory is created 0700.
+Modes: the profile folder and its ``security/``, ``jobs/`` and ``log/`` folders
+are 0700, files 0600; a missing IPython directory is created 0700.
 """
 
 from __future__ import annotations
 
-import ast
+import json
 import os
 import re
 import shutil
 import stat
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import slurm as S
+__all__ = ["PROFILE_NAMES", "CONFIG", "KEYS", "template_dir", "ipython_dir", "profile_dir",
+           "ProfileSettings", "InstallResult", "install", "set_values", "read_settings",
+           "render_config", "parse_assignment"]
 
-__all__ = [
-    "TEMPLATES",
-    "PROFILE_NAMES",
-    "template_dir",
-    "ipython_dir",
-    "profile_dir",
-    "InstallResult",
-    "install",
-    "read_settings",
-    "render_config",
-]
-
-TEMPLATES = Path(__file__).resolve().parent / "profile_templates"
 PROFILE_NAMES = ("clusterml-local", "clusterml-slurm")
-CONFIG = "ipcluster_config.py"
+CONFIG = "ipcluster_config.json"
 
-# Which assignment / dict key a setting goes to, per template.
-SLURM_SITE_KEYS = (
-    "account", "partition", "time", "nodes", "ntasks_per_node", "cpus_per_task", "mem",
-    "extra_sbatch", "setup", "venv", "mpi", "mpiexec",
-)
-CONTROLLER_KEYS = ("ip", "interface", "location", "on_compute_node")
+#: Short setting names (``clusterml profile set NAME key=value``) -> (section, trait).
+KEYS = {
+    "clusterml-slurm": {
+        "account": ("SlurmLauncher", "account"), "qos": ("SlurmLauncher", "qos"),
+        "partition": ("SlurmLauncher", "queue"), "queue": ("SlurmLauncher", "queue"),
+        "time": ("SlurmLauncher", "timelimit"), "timelimit": ("SlurmLauncher", "timelimit"),
+        **{k: ("SlurmSite", k) for k in ("nodes", "ntasks_per_node", "cpus_per_task", "mem",
+                                         "extra_sbatch", "setup", "venv", "mpi", "mpiexec",
+                                         "srun_args", "env", "poll_interval")},
+        "controller_ip": ("Cluster", "controller_ip"),
+        "controller_location": ("Cluster", "controller_location"),
+        "engine_timeout": ("Cluster", "engine_timeout"),
+        "controller_launcher_class": ("Cluster", "controller_launcher_class"),
+    },
+    "clusterml-local": {
+        "controller_ip": ("Cluster", "controller_ip"),
+        "engine_timeout": ("Cluster", "engine_timeout"),
+        "mpi_cmd": ("MPIEngineSetLauncher", "mpi_cmd"),
+        "mpi_args": ("MPIEngineSetLauncher", "mpi_args"),
+        "env": ("ClusterMLMPIEngineSetLauncher", "env"),
+        "loopback_only": ("ClusterMLMPIEngineSetLauncher", "loopback_only"),
+    },
+}
 
+_TEXT = {"account", "qos", "queue", "timelimit", "mem", "venv", "mpi", "mpiexec", "controller_ip",
+         "controller_location"}
 _HOST = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9._:-]*)$")
 _IFACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def template_dir(name: str) -> Path:
-    """The packaged template folder of profile ``name``."""
+    """The template folder of profile ``name`` (repository ``profiles/`` or installed data)."""
     if name not in PROFILE_NAMES:
         raise ValueError(f"profile template {name!r}: expected one of {list(PROFILE_NAMES)}")
-    return TEMPLATES / name
+    for base in (Path(__file__).resolve().parents[2] / "profiles",
+                 Path(sys.prefix) / "share" / "clusterml" / "profiles"):
+        if (base / name / CONFIG).is_file():
+            return base / name
+    raise FileNotFoundError(f"the {name} template is missing (expected profiles/{name}/{CONFIG})")
 
 
 def ipython_dir() -> Path:
@@ -82,207 +94,181 @@ def profile_dir(profile: str, ipython: str | os.PathLike | None = None) -> Path:
 # ----------------------------------------------------------------------------- settings
 @dataclass
 class ProfileSettings:
-    """Site settings for the profiles; None / empty means "keep the template's value".
+    """Settings given to :func:`install`; None / empty means "keep the template's value".
 
-    ``slurm`` holds keys of ``SITE`` (see :class:`clusterml.launch.slurm.SlurmSettings`),
-    ``controller`` keys of ``CONTROLLER`` (``ip``, ``interface``, ``location``,
-    ``on_compute_node``).
+    ``slurm`` holds Slurm keys (``account``, ``partition``, ``time``, ``nodes``,
+    ``ntasks_per_node``, ``cpus_per_task``, ``mem``, ``extra_sbatch``, ``setup``,
+    ``venv``, ``mpi``, ``mpiexec``, ``qos``), ``controller`` holds ``ip``,
+    ``interface``, ``location``, ``on_compute_node``; ``env`` the engines'
+    environment (both profiles).
     """
 
     slurm: dict = field(default_factory=dict)
     controller: dict = field(default_factory=dict)
     engine_timeout: int | None = None
-    mpiexec: str | None = None  # local profile's MPIEXEC (and SITE["mpiexec"])
-    mpi_args: list | None = None  # local profile's MPI_ARGS
+    mpiexec: str | None = None  # local profile's mpiexec (and the Slurm one for mpi="mpiexec")
+    mpi_args: list | None = None
+    env: dict = field(default_factory=dict)
 
 
-def _check_host(what: str, value: str) -> str:
+def _check_host(what: str, value) -> str:
     if not isinstance(value, str) or not _HOST.match(value):
         raise ValueError(f"{what}={value!r}: expected an IP address, a host name or '*'")
     return value
 
 
-def _validate(settings: ProfileSettings) -> None:
-    unknown = sorted(set(settings.slurm) - set(SLURM_SITE_KEYS))
+def _interface_address(interface: str) -> str:
+    from .slurm import interface_address
+
+    if not _IFACE.match(str(interface)):
+        raise ValueError(f"controller interface={interface!r}: expected a network interface name like 'ib0'")
+    return interface_address(interface)
+
+
+def _controller_values(name: str, ctl: dict) -> dict:
+    ctl = {k: v for k, v in ctl.items() if v is not None}
+    unknown = sorted(set(ctl) - {"ip", "interface", "location", "on_compute_node"})
     if unknown:
-        raise ValueError(f"unknown Slurm setting(s) {unknown}; expected some of {list(SLURM_SITE_KEYS)}")
-    unknown = sorted(set(settings.controller) - set(CONTROLLER_KEYS))
-    if unknown:
-        raise ValueError(f"unknown controller setting(s) {unknown}; expected some of {list(CONTROLLER_KEYS)}")
-    ctl = settings.controller
-    if ctl.get("ip") is not None:
-        _check_host("controller ip", ctl["ip"])
-    if ctl.get("location") is not None:
-        _check_host("controller location", ctl["location"])
-    if ctl.get("interface") is not None and not _IFACE.match(str(ctl["interface"])):
-        raise ValueError(f"controller interface={ctl['interface']!r}: expected a network interface name like 'ib0'")
-    if settings.engine_timeout is not None:
-        t = settings.engine_timeout
-        if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-            raise ValueError(f"engine timeout={t!r}: expected a positive number of seconds")
-    for name, value in (("mpiexec", settings.mpiexec), ("mpiexec", settings.slurm.get("mpiexec"))):
-        if value is not None and (not isinstance(value, str) or not value or _has_control(value)):
-            raise ValueError(f"{name}={value!r}: expected a command name or path on one line")
-    for a in settings.mpi_args or []:
-        if not isinstance(a, str) or _has_control(a):
-            raise ValueError(f"mpi argument {a!r}: expected one string on one line")
-
-
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
-
-
-# ----------------------------------------------------------------------------- rendering
-def _assignments(tree: ast.Module) -> dict[str, ast.expr]:
+        raise ValueError(f"unknown controller setting(s) {unknown}")
+    if name == "clusterml-local" and set(ctl) - {"ip"}:
+        raise ValueError(f"controller setting(s) {sorted(set(ctl) - {'ip'})} apply to clusterml-slurm only")
     out = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            out[node.targets[0].id] = node.value
+    if "interface" in ctl:
+        addr = _interface_address(ctl["interface"])
+        out["controller_location"] = addr
+        if "ip" not in ctl and not ctl.get("on_compute_node"):
+            out["controller_ip"] = addr  # listen on that interface only
+    if "ip" in ctl:
+        out["controller_ip"] = _check_host("controller ip", ctl["ip"])
+    if "location" in ctl:
+        out["controller_location"] = _check_host("controller location", ctl["location"])
+    if ctl.get("on_compute_node"):
+        out["controller_launcher_class"] = "clusterml-slurm"
     return out
 
 
-def _dict_keywords(node: ast.expr, name: str) -> dict[str, ast.expr]:
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict"):
-        raise ValueError(f"template: {name} is not a dict(...) call")
-    return {kw.arg: kw.value for kw in node.keywords if kw.arg}
+def _as_values(name: str, s: ProfileSettings) -> dict:
+    """ProfileSettings -> ``{short key: value}`` for :func:`_apply`."""
+    values = {}
+    if name == "clusterml-slurm":
+        values.update({k: v for k, v in s.slurm.items() if v is not None})
+        if s.mpiexec is not None:
+            values.setdefault("mpiexec", s.mpiexec)
+        if s.mpi_args:
+            raise ValueError("mpi_args apply to clusterml-local only (Slurm: use srun_args / extra_sbatch)")
+    else:
+        wrong = sorted(k for k, v in s.slurm.items() if v not in (None, [], ()))
+        if wrong:
+            raise ValueError(f"Slurm setting(s) {wrong} apply to clusterml-slurm only")
+        if s.mpiexec is not None:
+            values["mpi_cmd"] = [s.mpiexec]
+        if s.mpi_args is not None:
+            values["mpi_args"] = list(s.mpi_args)
+    values.update(_controller_values(name, s.controller))
+    if s.engine_timeout is not None:
+        values["engine_timeout"] = s.engine_timeout
+    if s.env:
+        values["env"] = dict(s.env)
+    return values
 
 
-def _replace_spans(text: str, edits: list[tuple[ast.expr, object]]) -> str:
-    """Replace each node's exact source span with ``repr(value)``."""
-    lines = text.splitlines(keepends=True)
-    # bottom-up, so earlier offsets stay valid
-    for node, value in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
-        if node.lineno != node.end_lineno:
-            raise ValueError(f"template value at line {node.lineno} spans several lines")
-        raw = lines[node.lineno - 1].encode()
-        new = raw[: node.col_offset] + repr(value).encode() + raw[node.end_col_offset :]
-        lines[node.lineno - 1] = new.decode()
-    return "".join(lines)
-
-
-def read_settings(config_text: str) -> dict:
-    """Literal values of the settings block of a profile config (no code is run).
-
-    Returns
-    -------
-    dict
-        ``{"SITE": {...}, "CONTROLLER": {...}, "ENGINE_TIMEOUT": ..., ...}`` for
-        every top-level assignment whose value is a literal or ``dict(...)`` of
-        literals; others are left out.
-    """
-    tree = ast.parse(config_text)
-    out = {}
-    for name, node in _assignments(tree).items():
-        try:
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
-                out[name] = {k: ast.literal_eval(v) for k, v in _dict_keywords(node, name).items()}
-            else:
-                out[name] = ast.literal_eval(node)
-        except ValueError:
-            continue
+def _apply(name: str, config: dict, values: dict) -> dict:
+    """A copy of ``config`` with ``values`` (short keys or ``Section.trait``) set."""
+    out = json.loads(json.dumps(config))
+    keys = KEYS[name]
+    for key, value in values.items():
+        if "." in key:
+            section, trait = key.split(".", 1)
+        elif key in keys:
+            section, trait = keys[key]
+        else:
+            raise ValueError(f"unknown setting {key!r} of {name}; expected one of "
+                             f"{sorted(keys)} or Section.trait")
+        if trait in _TEXT and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # account=123 is a name, not a number
+        if key == "env" and isinstance(value, dict):
+            value = {**out.get(section, {}).get(trait, {}), **value}
+        out.setdefault(section, {})[trait] = value
     return out
 
 
-def render_config(name: str, settings: ProfileSettings | None = None) -> str:
-    """The template's ``ipcluster_config.py`` with ``settings`` written in.
+def _check(name: str, config: dict) -> None:
+    """Load ``config`` the way ipyparallel will and render the job script: refuse bad values."""
+    from traitlets import TraitError
+    from traitlets.config import Config
 
-    Parameters
-    ----------
-    name : {"clusterml-local", "clusterml-slurm"}
-    settings : ProfileSettings, optional
+    cfg = Config(config)
+    ctl = cfg.Cluster
+    for key in ("controller_ip", "controller_location"):
+        if key in ctl:
+            _check_host(key, ctl[key])
+    t = ctl.get("engine_timeout", 1)
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise ValueError(f"engine_timeout={t!r}: expected a positive number of seconds")
+    for var, val in {**cfg.SlurmSite.get("env", {}),
+                     **cfg.ClusterMLMPIEngineSetLauncher.get("env", {})}.items():
+        if not _ENV_NAME.match(str(var)) or "\x00" in str(val):
+            raise ValueError(f"env {var}={val!r}: expected NAME=VALUE with a shell variable name")
+    from .launchers import (ClusterMLMPIEngineSetLauncher, ClusterMLSlurmControllerLauncher,
+                            ClusterMLSlurmEngineSetLauncher)
 
-    Returns
-    -------
-    str
+    try:
+        if name == "clusterml-slurm":
+            quiet = dict(config=cfg, output_file=os.devnull)  # no log folder in the cwd
+            ClusterMLSlurmEngineSetLauncher(**quiet).slurm_settings()
+            if ctl.get("controller_launcher_class") == "clusterml-slurm":
+                ClusterMLSlurmControllerLauncher(**quiet).slurm_settings(controller=True)
+        else:
+            launcher = ClusterMLMPIEngineSetLauncher(config=cfg)
+            for a in list(launcher.mpi_cmd) + list(launcher.mpi_args):
+                if any(ord(ch) < 32 for ch in a):
+                    raise ValueError(f"mpi argument {a!r}: expected one string on one line")
+    except TraitError as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+
+
+def render_config(name: str, settings: ProfileSettings | dict | None = None,
+                  base: dict | None = None) -> str:
+    """The profile's ``ipcluster_config.json`` text: ``base`` (default the template) + settings.
 
     Raises
     ------
     ValueError
-        If a value is not acceptable (the message names it), or a setting does
-        not apply to this profile.
+        A value is not acceptable (the message names it) or does not apply.
     """
-    settings = settings or ProfileSettings()
-    _validate(settings)
-    text = (template_dir(name) / CONFIG).read_text()
-    tree = ast.parse(text)
-    assigns = _assignments(tree)
-    edits: list[tuple[ast.expr, object]] = []
-    expected: dict[str, object] = {}
+    if base is None:
+        base = json.loads((template_dir(name) / CONFIG).read_text())
+    values = settings if isinstance(settings, dict) else _as_values(name, settings or ProfileSettings())
+    config = _apply(name, base, values)
+    _check(name, config)
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
-    def put(var: str, key: str | None, value):
-        if key is None:
-            edits.append((assigns[var], value))
-            expected[var] = value
-        else:
-            kws = _dict_keywords(assigns[var], var)
-            if key not in kws:
-                raise ValueError(f"template {name}: {var} has no key {key!r}")
-            edits.append((kws[key], value))
-            expected[f"{var}.{key}"] = value
 
-    if name == "clusterml-slurm":
-        site = dict(settings.slurm)
-        if settings.mpiexec is not None and "mpiexec" not in site:
-            site["mpiexec"] = settings.mpiexec
-        for key, value in site.items():
-            if value is None:
-                continue
-            if key in ("extra_sbatch", "setup"):
-                value = list(value)
-            put("SITE", key, value)
-        for key, value in settings.controller.items():
-            if value is not None:
-                put("CONTROLLER", key, value)
-        if settings.mpi_args:
-            raise ValueError("mpi_args apply to clusterml-local only (Slurm: use srun_args / extra_sbatch)")
-    elif name == "clusterml-local":
-        wrong = sorted(k for k, v in settings.slurm.items() if v not in (None, [], ()))
-        if wrong:
-            raise ValueError(f"Slurm setting(s) {wrong} apply to clusterml-slurm only")
-        ctl = {k: v for k, v in settings.controller.items() if v is not None}
-        if set(ctl) - {"ip"}:
-            raise ValueError(
-                f"controller setting(s) {sorted(set(ctl) - {'ip'})} apply to clusterml-slurm only"
-            )
-        if "ip" in ctl:
-            put("CONTROLLER_IP", None, ctl["ip"])
-        if settings.mpiexec is not None:
-            put("MPIEXEC", None, settings.mpiexec)
-        if settings.mpi_args is not None:
-            put("MPI_ARGS", None, list(settings.mpi_args))
-    if settings.engine_timeout is not None:
-        put("ENGINE_TIMEOUT", None, settings.engine_timeout)
+def read_settings(config_text: str) -> dict:
+    """The stored settings (``{"Section": {"trait": value}}``) of a profile config."""
+    return json.loads(config_text)
 
-    out = _replace_spans(text, edits)
-    # read back: every value must come back exactly as given, as a literal
-    back = read_settings(out)
-    for key, value in expected.items():
-        var, _, sub = key.partition(".")
-        got = back.get(var, {}).get(sub) if sub else back.get(var)
-        if got != value:
-            raise ValueError(f"internal error: {key} reads back as {got!r}, not {value!r}")
-    if name == "clusterml-slurm":
-        # the same validation ipyparallel's config will run: refuse bad #SBATCH values now
-        S.render_engine_batch_template(S.SlurmSettings.from_mapping(back["SITE"]))
-        ctl = back["CONTROLLER"]
-        if ctl.get("on_compute_node"):
-            S.render_controller_batch_template(
-                S.SlurmSettings.from_mapping(
-                    {k: v for k, v in back["SITE"].items() if k not in ("nodes", "ntasks_per_node", "mpi", "mpiexec")}
-                )
-            )
-    compile(out, CONFIG, "exec")
-    return out
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``key=value`` -> ``(key, value)``; the value as JSON if it parses (``2``, ``["a"]``), else text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{text!r}: expected key=value")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
 
 
 # ----------------------------------------------------------------------------- install
 @dataclass
 class InstallResult:
-    """What :func:`install` did for one profile."""
+    """What :func:`install` / :func:`set_values` did for one profile."""
 
     name: str
     path: Path  # the profile folder
-    config: Path  # its ipcluster_config.py
+    config: Path  # its ipcluster_config.json
     backup: Path | None  # the previous config, when replaced
 
 
@@ -302,27 +288,61 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def install(
-    names=PROFILE_NAMES,
-    settings: ProfileSettings | None = None,
-    *,
-    ipython: str | os.PathLike | None = None,
-    force: bool = False,
-) -> list[InstallResult]:
-    """Write the profiles into the IPython directory.
+def _split(names, settings: ProfileSettings) -> dict:
+    """Per profile, the settings that apply to it (Slurm-only ones go to clusterml-slurm)."""
+    out = {}
+    for name in names:
+        s = settings
+        if name == "clusterml-local" and "clusterml-slurm" in names:
+            ip = settings.controller.get("ip")
+            s = ProfileSettings(controller={"ip": ip} if ip is not None else {},
+                                engine_timeout=settings.engine_timeout, mpiexec=settings.mpiexec,
+                                mpi_args=settings.mpi_args, env=settings.env)
+        elif name == "clusterml-slurm" and "clusterml-local" in names:
+            s = ProfileSettings(slurm=settings.slurm, controller=settings.controller,
+                                engine_timeout=settings.engine_timeout, mpiexec=settings.mpiexec,
+                                env=settings.env)
+        out[name] = s
+    return out
+
+
+def _write(name: str, base: Path, text: str) -> InstallResult:
+    pdir = profile_dir(name, base)
+    _secure_dir(pdir)
+    for sub in ("security", "log", "jobs", "startup", "pid"):
+        _secure_dir(pdir / sub)
+    cfg = pdir / CONFIG
+    backup = None
+    if cfg.exists() and cfg.read_text() != text:
+        backup = cfg.with_name(f"{CONFIG}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.copy2(cfg, backup)
+        os.chmod(backup, 0o600)
+    _write_private(cfg, text)
+    return InstallResult(name, pdir, cfg, backup)
+
+
+def _base(ipython) -> Path:
+    base = Path(ipython) if ipython is not None else ipython_dir()
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(base, 0o700)  # connection files live below it: nobody else needs to read it
+    return base
+
+
+def install(names=PROFILE_NAMES, settings: ProfileSettings | None = None, *,
+            ipython: str | os.PathLike | None = None, force: bool = False) -> list[InstallResult]:
+    """Write the profiles (template + ``settings``) into the IPython directory.
 
     Parameters
     ----------
     names : sequence of str
         Templates to install (default both).
     settings : ProfileSettings, optional
-        Site settings written into the settings blocks.
     ipython : path, optional
         The IPython directory (default ``$IPYTHONDIR`` or ``~/.ipython``).
     force : bool
-        Replace an existing ``ipcluster_config.py`` that differs (the old one
-        is kept as ``ipcluster_config.py.bak-<time>``). Without it, a differing
-        existing config is an error, so site edits are never lost silently.
+        Replace an existing config that differs (the old one is kept as
+        ``ipcluster_config.json.bak-<time>``); without it that is an error, so
+        site settings are never lost silently (:func:`set_values` changes some).
 
     Returns
     -------
@@ -331,89 +351,49 @@ def install(
     Raises
     ------
     ValueError
-        Bad setting (nothing is written), or a profile exists and ``force`` is
-        False.
+        A bad setting (nothing is written), or a differing profile exists and
+        ``force`` is False.
     """
     names = list(dict.fromkeys(names))
     if not names:
         raise ValueError("no profile to install")
-    settings = settings or ProfileSettings()
-    # render everything first: a bad value writes nothing
-    rendered = {}
-    ctl_given = {k for k, v in settings.controller.items() if v is not None}
+    per = _split(names, settings or ProfileSettings())
+    rendered = {name: render_config(name, per[name]) for name in names}  # a bad value writes nothing
+    base = _base(ipython)
     for name in names:
-        s = settings
-        if name == "clusterml-local" and "clusterml-slurm" in names:
-            # Slurm-only settings go to the Slurm profile; the local one takes the rest
-            s = ProfileSettings(
-                controller={"ip": settings.controller["ip"]} if "ip" in ctl_given else {},
-                engine_timeout=settings.engine_timeout,
-                mpiexec=settings.mpiexec,
-                mpi_args=settings.mpi_args,
-            )
-        elif name == "clusterml-slurm" and "clusterml-local" in names:
-            s = ProfileSettings(
-                slurm=settings.slurm, controller=settings.controller,
-                engine_timeout=settings.engine_timeout, mpiexec=settings.mpiexec,
-            )
-        rendered[name] = render_config(name, s)
-
-    base = Path(ipython) if ipython is not None else ipython_dir()
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # connection files live below it: nobody else needs to read it
-    os.chmod(base, 0o700)
-    results = []
-    for name in names:
-        pdir = profile_dir(name, base)
-        cfg = pdir / CONFIG
+        cfg = profile_dir(name, base) / CONFIG
         if cfg.exists() and cfg.read_text() != rendered[name] and not force:
-            raise ValueError(
-                f"{cfg} exists and differs; rerun with --force to replace it "
-                "(the old file is kept as a .bak copy)"
-            )
-    for name in names:
-        pdir = profile_dir(name, base)
-        _secure_dir(pdir)
-        for sub in ("security", "log", "jobs", "startup", "pid"):
-            _secure_dir(pdir / sub)
-        cfg = pdir / CONFIG
-        backup = None
-        if cfg.exists() and cfg.read_text() != rendered[name]:
-            backup = cfg.with_name(f"{CONFIG}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
-            shutil.copy2(cfg, backup)
-            os.chmod(backup, 0o600)
-        _write_private(cfg, rendered[name])
-        # other template files (none today) are copied as they are
-        for src in sorted(template_dir(name).iterdir()):
-            if src.is_file() and src.name != CONFIG and not src.name.endswith(".pyc"):
-                _write_private(pdir / src.name, src.read_text())
-        results.append(InstallResult(name, pdir, cfg, backup))
-    return results
+            raise ValueError(f"{cfg} exists and differs; rerun with --force to replace it (the old "
+                             f"file is kept as a .bak copy), or change settings with: clusterml "
+                             f"profile set {name} key=value")
+    return [_write(name, base, rendered[name]) for name in names]
+
+
+def set_values(name: str, values: dict, *, ipython: str | os.PathLike | None = None) -> InstallResult:
+    """Change some settings of an installed profile; the others stay as they are.
+
+    Parameters
+    ----------
+    name : str
+        An installed clusterml profile.
+    values : dict
+        Short keys (see :data:`KEYS`) or ``Section.trait``; ``env`` adds to the
+        engines' environment.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+    """
+    if name not in KEYS:
+        raise ValueError(f"profile {name!r}: expected one of {list(PROFILE_NAMES)}")
+    base = _base(ipython)
+    cfg = profile_dir(name, base) / CONFIG
+    if not cfg.exists():
+        raise FileNotFoundError(f"profile {name} is not installed ({cfg}); run: clusterml profile install")
+    text = render_config(name, dict(values), base=read_settings(cfg.read_text()))
+    return _write(name, base, text)
 
 
 def mode(path: str | os.PathLike) -> int:
     """Permission bits of ``path`` (e.g. ``0o700``)."""
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def sync_repository_copy(dest: str | os.PathLike | None = None) -> list[Path]:
-    """Copy the packaged templates to the repository's ``profiles/`` folder."""
-    dest = Path(dest) if dest is not None else Path(__file__).resolve().parents[2] / "profiles"
-    written = []
-    for name in PROFILE_NAMES:
-        for src in sorted(template_dir(name).iterdir()):
-            if src.is_file() and not src.name.endswith(".pyc"):
-                out = dest / name / src.name
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(src.read_text())
-                written.append(out)
-    return written
-
-
-if __name__ == "__main__":  # python -m clusterml.launch.profiles --sync
-    import sys
-
-    if sys.argv[1:] != ["--sync"]:
-        sys.exit("usage: python -m clusterml.launch.profiles --sync")
-    for p in sync_repository_copy():
-        print(p)

@@ -680,7 +680,7 @@ def sbatch(
 def job_info(
     job_id: str | int, *, env: Mapping[str, str] | None = None, timeout: float = 30
 ) -> JobInfo | None:
-    """Return the state and reason of a job, or None if Slurm no longer knows it.
+    """Return the state and reason of a job (squeue, then scontrol, then sacct), or None.
 
     Parameters
     ----------
@@ -700,14 +700,26 @@ def job_info(
                 return JobInfo(*parts)
     # squeue drops finished jobs; scontrol keeps them for MinJobAge seconds
     proc = _run(["scontrol", "-o", "show", "job", str(job_id)], env, timeout)
-    if proc.returncode != 0:
-        return None
     fields = dict(
         kv.split("=", 1) for kv in proc.stdout.split() if "=" in kv
-    )
-    if "JobState" not in fields:
+    ) if proc.returncode == 0 else {}
+    if "JobState" in fields:
+        return JobInfo(str(job_id), fields["JobState"], fields.get("Reason", ""), fields.get("JobName", ""))
+    return _sacct_info(job_id, env, timeout)
+
+
+def _sacct_info(job_id, env, timeout) -> JobInfo | None:
+    """A finished job from the accounting database (when the site keeps one), else None."""
+    try:
+        proc = _run(["sacct", "-n", "-X", "-P", "-j", str(job_id), "-o", "JobID,State,JobName"],
+                    env, timeout)
+    except SlurmError:
         return None
-    return JobInfo(str(job_id), fields["JobState"], fields.get("Reason", ""), fields.get("JobName", ""))
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+        parts = line.strip().split("|")
+        if len(parts) == 3 and parts[0] == str(job_id):
+            return JobInfo(parts[0], parts[1].split()[0], "", parts[2])
+    return None
 
 
 def describe_job(job_id: str | int, *, env: Mapping[str, str] | None = None) -> str:
@@ -815,19 +827,18 @@ def interface_address(interface: str) -> str:
     ValueError
         If the interface does not exist or has no IPv4 address.
     """
-    import fcntl
     import socket
-    import struct
 
-    SIOCGIFADDR = 0x8915
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            packed = fcntl.ioctl(
-                s.fileno(), SIOCGIFADDR, struct.pack("256s", interface.encode()[:15])
-            )
-        except OSError as e:
-            raise ValueError(f"interface {interface!r}: no IPv4 address ({e})") from e
-    return socket.inet_ntoa(packed[20:24])
+    import psutil
+
+    addrs = psutil.net_if_addrs().get(interface)
+    if addrs is None:
+        raise ValueError(f"interface {interface!r}: no such interface "
+                         f"(there are: {', '.join(sorted(psutil.net_if_addrs()))})")
+    for a in addrs:
+        if a.family == socket.AF_INET:
+            return a.address
+    raise ValueError(f"interface {interface!r}: no IPv4 address")
 
 
 def _shipped_templates() -> dict[str, str]:

@@ -164,3 +164,18 @@ def test_interpreter_exit_stops_the_cluster(ipython_dir):
     assert proc.returncode == 0 and "READY" in proc.stdout, proc.stderr[-3000:]
     assert wait_no_processes(timeout=5) == []
     assert list_clusters() == []
+
+
+def test_local_profile_env_and_timeout_reach_the_cluster(ipython_dir):
+    """`clusterml profile install --env` reaches local engines; the profile's engine_timeout is used."""
+    env = subprocess.run(
+        [sys.executable, "-m", "clusterml", "profile", "install", "--name", "clusterml-local",
+         "--env", "CML_LOCAL_PROBE=a b'c", "--engine-timeout", "97"],
+        capture_output=True, text=True, env=dict(os.environ, IPYTHONDIR=ipython_dir), timeout=120)
+    assert env.returncode == 0, env.stderr
+    with cml.Cluster(n=2, profile="clusterml-local", engine_env=engine_env()) as cluster:
+        assert cluster._engine_timeout() == 97  # nothing hard-coded overrides the profile
+        got = cluster.apply(lambda: __import__("os").environ.get("CML_LOCAL_PROBE"))
+        assert got == ["a b'c", "a b'c"]
+        _ok(cluster)
+    assert wait_no_processes() == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import stat
 import subprocess
@@ -34,6 +33,14 @@ def load(profile: str):
     return ipp.Cluster(profile=profile, log_level=40)
 
 
+def engine_template(cluster) -> str:
+    """The batch template clusterml's launcher renders from a loaded profile's settings."""
+    from clusterml.launch import slurm as S
+
+    launcher = cluster.engine_launcher_class(parent=cluster, profile_dir=cluster.profile_dir)
+    return S.render_engine_batch_template(launcher.slurm_settings())
+
+
 @pytest.mark.timeout(120)
 def test_install_writes_both_profiles_with_modes_and_settings(ipython_dir, tmp_path):
     os.chmod(ipython_dir, 0o755)  # install tightens it: connection files live below
@@ -44,7 +51,8 @@ def test_install_writes_both_profiles_with_modes_and_settings(ipython_dir, tmp_p
         "--nodes", "2", "--ntasks-per-node", "2", "--cpus-per-task", "3", "--mem", "4G",
         "--sbatch=--qos=debug", "--sbatch=--constraint=skylake", "--setup", "module load mpich",
         "--setup", "echo ready", "--mpi", "mpiexec", "--controller-ip", "*",
-        "--controller-interface", "lo", "--engine-timeout", "77",
+        "--controller-interface", "lo", "--engine-timeout", "77", "--env", "FI_TCP_IFACE=lo",
+        "--env", "CML_X=a b",
         env=subprocess_env(IPYTHONDIR=str(ipython_dir)), cwd=cwd,
     )
     assert r.returncode == 0, r.stderr
@@ -55,27 +63,31 @@ def test_install_writes_both_profiles_with_modes_and_settings(ipython_dir, tmp_p
         assert mode(d) == 0o700
         for sub in ("security", "jobs", "log"):
             assert mode(d / sub) == 0o700, sub
-        assert mode(d / "ipcluster_config.py") == 0o600
-        assert str(d / "ipcluster_config.py") in r.stdout
+        assert mode(d / "ipcluster_config.json") == 0o600
+        assert str(d / "ipcluster_config.json") in r.stdout
 
-    values = P.read_settings((ipython_dir / "profile_clusterml-slurm" / "ipcluster_config.py").read_text())
-    assert values["SITE"] == dict(
-        account="proj1", partition="batch", time="00:20:00", nodes=2, ntasks_per_node=2,
-        cpus_per_task=3, mem="4G", extra_sbatch=["--qos=debug", "--constraint=skylake"],
-        setup=["module load mpich", "echo ready"], venv=None, mpi="mpiexec", mpiexec="mpiexec",
+    values = P.read_settings((ipython_dir / "profile_clusterml-slurm" / "ipcluster_config.json").read_text())
+    assert values["SlurmLauncher"] == dict(account="proj1", queue="batch", timelimit="00:20:00")
+    assert values["SlurmSite"] == dict(
+        nodes=2, ntasks_per_node=2, cpus_per_task=3, mem="4G",
+        extra_sbatch=["--qos=debug", "--constraint=skylake"], setup=["module load mpich", "echo ready"],
+        mpi="mpiexec", env={"FI_TCP_IFACE": "lo", "CML_X": "a b"},
     )
-    assert values["CONTROLLER"] == dict(ip="*", interface="lo", location=None, on_compute_node=False)
-    assert values["ENGINE_TIMEOUT"] == 77
-    local = P.read_settings((ipython_dir / "profile_clusterml-local" / "ipcluster_config.py").read_text())
-    assert local["CONTROLLER_IP"] == "*" and local["ENGINE_TIMEOUT"] == 77
+    assert values["Cluster"]["controller_ip"] == "*" and values["Cluster"]["controller_location"] == "127.0.0.1"
+    assert values["Cluster"]["engine_timeout"] == 77
+    local = P.read_settings((ipython_dir / "profile_clusterml-local" / "ipcluster_config.json").read_text())
+    assert local["Cluster"]["controller_ip"] == "*" and local["Cluster"]["engine_timeout"] == 77
+    assert local["ClusterMLMPIEngineSetLauncher"]["env"] == {"FI_TCP_IFACE": "lo", "CML_X": "a b"}
 
     # what ipyparallel makes of it
     cluster = load("clusterml-slurm")
-    tmpl = cluster.config.SlurmEngineSetLauncher.batch_template
+    assert cluster.engine_launcher_class.__name__ == "ClusterMLSlurmEngineSetLauncher"
+    tmpl = engine_template(cluster)
     for line in ("#SBATCH --account=proj1", "#SBATCH --partition=batch", "#SBATCH --time=00:20:00",
                  "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=2", "#SBATCH --cpus-per-task=3",
                  "#SBATCH --mem=4G", "#SBATCH --qos=debug", "#SBATCH --constraint=skylake",
-                 "module load mpich", "echo ready", "export OMP_NUM_THREADS=3"):
+                 "module load mpich", "echo ready", "export OMP_NUM_THREADS=3",
+                 "export FI_TCP_IFACE=lo", "export CML_X='a b'"):
         assert line + "\n" in tmpl, line
     assert 'exec mpiexec -n "${{SLURM_NTASKS}}" {program_and_args} --mpi\n' in tmpl
     assert cluster.controller_ip == "*" and cluster.controller_location == "127.0.0.1"
@@ -97,11 +109,11 @@ def test_hostile_values_are_quoted_or_refused(ipython_dir, tmp_path):
     )
     cfg = res[0].config
     text = cfg.read_text()
-    values = P.read_settings(text)["SITE"]
-    assert values["account"] == "a b;$(touch " + str(marker) + ") `id` #c"
-    assert values["setup"] == [evil_py, "echo '$HOME' \"q\""]
-    cluster = load("clusterml-slurm")  # runs the config: no injected code may run
-    tmpl = cluster.config.SlurmEngineSetLauncher.batch_template
+    values = P.read_settings(text)
+    assert values["SlurmLauncher"]["account"] == "a b;$(touch " + str(marker) + ") `id` #c"
+    assert values["SlurmSite"]["setup"] == [evil_py, "echo '$HOME' \"q\""]
+    cluster = load("clusterml-slurm")  # loads the config: no injected code may run
+    tmpl = engine_template(cluster)
     assert f'#SBATCH --account="a b;$(touch {marker}) `id` #c"\n' in tmpl
     assert not marker.exists()
 
@@ -116,6 +128,8 @@ def test_hostile_values_are_quoted_or_refused(ipython_dir, tmp_path):
         dict(controller=dict(ip="1.2.3.4; rm -rf ~")),
         dict(controller=dict(interface="eth0 && id")),
         dict(engine_timeout=-1),
+        dict(env={"BAD NAME": "x"}),
+        dict(slurm=dict(qos="a\nb")),
     ):
         with pytest.raises(ValueError):
             P.install(["clusterml-slurm"], P.ProfileSettings(**bad), force=True)
@@ -136,8 +150,29 @@ def test_existing_config_needs_force_and_is_kept(ipython_dir):
     P.install(["clusterml-slurm"], P.ProfileSettings(slurm=dict(partition="one")))  # same: fine
     (res,) = P.install(["clusterml-slurm"], P.ProfileSettings(slurm=dict(partition="two")), force=True)
     assert res.backup is not None and mode(res.backup) == 0o600
-    assert P.read_settings(res.backup.read_text())["SITE"]["partition"] == "one"
-    assert P.read_settings(res.config.read_text())["SITE"]["partition"] == "two"
+    assert P.read_settings(res.backup.read_text())["SlurmLauncher"]["queue"] == "one"
+    assert P.read_settings(res.config.read_text())["SlurmLauncher"]["queue"] == "two"
+
+
+@pytest.mark.timeout(60)
+def test_profile_set_changes_one_setting_and_keeps_the_others(ipython_dir):
+    P.install(["clusterml-slurm"], P.ProfileSettings(slurm=dict(partition="one", nodes=2),
+                                                    env={"A": "1"}))
+    r = cli("profile", "set", "clusterml-slurm", "controller_ip=10.1.2.3", "account=123",
+            'env={"B": "x y"}', "SlurmLauncher.qos=normal",
+            env=subprocess_env(IPYTHONDIR=str(ipython_dir)))
+    assert r.returncode == 0, r.stderr
+    cluster = load("clusterml-slurm")
+    assert cluster.controller_ip == "10.1.2.3" and cluster.engine_timeout == 300
+    tmpl = engine_template(cluster)
+    for line in ("#SBATCH --partition=one", "#SBATCH --nodes=2", "#SBATCH --account=123",
+                 "#SBATCH --qos=normal", "export A=1", "export B='x y'"):
+        assert line + "\n" in tmpl, line
+    before = (ipython_dir / "profile_clusterml-slurm" / "ipcluster_config.json").read_text()
+    for bad in ("nodes=0", "nosuchkey=1", "controller_ip=1.2.3.4;id", "mem=lots", "x"):
+        r = cli("profile", "set", "clusterml-slurm", bad, env=subprocess_env(IPYTHONDIR=str(ipython_dir)))
+        assert r.returncode == 1 and "clusterml: error:" in r.stderr, (bad, r.stderr)
+    assert (ipython_dir / "profile_clusterml-slurm" / "ipcluster_config.json").read_text() == before
 
 
 @pytest.mark.timeout(60)
@@ -154,22 +189,20 @@ def test_slurm_settings_are_refused_for_the_local_profile_alone(ipython_dir):
     assert "clusterml-local  installed" in r.stdout and "clusterml-slurm  not installed" in r.stdout
 
 
-def test_templates_have_one_source_shipped_as_package_data():
-    """The package's templates are the source; ``profiles/`` is an identical copy."""
+def test_templates_have_one_source_shipped_as_data_files():
+    """``profiles/`` is the one copy of the templates: values only, shipped as data files."""
+    import json
     import tomllib
 
-    pkg = Path(P.TEMPLATES)
-    assert pkg.is_relative_to(REPO / "clusterml")
-    shipped = sorted(p.relative_to(pkg) for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    copy = sorted(p.relative_to(REPO / "profiles") for p in (REPO / "profiles").rglob("*") if p.is_file())
-    assert shipped == copy and shipped, (shipped, copy)
-    for rel in shipped:
-        assert (pkg / rel).read_bytes() == (REPO / "profiles" / rel).read_bytes(), (
-            f"profiles/{rel} differs from the package's; run python -m clusterml.launch.profiles --sync"
-        )
-    # pyproject ships them as package data
+    copies = sorted(p.relative_to(REPO) for p in REPO.rglob("ipcluster_config.*")
+                    if ".venv" not in p.parts and ".git" not in p.parts)
+    assert copies == [Path("profiles") / n / "ipcluster_config.json" for n in P.PROFILE_NAMES], copies
+    for name in P.PROFILE_NAMES:
+        assert P.template_dir(name) == REPO / "profiles" / name
+        json.loads((REPO / "profiles" / name / "ipcluster_config.json").read_text())  # values, no code
     conf = tomllib.loads((REPO / "pyproject.toml").read_text())
-    globs = conf["tool"]["setuptools"]["package-data"]["clusterml"]
-    for rel in shipped:
-        path = str((pkg / rel).relative_to(REPO / "clusterml"))
-        assert any(fnmatch.fnmatch(path, g) for g in globs), (path, globs)
+    data = conf["tool"]["setuptools"]["data-files"]
+    for name in P.PROFILE_NAMES:
+        assert data[f"share/clusterml/profiles/{name}"] == [f"profiles/{name}/ipcluster_config.json"]
+    eps = conf["project"]["entry-points"]
+    assert eps["ipyparallel.engine_launchers"]["clusterml-slurm"].endswith(":ClusterMLSlurmEngineSetLauncher")

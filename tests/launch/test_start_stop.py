@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clusterml import ClusterTimeoutError, EngineError
+from clusterml import ClusterStartError, ClusterTimeoutError
 from clusterml.launch import ipcluster as IC
 from clusterml.launch import profiles as P
 from clusterml.launch import slurm as S
@@ -132,6 +132,7 @@ def test_request_that_cannot_fit_fails_fast_with_slurms_reason(live_slurm, env, 
     took = time.monotonic() - t0
     assert r.returncode == 1, r.stdout + r.stderr
     assert "clusterml: error: cluster not started: the engines job was refused" in r.stderr, r.stderr
+    assert "\ncause: " in r.stderr and "\nfix: " in r.stderr, r.stderr
     assert "More processors requested than permitted" in r.stderr.split("cluster not started")[1], r.stderr
     assert took < 60, took
     pdir = ipython_dir / "profile_clusterml-slurm"
@@ -157,13 +158,14 @@ def test_wait_in_queue_shows_reason_and_times_out_with_it(live_slurm, env, ipyth
         S.scancel(hog.job_id)
     assert r.returncode == 1, r.stdout + r.stderr
     err = r.stderr
-    # the status line told the job and its pending reason while waiting ...
-    assert "0/2 engines registered" in err and "is PENDING (Resources)" in err, err
+    # the progress bar told the job and its pending reason while waiting ...
+    assert "0/2" in err and " PENDING (Resources)" in err, err
     # ... and the failure says the same facts, not a bare timeout
     msg = err.split("cluster not started: ")[1]
-    assert msg.startswith("0 of 2 engines registered after 1"), msg
+    assert "0 of 2 engines registered after 1" in msg.splitlines()[0], msg
     engines_job = msg.split("Slurm job ")[1].split()[0]
-    assert f"Slurm job {engines_job} is PENDING (Resources)" in msg, msg
+    assert f"\nSlurm job {engines_job} PENDING (Resources)\n" in msg, msg
+    assert "\ncause: " in msg and "\nfix: " in msg, msg
     assert engines_job != hog.job_id
     pdir = ipython_dir / "profile_clusterml-slurm"
     wait_nothing_left(pdir)  # the engines job was cancelled, the controller stopped
@@ -205,23 +207,34 @@ class FakeClient:
 
 @pytest.mark.timeout(60)
 def test_wait_for_engines_progress_and_timeout_message():
-    seen = []
-    ids = IC.wait_for_engines(FakeClient([0, 0.3, 0.6]), 3, 10, progress=seen.append, poll=0.05)
-    assert ids == [0, 1, 2]
-    assert [s.registered for s in seen][-1] == 3 and str(seen[-1]).startswith("3/3 engines registered")
-    with pytest.raises(ClusterTimeoutError, match=r"^1 of 3 engines registered after 1 s$"):
-        IC.wait_for_engines(FakeClient([0, 99, 99]), 3, 1.0, poll=0.05)
+    from types import SimpleNamespace
+
+    from clusterml.launch.wait import wait_for_engines
+
+    no_launchers = SimpleNamespace(engines={})
+    assert wait_for_engines(no_launchers, FakeClient([0, 0.3, 0.6]), 3, 10) == [0, 1, 2]
+    with pytest.raises(ClusterTimeoutError, match=r"^cluster: 1 of 3 engines registered after 1 s\n"):
+        wait_for_engines(no_launchers, FakeClient([0, 99, 99]), 3, 1.0)
 
 
 @pytest.mark.timeout(120)
 def test_wait_for_engines_fails_at_once_when_the_job_ended(live_slurm, tmp_path):
+    from types import SimpleNamespace
+
+    from clusterml.launch.launchers import ClusterMLSlurmEngineSetLauncher
+    from clusterml.launch.wait import wait_for_engines
+
     job = S.sbatch(S.write_batch_script(
         S.render_spmd_script(dict(ntasks=1, time="5", output=str(tmp_path / "o.out")), ["false"]),
         tmp_path / "jobs", "fail.sbatch"))
+    launcher = ClusterMLSlurmEngineSetLauncher(profile_dir=str(tmp_path), output_file=str(tmp_path / "o.out"))
+    launcher.job_id = job.job_id
+    launcher.notify_start(job.job_id)
+    launcher.watch()  # what start() does after sbatch: the launcher asks Slurm, the wait only reads it
     t0 = time.monotonic()
-    with pytest.raises(EngineError) as err:
-        IC.wait_for_engines(FakeClient([99]), 1, 90, slurm_job_id=job.job_id, slurm_poll=0.5)
+    with pytest.raises(ClusterStartError) as err:
+        wait_for_engines(SimpleNamespace(engines={"1": launcher}), FakeClient([99]), 1, 90)
     assert time.monotonic() - t0 < 60
     msg = str(err.value)
-    assert msg.startswith("0 of 1 engines registered after ") and f"Slurm job {job.job_id} is FAILED" in msg, msg
-    assert "ended before all engines registered" in msg
+    assert msg.startswith("cluster: 0 of 1 engines registered after ") and f"\nSlurm job {job.job_id} FAILED" in msg, msg
+    assert "\ncause: the engines exited before they all registered" in msg, msg

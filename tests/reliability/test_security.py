@@ -9,7 +9,6 @@ import glob
 import json
 import logging
 import os
-import shutil
 import stat
 import time
 from pathlib import Path
@@ -17,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-
-from relhelp import ROOT
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -144,12 +141,10 @@ def test_slurm_profile_listens_on_the_configured_interface_only(tmp_path, monkey
     ipdir.mkdir(mode=0o700)
     monkeypatch.setenv("IPYTHONDIR", str(ipdir))
     monkeypatch.chdir(tmp_path)
+    from clusterml.launch import profiles as P
+
     dest = ipdir / "profile_clusterml-slurm"
-    shutil.copytree(os.path.join(ROOT, "profiles", "clusterml-slurm"), dest)
-    cfg = dest / "ipcluster_config.py"
-    text = cfg.read_text()
-    assert "interface=None," in text
-    cfg.write_text(text.replace("interface=None,", 'interface="lo",'))
+    P.install(["clusterml-slurm"], P.ProfileSettings(controller=dict(interface="lo")))
     c = ipp.Cluster(profile="clusterml-slurm", n=0, log_level=40, shutdown_atexit=False)
     assert c.controller_ip == "127.0.0.1" and c.controller_location == "127.0.0.1"
     c.start_controller_sync()

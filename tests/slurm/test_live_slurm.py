@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import sys
 import time
@@ -174,8 +173,10 @@ def test_ipyparallel_engines_through_slurm_profile(live_slurm, ipython_dir, tmp_
     """The clusterml-slurm profile starts 4 engines as one Slurm job, one MPI world."""
     import ipyparallel as ipp
 
+    from clusterml.launch import profiles as P
+
     profile_dir = ipython_dir / "profile_clusterml-slurm"
-    shutil.copytree(REPO / "profiles" / "clusterml-slurm", profile_dir)
+    P.install(["clusterml-slurm"], P.ProfileSettings(env={"CML_ENV_PROBE": "a b'c"}))
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)  # nothing may be written here
@@ -190,7 +191,7 @@ def test_ipyparallel_engines_through_slurm_profile(live_slurm, ipython_dir, tmp_
         print(f"\n4 engines registered through Slurm in {registered:.1f} s")
         (engine_set,) = cluster.engines.values()
         job_id = engine_set.job_id
-        assert type(engine_set).__name__ == "SlurmEngineSetLauncher"
+        assert type(engine_set).__name__ == "ClusterMLSlurmEngineSetLauncher"
         assert len(rc.ids) == 4
 
         # code as text: the engines cannot import this test module
@@ -198,20 +199,21 @@ def test_ipyparallel_engines_through_slurm_profile(live_slurm, ipython_dir, tmp_
         dv.execute(
             "import os\nfrom mpi4py import MPI\n"
             "_cml_probe = (MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size(),"
-            " os.environ.get('SLURM_JOB_ID'), os.getpid())",
+            " os.environ.get('SLURM_JOB_ID'), os.getpid(), os.environ.get('CML_ENV_PROBE'))",
             block=True,
         )
         results = dv.pull("_cml_probe").get(timeout=60)
         assert list(dv.targets) == rc.ids and len(results) == 4
         by_engine = dict(zip(dv.targets, results))
-        for eid, (rank, size, slurm_job, pid) in by_engine.items():
+        for eid, (rank, size, slurm_job, pid, env) in by_engine.items():
             assert eid == rank, by_engine
             assert size == 4
             assert slurm_job == job_id
+            assert env == "a b'c"  # the profile's --env reached every engine
         assert sorted(r[0] for r in results) == [0, 1, 2, 3]
 
         # the job script went into the profile's jobs/ folder, 0700; nothing in the cwd
-        batch = profile_dir / "jobs" / "slurm_engine.sbatch"
+        batch = profile_dir / "jobs" / "slurm_engine-cmltest.sbatch"
         assert batch.exists() and stat.S_IMODE(batch.stat().st_mode) == 0o700
         assert stat.S_IMODE(batch.parent.stat().st_mode) == 0o700
         assert "srun --mpi=pmi2" in batch.read_text()
@@ -239,12 +241,11 @@ def test_controller_on_a_compute_node(live_slurm, ipython_dir, tmp_path, monkeyp
     """Profile with on_compute_node=True: controller and engines are two Slurm jobs."""
     import ipyparallel as ipp
 
+    from clusterml.launch import profiles as P
+
     profile_dir = ipython_dir / "profile_clusterml-slurm"
-    shutil.copytree(REPO / "profiles" / "clusterml-slurm", profile_dir)
-    cfg = profile_dir / "ipcluster_config.py"
-    text = cfg.read_text()
-    assert "on_compute_node=False," in text
-    cfg.write_text(text.replace("on_compute_node=False,", "on_compute_node=True,"))
+    P.install(["clusterml-slurm"])
+    P.set_values("clusterml-slurm", {"controller_launcher_class": "clusterml-slurm"})
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -256,7 +257,7 @@ def test_controller_on_a_compute_node(live_slurm, ipython_dir, tmp_path, monkeyp
         rc = cluster.start_and_connect_sync()
         print(f"\ncontroller + 2 engines through Slurm in {time.monotonic() - t0:.1f} s")
         job_ids = [cluster.controller.job_id] + [e.job_id for e in cluster.engines.values()]
-        assert type(cluster.controller).__name__ == "SlurmControllerLauncher"
+        assert type(cluster.controller).__name__ == "ClusterMLSlurmControllerLauncher"
         names = {j.job_id: j.name for j in S.list_jobs()}
         assert names.get(job_ids[0], "").startswith("ipcontroller-cmlctl"), names
         assert names.get(job_ids[1], "").startswith("ipengine-cmlctl"), names
@@ -264,7 +265,7 @@ def test_controller_on_a_compute_node(live_slurm, ipython_dir, tmp_path, monkeyp
         dv.execute("from mpi4py import MPI\n_r = MPI.COMM_WORLD.Get_rank()", block=True)
         assert dict(zip(dv.targets, dv.pull("_r").get(timeout=60))) == {0: 0, 1: 1}
         assert sorted(p.name for p in (profile_dir / "jobs").iterdir()) == [
-            "slurm_controller.sbatch", "slurm_engine.sbatch"
+            "slurm_controller-cmlctl.sbatch", "slurm_engine-cmlctl.sbatch"
         ]
         assert list(cwd.iterdir()) == []
         rc.close()

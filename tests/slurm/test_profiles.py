@@ -13,17 +13,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def install(name: str, ipython_dir: Path, edit=None) -> Path:
-    dest = ipython_dir / f"profile_{name}"
-    shutil.copytree(REPO / "profiles" / name, dest)
-    if edit:
-        cfg = dest / "ipcluster_config.py"
-        text = cfg.read_text()
-        for old, new in edit.items():
-            assert old in text, old
-            text = text.replace(old, new)
-        cfg.write_text(text)
-    return dest
+def P_settings(**kw):
+    from clusterml.launch.profiles import ProfileSettings
+
+    return ProfileSettings(**kw)
+
+
+def install(name: str, ipython_dir: Path, settings=None) -> Path:
+    from clusterml.launch import profiles as P
+
+    (res,) = P.install([name], settings, ipython=ipython_dir)
+    return res.path
 
 
 def load(profile: str):
@@ -32,19 +32,31 @@ def load(profile: str):
     return ipp.Cluster(profile=profile, log_level=40)
 
 
+def template(cluster, controller: bool = False) -> str:
+    """The batch template clusterml's launcher renders from the profile's settings."""
+    from clusterml.launch import slurm as S
+
+    cls = cluster.controller_launcher_class if controller else cluster.engine_launcher_class
+    launcher = cls(parent=cluster, profile_dir=cluster.profile_dir)
+    render = S.render_controller_batch_template if controller else S.render_engine_batch_template
+    return render(launcher.slurm_settings(controller=controller))
+
+
 @pytest.mark.timeout(60)
 def test_slurm_profile_config(ipython_dir):
     d = install("clusterml-slurm", ipython_dir)
     cluster = load("clusterml-slurm")
-    cfg = cluster.config
-    assert cluster.engine_launcher_class.__name__ == "SlurmEngineSetLauncher"
+    assert cluster.engine_launcher_class.__name__ == "ClusterMLSlurmEngineSetLauncher"
     assert cluster.controller_launcher_class.__name__ == "LocalControllerLauncher"
-    assert cluster.controller_ip == "*"
-    tmpl = cfg.SlurmEngineSetLauncher.batch_template
+    assert cluster.controller_ip == "*" and cluster.engine_timeout == 300
+    tmpl = template(cluster)
     assert "#SBATCH --ntasks={n}\n" in tmpl and "#SBATCH --export=ALL\n" in tmpl
     assert "exec srun --mpi=pmi2 --cpus-per-task=1 {program_and_args} --mpi\n" in tmpl
     assert "#SBATCH --time=01:00:00\n" in tmpl
-    assert cfg.SlurmEngineSetLauncher.batch_file_name == str(d / "jobs" / "slurm_engine.sbatch")
+    launcher = cluster.engine_launcher_class(parent=cluster, profile_dir=str(d), cluster_id="abc")
+    launcher.program = ["ipengine"]
+    launcher.write_batch_script(2)
+    assert launcher.batch_file == str(d / "jobs" / "slurm_engine-abc.sbatch")
     assert (d / "jobs").stat().st_mode & 0o777 == 0o700
 
 
@@ -53,24 +65,18 @@ def test_slurm_profile_site_settings_and_controller_on_compute_node(ipython_dir)
     install(
         "clusterml-slurm",
         ipython_dir,
-        edit={
-            'account=None,': 'account="proj 1",',
-            'partition=None,': 'partition="batch",',
-            'setup=[],': 'setup=["module load mpich"],',
-            'mpi="pmi2",': 'mpi="mpiexec",',
-            'interface=None,': 'interface="lo",',
-            'on_compute_node=False,': 'on_compute_node=True,',
-        },
+        P_settings(slurm=dict(account="proj 1", partition="batch", setup=["module load mpich"],
+                              mpi="mpiexec"),
+                   controller=dict(interface="lo", on_compute_node=True)),
     )
     cluster = load("clusterml-slurm")
-    cfg = cluster.config
-    tmpl = cfg.SlurmEngineSetLauncher.batch_template
+    tmpl = template(cluster)
     assert '#SBATCH --account="proj 1"\n' in tmpl and "#SBATCH --partition=batch\n" in tmpl
     assert "module load mpich\n" in tmpl
     assert 'exec mpiexec -n "${{SLURM_NTASKS}}" {program_and_args} --mpi\n' in tmpl
     assert cluster.controller_location == "127.0.0.1"
-    assert cluster.controller_launcher_class.__name__ == "SlurmControllerLauncher"
-    ctl = cfg.SlurmControllerLauncher.batch_template
+    assert cluster.controller_launcher_class.__name__ == "ClusterMLSlurmControllerLauncher"
+    ctl = template(cluster, controller=True)
     assert "#SBATCH --ntasks=1\n" in ctl and ctl.rstrip().endswith("exec {program_and_args}")
 
 
@@ -78,11 +84,11 @@ def test_slurm_profile_site_settings_and_controller_on_compute_node(ipython_dir)
 def test_local_profile_config(ipython_dir):
     install("clusterml-local", ipython_dir)
     cluster = load("clusterml-local")
-    assert cluster.engine_launcher_class.__name__ == "MPIEngineSetLauncher"
+    assert cluster.engine_launcher_class.__name__ == "ClusterMLMPIEngineSetLauncher"
     assert cluster.controller_ip == "127.0.0.1"
     here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     expected = here if os.access(here, os.X_OK) else (shutil.which("mpiexec") or "mpiexec")
-    assert cluster.config.MPIEngineSetLauncher.mpi_cmd == [expected]
+    assert cluster.engine_launcher_class(parent=cluster).mpi_cmd == [expected]
 
 
 @pytest.mark.timeout(240)

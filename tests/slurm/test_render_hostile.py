@@ -59,12 +59,12 @@ def test_ipyparallel_substitutes_cluster_id_raw(tmp_path):
 @pytest.mark.parametrize("cluster_id", ['x"\n#SBATCH --uid=0\necho pwned #', "a b", "$(id)", "-x"])
 def test_facade_refuses_a_cluster_id_that_breaks_the_batch_script(cluster_id, ipython_dir, tmp_path,
                                                                    monkeypatch):
-    import shutil
-
     import clusterml as cml
 
     monkeypatch.chdir(tmp_path)
-    shutil.copytree(REPO / "profiles" / "clusterml-slurm", ipython_dir / "profile_clusterml-slurm")
+    from clusterml.launch import profiles as P
+
+    P.install(["clusterml-slurm"])
     cluster = cml.Cluster(n=2, profile="clusterml-slurm", cluster_id=cluster_id, start=False)
     with pytest.raises(cml.ParameterError, match="cluster_id=.*batch script"):
         cluster.start()
