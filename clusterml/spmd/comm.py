@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import functools
 import os
-import traceback
 from typing import Any, Callable, Sequence
 
-from ..errors import ComputeError, DistributedError
+from ..errors import ComputeError, RankFailure
 
 __all__ = [
     "init",
@@ -229,25 +228,9 @@ def mpi_info() -> dict:
 # Guarded steps
 
 
-class Failure:
-    """What a rank contributes to a collective when its local step raised."""
-
-    __slots__ = ("rank", "etype", "message", "tb", "error")
-
-    def __init__(self, rank: int, exc: BaseException):
-        self.rank = rank
-        self.etype = type(exc).__name__
-        self.message = str(exc)
-        self.tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        # Keep the class of clusterml's own errors so every rank re-raises
-        # the same subclass (InputError, ParameterError, ...).
-        self.error = type(exc) if isinstance(exc, DistributedError) else None
-
-    def __getstate__(self):
-        return (self.rank, self.etype, self.message, self.tb, self.error)
-
-    def __setstate__(self, state):
-        self.rank, self.etype, self.message, self.tb, self.error = state
+#: What a rank contributes to a collective when its local step raised: the one wire
+#: format of a rank's exception (:class:`clusterml.errors.RankFailure`).
+Failure = RankFailure
 
 
 def raise_failures(failures: Sequence[Failure], step: str = ""):
@@ -255,11 +238,11 @@ def raise_failures(failures: Sequence[Failure], step: str = ""):
     if not failures:
         return
     failures = sorted(failures, key=lambda f: f.rank)
-    classes = {f.error for f in failures}
+    classes = {f.error_class() for f in failures}
     cls = classes.pop() if len(classes) == 1 and None not in classes else ComputeError
     lines = []
     for f in failures:
-        if f.error is not None:
+        if f.error_class() is not None:
             lines.append(f"rank {f.rank}: {f.message}")
         else:
             lines.append(f"rank {f.rank}: {f.etype}: {f.message}")
@@ -267,7 +250,7 @@ def raise_failures(failures: Sequence[Failure], step: str = ""):
     ranks = ", ".join(str(f.rank) for f in failures)
     head = f"failed on rank{'s' if len(failures) > 1 else ''} {ranks}{where}"
     msg = head + (": " + lines[0].split(": ", 1)[1] if len(lines) == 1 else ":\n  " + "\n  ".join(lines))
-    raise cls(msg, {f.rank: (f.etype, f.message, f.tb) for f in failures})
+    raise cls(msg, {f.rank: f.cause() for f in failures})
 
 
 def _injected(step: str, rank: int) -> str | None:
@@ -294,7 +277,7 @@ def _run_local(step: str, rank: int, fn: Callable, args, kwargs):
             raise RuntimeError(f"fault injected into step '{step}' ({_FAULT_ENV})")
         return fn(*args, **kwargs), None
     except Exception as exc:  # every rank must reach the collective
-        return None, Failure(rank, exc)
+        return None, RankFailure.from_exception(exc, rank)
 
 
 class Context:
