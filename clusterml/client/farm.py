@@ -44,11 +44,11 @@ import logging
 import math
 import pickle
 import signal
+import sys
 import time
-import traceback
 import weakref
 
-from ..errors import ClusterTimeoutError, ComputeError, EngineError, ParameterError
+from ..errors import ClusterTimeoutError, ComputeError, EngineError, ParameterError, RankFailure
 
 # ClusterBackend too (module __getattr__: it needs joblib, an optional extra)
 __all__ = ["JOBLIB_BACKEND_NAME", "TaskError", "farm_map", "joblib_config", "register_joblib_backend"]
@@ -61,6 +61,9 @@ log = logging.getLogger("clusterml.client")
 # Seconds of a map before its progress line appears (short maps, such as one DEAP
 # generation, stay quiet instead of printing a bar per call).
 _PROGRESS_AFTER = 1.0
+# When the output is neither a terminal nor a notebook (a log file, a batch job's output),
+# progress is plain lines, at most one per this many seconds.
+_LINE_EVERY = 10.0
 _POLL = 0.1
 _INTERRUPT_GRACE = 5.0
 
@@ -116,20 +119,13 @@ def _dumps(obj) -> bytes:
 # The engine side (runs inside an engine; imports nothing from ipyparallel)
 
 
-def _describe(exc: BaseException, skip_frames: int = 1) -> dict:
-    """What the client needs to report an exception: type, message, traceback, the object."""
-    tb = exc.__traceback__
-    for _ in range(skip_frames):  # drop the runner's own frame: start at the user's code
-        if tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, tb))
-    try:
-        blob = _dumps(exc)
-        pickle.loads(blob)  # an exception that cannot be rebuilt is sent as text only
-    except Exception:
-        blob = None
-    return {"etype": type(exc).__name__, "module": type(exc).__module__, "message": str(exc),
-            "traceback": text, "exception": blob}
+def _describe(exc: BaseException, skip_frames: int = 1) -> RankFailure:
+    """The exception as it travels back (the one wire format), the exception itself included.
+
+    ``skip_frames`` drops the runner's own frame, so the traceback starts at the user's code;
+    the engine id is filled in on the client (-1 here).
+    """
+    return RankFailure.from_exception(exc, -1, skip_frames, keep=True, dumps=_dumps)
 
 
 def _run_chunk(fbytes: bytes, argbytes: bytes, start: int) -> bytes:
@@ -178,12 +174,13 @@ def _run_call(fbytes: bytes) -> bytes:
 
 def _lview(cluster):
     """A load-balanced view over every engine of the cluster (cached per engine generation)."""
-    cluster._check_usable()
+    health = cluster.health
+    health.check_usable()
     cache = _VIEWS.get(cluster)
-    if cache is not None and cache[0] == cluster._generation and cache[1].client is cluster.client:
+    if cache is not None and cache[0] == health.generation and cache[1].client is cluster.client:
         return cache[1]
     view = cluster.client.load_balanced_view(targets=sorted(cluster.client.ids))
-    _VIEWS[cluster] = (cluster._generation, view)
+    _VIEWS[cluster] = (health.generation, view)
     return view
 
 
@@ -244,9 +241,9 @@ def _interrupt(cluster, ars, what, why, keyboard=False):
     stuck = sorted({e for e in (_engine_of(cluster, ar) for ar in pending if not ar.ready())
                     if e is not None})
     if any(not ar.ready() for ar in pending):
-        cluster._broken = (f"{what} {why}; engine(s) {', '.join(map(str, stuck)) or '?'} did not answer "
-                           f"the interrupt")
-        msg = cluster._broken + "; call cluster.restart() for a new engine set."
+        msg = cluster.health.mark_broken(f"{what} {why}; engine(s) {', '.join(map(str, stuck)) or '?'} "
+                                         f"did not answer the interrupt")
+        msg += "; call cluster.restart() for a new engine set."
     else:
         msg = f"{what} {why}; the engines were interrupted and are usable again."
     if keyboard:
@@ -256,14 +253,10 @@ def _interrupt(cluster, ars, what, why, keyboard=False):
 
 def _dead_engines(cluster, ars, what, describe) -> None:
     """Raise EngineError if an engine of the cluster is gone (MPI cannot lose a rank)."""
-    lost = cluster._lost_ranks() if cluster.engines else []
-    ended = None
-    if not lost and cluster.engines:
-        ended = cluster._launcher_exit()
-        if ended:
-            lost = [e["rank"] for e in cluster.engines]
+    lost = cluster.health.dead_ranks()
     if not lost:
         return
+
     def failed(ar):
         try:
             return not ar.ready() or not ar.successful()
@@ -272,36 +265,97 @@ def _dead_engines(cluster, ars, what, describe) -> None:
 
     unfinished = [ar for ar in ars if failed(ar)]
     on_lost = [ar for ar in unfinished if _engine_of(cluster, ar) in lost]
-    cluster._broken = f"engine(s) of rank(s) {', '.join(map(str, lost))} died during {what}"
+    broken = cluster.health.mark_broken(f"engine(s) of rank(s) {', '.join(map(str, lost))} died "
+                                        f"during {what}")
     _abort(cluster, ars)
     raise EngineError(
-        f"{cluster._broken}{describe(on_lost, unfinished)}. A task that ends its engine's process "
+        f"{broken}{describe(on_lost, unfinished)}. A task that ends its engine's process "
         f"(os._exit, a crash, out of memory) takes the whole MPI engine set down: MPI cannot lose a rank. "
         f"Call cluster.restart() for a new engine set.",
         {r: ("EngineError", "engine died", "") for r in lost})
 
 
-def _task_failure(what, index, total, eid, info, stage) -> TaskError:
+def _task_failure(what, index, total, eid, failure: RankFailure, stage) -> TaskError:
     """A TaskError naming the task's index, the engine, the original exception and its traceback."""
-    original = None
-    if info.get("exception") is not None:
-        try:
-            original = pickle.loads(info["exception"])
-        except Exception:
-            original = None
     where = f"task {index}" + (f" of {total}" if total is not None else "") if index is not None \
         else "a task"
     during = f" while {stage}" if stage else ""
-    tb = info["traceback"].rstrip()
+    tb = failure.traceback.rstrip()
     msg = (f"{what}: {where} failed on engine {eid if eid is not None else '?'}{during}: "
-           f"{info['etype']}: {info['message']}\n--- remote traceback ---\n{tb}")
-    cannot_import = info["etype"] in ("ModuleNotFoundError", "AttributeError")
+           f"{failure.etype}: {failure.message}\n--- remote traceback ---\n{tb}")
+    cannot_import = failure.etype in ("ModuleNotFoundError", "AttributeError")
     if stage and stage.startswith("unpickling") and cannot_import:
         msg += ("\n(the engines cannot rebuild the function or its arguments: define them in the "
                 "notebook / __main__, or make their module importable on the engines, e.g. "
                 "Cluster(..., engine_env={'PYTHONPATH': ...}))")
-    return TaskError(msg, {eid if eid is not None else -1: (info["etype"], info["message"], tb)},
-                     index=index, exception=original)
+    return TaskError(msg, {eid if eid is not None else -1: (failure.etype, failure.message, tb)},
+                     index=index, exception=failure.original())
+
+
+class _MapProgress:
+    """Progress of a map with tqdm: a bar in a notebook or a terminal, plain lines elsewhere.
+
+    Plain lines (a log file, a batch job's output, a pipe): tqdm's status text,
+    one line at most every ``_LINE_EVERY`` seconds and a last one at the end, so
+    a long map leaves a readable record instead of carriage returns.
+    """
+
+    def __init__(self, total: int, what: str):
+        self.total, self.what, self.done = total, what, 0
+        self.t0 = time.monotonic()
+        self._last_line = None
+        self.bar = None
+        kw = dict(total=total, desc=what, unit="task", leave=True)
+        if _in_notebook():
+            try:
+                from tqdm.notebook import tqdm as notebook_tqdm
+
+                import ipywidgets  # noqa: F401  (tqdm's notebook bar needs it)
+
+                self.bar = notebook_tqdm(**kw)
+            except ImportError:  # Jupyter renders a terminal bar's carriage returns fine
+                from tqdm import tqdm
+
+                self.bar = tqdm(file=sys.stderr, **kw)
+        elif getattr(sys.stderr, "isatty", lambda: False)():
+            from tqdm import tqdm
+
+            self.bar = tqdm(file=sys.stderr, **kw)
+
+    def _line(self, done: int, final: bool = False) -> None:
+        from tqdm import tqdm
+
+        now = time.monotonic()
+        if not final and self._last_line is not None and now - self._last_line < _LINE_EVERY:
+            return
+        self._last_line = now
+        print(tqdm.format_meter(done, self.total, now - self.t0, prefix=self.what, unit="task"),
+              file=sys.stderr, flush=True)
+
+    def update(self, done: int) -> None:
+        if self.bar is not None:
+            if done > self.done:
+                self.bar.update(done - self.done)
+        elif done > self.done or self._last_line is None:
+            self._line(done)
+        self.done = max(self.done, done)
+
+    def close(self, done: int) -> None:
+        if self.bar is not None:
+            self.update(done)
+            self.bar.close()
+        else:
+            self._line(done, final=True)
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+    except ImportError:  # pragma: no cover - IPython comes with ipyparallel
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
 def _chunk_size(ntasks: int, nengines: int, chunksize) -> int:
@@ -363,8 +417,6 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
         raise ParameterError("map needs at least one iterable (like the built-in map)")
     import ipyparallel as ipp
 
-    from .cluster import _Progress
-
     view = _lview(cluster)
     fname = getattr(f, "__name__", None) or type(f).__name__
     what = f"map({fname})"
@@ -397,7 +449,7 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
     timeout = cluster.timeout if timeout is None else float(timeout)
     t0 = time.monotonic()
     deadline = t0 + timeout
-    bar = _Progress(total, what) if progress else None
+    bar = _MapProgress(total, what) if progress else None
     results = [None] * len(starts) if ordered else []
     pending = set(ars)
     done_tasks = 0
@@ -422,7 +474,7 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
                     reply = pickle.loads(ar.get(0))
                 except ipp.error.EngineError as exc:
                     _dead_engines(cluster, list(ars), what, unfinished)
-                    cluster._broken = f"an engine died during {what}"
+                    cluster.health.mark_broken(f"an engine died during {what}")
                     _abort(cluster, list(pending))
                     raise EngineError(f"{what}: the engine running task(s) "
                                       f"{_ranges(range(start, start + count))} died ({exc}); MPI cannot "
@@ -435,9 +487,9 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
                                     {eid if eid is not None else -1: (exc.ename, exc.evalue, exc.traceback)},
                                     index=start) from None
                 if reply[0] == "error":
-                    _, index, info, stage = reply
+                    _, index, failure, stage = reply
                     _abort(cluster, list(pending))
-                    err = _task_failure(what, index, total, eid, info, stage)
+                    err = _task_failure(what, index, total, eid, failure, stage)
                     raise err from err.exception
                 if ordered:
                     results[start // size] = reply[1]
@@ -451,16 +503,16 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
                     _interrupt(cluster, list(pending), what,
                                f"timed out after {timeout:g} s with {done_tasks} of {total} tasks done")
             if bar is None and progress is None and time.monotonic() - t0 > _PROGRESS_AFTER:
-                bar = _Progress(total, what)
+                bar = _MapProgress(total, what)
             if bar is not None:
-                bar.update(done_tasks, f"{time.monotonic() - t0:.0f} s")
+                bar.update(done_tasks)
     except KeyboardInterrupt:
         if pending:
             _interrupt(cluster, list(pending), what, "interrupted (Ctrl-C)", keyboard=True)
         raise
     finally:
         if bar is not None:
-            bar.close(f"{what}: {done_tasks}/{total} tasks in {time.monotonic() - t0:.1f} s")
+            bar.close(done_tasks)
         _forget(cluster, [ar for ar in ars if ar.ready()])
     return [v for chunk in results for v in chunk]
 
@@ -588,19 +640,19 @@ def _backend_class():
             try:
                 reply = pickle.loads(out.get(0))
             except ipp.error.EngineError as exc:
-                cluster._broken = f"an engine died during a {what}"
+                cluster.health.mark_broken(f"an engine died during a {what}")
                 raise EngineError(f"{what}: the engine running it died ({exc}); MPI cannot lose a "
                                   f"rank: call cluster.restart()") from None
             finally:
                 _forget(cluster, [out])
             if reply[0] == "ok":
                 return reply[1]
-            _, _, info, stage = reply
-            err = _task_failure(what, None, None, eid, info, stage)
+            _, _, failure, stage = reply
+            err = _task_failure(what, None, None, eid, failure, stage)
             if err.exception is not None and stage is None:
                 exc = err.exception
                 if hasattr(exc, "add_note"):
-                    exc.add_note(f"(raised on engine {eid}; remote traceback:)\n{info['traceback'].rstrip()}")
+                    exc.add_note(f"(raised on engine {eid}; remote traceback:)\n{failure.traceback.rstrip()}")
                 raise exc
             raise err
 
@@ -676,7 +728,7 @@ def joblib_config(cluster, n_jobs: int | None = -1, timeout: float | None = None
     _need_joblib()
     import joblib
 
-    cluster._check_usable()
+    cluster.health.check_usable()
     register_joblib_backend(cluster, timeout=timeout)
     backend = _backend_class()(cluster, timeout=timeout)
     return joblib.parallel_config(backend=backend, n_jobs=n_jobs, **config)
