@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 import sys
 import threading
@@ -71,10 +70,9 @@ def default_mpiexec() -> str:
     loads MPICH) makes every engine die at start; only fall back to PATH when
     the interpreter has none next to it.
     """
-    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    if os.path.exists(cand):
-        return cand
-    found = shutil.which("mpiexec")
+    from ..launch.mpi import which_mpiexec
+
+    found = which_mpiexec()
     if found is None:
         raise EngineError("no mpiexec next to %s nor on PATH; install the MPI mpi4py uses "
                           "(pip install mpich) or pass mpiexec=..." % sys.executable)
