@@ -30,6 +30,7 @@ from ..errors import ComputeError, RankFailure
 
 __all__ = [
     "init",
+    "apply_blas_threads",
     "fini",
     "my_procid",
     "num_procs",
@@ -91,7 +92,7 @@ def _mpi():
     return MPI
 
 
-def init(comm=None):
+def init(comm=None, *, defer_blas: bool = False):
     """Initialise clusterml's runtime on this process (collective).
 
     Idempotent: calling it again with the same (or no) communicator does
@@ -104,6 +105,11 @@ def init(comm=None):
         The ranks that take part in distributed computations; defaults to
         ``MPI.COMM_WORLD``.  Any intracommunicator works (a split of the
         world, for instance).
+    defer_blas : bool
+        Decide each rank's BLAS thread count now (that needs a collective)
+        but leave applying it to :func:`apply_blas_threads`: applying it
+        imports SciPy's BLAS first (~0.4 s), which an engine does in its
+        background warm-up instead of while it registers.
 
     Returns
     -------
@@ -121,6 +127,8 @@ def init(comm=None):
     _state["comm"] = parent.Dup()
     _state["parent"] = parent
     _state["threads"] = _limit_blas_threads(_state["comm"])
+    if not defer_blas:
+        apply_blas_threads()
     return _state["comm"]
 
 
@@ -136,7 +144,8 @@ def _limit_blas_threads(comm) -> int | None:
     (``CLUSTERML_THREADS``, or ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` /
     ``MKL_NUM_THREADS`` as set by a Slurm ``--cpus-per-task`` template), each
     rank gets ``cores it may run on // ranks on its node``, at least 1.
-    Returns the number set, or None when the user's setting is left alone.
+    Returns the number to set, or None when the user's setting is left alone;
+    :func:`apply_blas_threads` sets it.
     """
     MPI = _mpi()
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
@@ -152,13 +161,20 @@ def _limit_blas_threads(comm) -> int | None:
         except AttributeError:  # pragma: no cover - not Linux
             cores = os.cpu_count() or 1
         threads = max(1, cores // local_ranks)
+    return threads
+
+
+def apply_blas_threads() -> None:
+    """Limit the BLAS libraries to the thread count :func:`init` chose (if it chose one)."""
+    threads = _state.get("threads")
+    if threads is None:
+        return
     try:
         import scipy.linalg  # noqa: F401  (limits apply to the BLAS libraries already loaded)
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - both are dependencies
-        return None
+        return
     threadpool_limits(threads)
-    return threads
 
 
 def blas_threads() -> int | None:

@@ -86,6 +86,7 @@ def _lookup(name: str):
 
 
 _WARM = {"thread": None, "error": None}
+_WARM_DELAY = 0.05
 _WARM_LOCK = threading.Lock()
 
 
@@ -100,7 +101,7 @@ def setup() -> dict:
     """
     import clusterml
 
-    comm.init()
+    comm.init(defer_blas=True)  # the BLAS thread limit is applied by the warm-up
     start_warm_up()
     ns = _user_ns()
     ns.setdefault("cml", clusterml)
@@ -112,6 +113,8 @@ def start_warm_up() -> threading.Thread:
     with _WARM_LOCK:
         if _WARM["thread"] is None:
             def run():
+                # let the setup reply leave before the imports take the GIL
+                time.sleep(_WARM_DELAY)
                 try:
                     warm_up()
                 except BaseException as exc:  # noqa: BLE001 - the call that needs it reports it
@@ -138,12 +141,14 @@ def ready(timeout: float | None = None) -> bool:
 def warm_up() -> None:
     """Do now what the first call would otherwise do inside the user's (timed) call.
 
-    Imports pandas and scipy.linalg, and loads (or, the first time on this
-    machine, compiles) the numba kernels by running them on a tiny array.
+    Imports pandas and scipy.linalg, applies the BLAS thread limit
+    :func:`~clusterml.spmd.comm.init` chose, and loads (or, the first time on
+    this machine, compiles) the numba kernels by running them on a tiny array.
     """
     import pandas  # noqa: F401  (CSV / DataFrame inputs)
     import scipy.linalg  # noqa: F401  (BLAS / LAPACK kernels)
 
+    comm.apply_blas_threads()
     from . import load_algorithms
     from ..kernels import covariance, fused, kmeans, moments, naive_bayes
     from .inputs import check_finite
