@@ -840,9 +840,9 @@ class Cluster:
     def joblib(self, n_jobs: int | None = -1, timeout: float | None = None, **config):
         """``with cluster.joblib():`` runs joblib, and scikit-learn's ``n_jobs``, on the engines.
 
-        See :func:`clusterml.client.farm.joblib_config`.
+        See :func:`clusterml.client.joblib_backend.joblib_config`.
         """
-        from .farm import joblib_config
+        from .joblib_backend import joblib_config
 
         return joblib_config(self, n_jobs=n_jobs, timeout=timeout, **config)
 
