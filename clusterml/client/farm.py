@@ -413,8 +413,6 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
         raise ParameterError(f"map needs a callable, got {type(f).__name__}")
     if not iterables:
         raise ParameterError("map needs at least one iterable (like the built-in map)")
-    import ipyparallel as ipp
-
     view = _lview(cluster)
     fname = getattr(f, "__name__", None) or type(f).__name__
     what = f"map({fname})"
@@ -423,32 +421,12 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
     if total == 0:
         return []
     size = _chunk_size(total, len(view.targets or cluster.client.ids), chunksize)
-    try:
-        fbytes = _dumps(f)
-    except Exception as exc:
-        raise ParameterError(f"{what}: cannot send {fname!r} to the engines ({type(exc).__name__}: "
-                             f"{exc})") from exc
-    starts = list(range(0, total, size))
-    ars = {}
-    try:
-        for start in starts:
-            chunk = tasks[start:start + size]
-            try:
-                argbytes = _dumps(chunk)
-            except Exception as exc:
-                raise ParameterError(f"{what}: cannot send the arguments of tasks {start}-"
-                                     f"{start + len(chunk) - 1} to the engines ({type(exc).__name__}: "
-                                     f"{exc})") from exc
-            ars[view.apply_async(_run_chunk, fbytes, argbytes, start)] = (start, len(chunk))
-    except BaseException:
-        _abort(cluster, list(ars))
-        raise
-
+    ars = _submit(cluster, view, f, tasks, size, what)
     timeout = cluster.timeout if timeout is None else float(timeout)
     t0 = time.monotonic()
     deadline = t0 + timeout
     bar = _MapProgress(total, what) if progress else None
-    results = [None] * len(starts) if ordered else []
+    results = [None] * len(ars) if ordered else []
     pending = set(ars)
     done_tasks = 0
 
@@ -467,32 +445,11 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
             for ar in sorted(finished, key=lambda a: ars[a][0]):
                 pending.discard(ar)
                 start, count = ars[ar]
-                eid = _engine_of(cluster, ar)
-                try:
-                    reply = pickle.loads(ar.get(0))
-                except ipp.error.EngineError as exc:
-                    _dead_engines(cluster, list(ars), what, unfinished)
-                    cluster.health.mark_broken(f"an engine died during {what}")
-                    _abort(cluster, list(pending))
-                    raise EngineError(f"{what}: the engine running task(s) "
-                                      f"{_ranges(range(start, start + count))} died ({exc}); MPI cannot "
-                                      f"lose a rank: call cluster.restart()",
-                                      {-1 if eid is None else eid: ("EngineError", str(exc), "")}) from None
-                except ipp.error.RemoteError as exc:  # the runner itself could not run
-                    _abort(cluster, list(pending))
-                    raise TaskError(f"{what}: tasks {_ranges(range(start, start + count))} could not run on "
-                                    f"engine {eid}: {exc.ename}: {exc.evalue}",
-                                    {eid if eid is not None else -1: (exc.ename, exc.evalue, exc.traceback)},
-                                    index=start) from None
-                if reply[0] == "error":
-                    _, index, failure, stage = reply
-                    _abort(cluster, list(pending))
-                    err = _task_failure(what, index, total, eid, failure, stage)
-                    raise err from err.exception
+                values = _chunk_values(cluster, ar, ars, pending, what, total, unfinished)
                 if ordered:
-                    results[start // size] = reply[1]
+                    results[start // size] = values
                 else:
-                    results.append(reply[1])
+                    results.append(values)
                 done_tasks += count
             if pending:
                 _dead_engines(cluster, list(ars), what, unfinished)
@@ -513,6 +470,61 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
             bar.close(done_tasks)
         _forget(cluster, [ar for ar in ars if ar.ready()])
     return [v for chunk in results for v in chunk]
+
+
+def _submit(cluster, view, f, tasks: list, size: int, what: str) -> dict:
+    """Send ``tasks`` in chunks of ``size``; ``{AsyncResult: (first index, count)}``."""
+    fname = getattr(f, "__name__", None) or type(f).__name__
+    try:
+        fbytes = _dumps(f)
+    except Exception as exc:
+        raise ParameterError(f"{what}: cannot send {fname!r} to the engines ({type(exc).__name__}: "
+                             f"{exc})") from exc
+    ars = {}
+    try:
+        for start in range(0, len(tasks), size):
+            chunk = tasks[start:start + size]
+            try:
+                argbytes = _dumps(chunk)
+            except Exception as exc:
+                raise ParameterError(f"{what}: cannot send the arguments of tasks {start}-"
+                                     f"{start + len(chunk) - 1} to the engines ({type(exc).__name__}: "
+                                     f"{exc})") from exc
+            ars[view.apply_async(_run_chunk, fbytes, argbytes, start)] = (start, len(chunk))
+    except BaseException:
+        _abort(cluster, list(ars))
+        raise
+    return ars
+
+
+def _chunk_values(cluster, ar, ars: dict, pending: set, what: str, total: int, unfinished) -> list:
+    """The results of one finished chunk; its failure (task, runner, engine) raised."""
+    import ipyparallel as ipp
+
+    start, count = ars[ar]
+    eid = _engine_of(cluster, ar)
+    try:
+        reply = pickle.loads(ar.get(0))
+    except ipp.error.EngineError as exc:
+        _dead_engines(cluster, list(ars), what, unfinished)
+        cluster.health.mark_broken(f"an engine died during {what}")
+        _abort(cluster, list(pending))
+        raise EngineError(f"{what}: the engine running task(s) "
+                          f"{_ranges(range(start, start + count))} died ({exc}); MPI cannot "
+                          f"lose a rank: call cluster.restart()",
+                          {-1 if eid is None else eid: ("EngineError", str(exc), "")}) from None
+    except ipp.error.RemoteError as exc:  # the runner itself could not run
+        _abort(cluster, list(pending))
+        raise TaskError(f"{what}: tasks {_ranges(range(start, start + count))} could not run on "
+                        f"engine {eid}: {exc.ename}: {exc.evalue}",
+                        {eid if eid is not None else -1: (exc.ename, exc.evalue, exc.traceback)},
+                        index=start) from None
+    if reply[0] == "error":
+        _, index, failure, stage = reply
+        _abort(cluster, list(pending))
+        err = _task_failure(what, index, total, eid, failure, stage)
+        raise err from err.exception
+    return reply[1]
 
 
 def _forget(cluster, ars):
