@@ -124,7 +124,7 @@ class RankFailure:
 
     @classmethod
     def from_exception(cls, exc: BaseException, rank: int = -1, skip_frames: int = 0,
-                       keep: bool = False, dumps=None) -> "RankFailure":
+                       keep: bool = False, dumps=None) -> RankFailure:
         """Describe ``exc``; drop ``skip_frames`` outer frames; with ``keep``, pickle it too."""
         tb = exc.__traceback__
         for _ in range(skip_frames):  # drop a runner's own frames: start at the user's code

@@ -149,8 +149,8 @@ def warm_up() -> None:
     import scipy.linalg  # noqa: F401  (BLAS / LAPACK kernels)
 
     comm.apply_blas_threads()
-    from . import load_algorithms
     from ..kernels import covariance, fused, kmeans, moments, naive_bayes
+    from . import load_algorithms
     from .inputs import check_finite
 
     tiny = np.arange(4.0).reshape(2, 2)
