@@ -37,6 +37,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -136,7 +137,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.rounds = 2, 1
-    os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="clusterml-start-time-")
+    ipython_dir = os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="clusterml-start-time-")
+    try:
+        return _run(args)
+    finally:
+        shutil.rmtree(ipython_dir, ignore_errors=True)
+
+
+def _run(args) -> int:
     t = time.perf_counter()
     import ipyparallel  # noqa: F401  (both sides import it before their clock starts)
     t_ipp = time.perf_counter() - t
