@@ -16,17 +16,25 @@ initialises MPI; the first distributed computation (or :func:`init`) does.
 from ._version import __version__
 from .errors import (ClusterStartError, ClusterTimeoutError, ComputeError, DistributedError, EngineError,
                      InconsistentResultError, InputError, ParameterError)
-from .spmd import *  # noqa: F401,F403  (the engine API: init, algorithms, read_partition)
-from .spmd import __all__ as _spmd_all
+
+# The engine API (init, the algorithms, read_partition) is loaded on first use (PEP 562):
+# ``import clusterml`` in a notebook imports neither mpi4py nor numba, scipy or pandas.
+from .spmd import __all__ as _SPMD_NAMES  # noqa: E402  (the package itself is light)
 
 __all__ = [
     "__version__", "DistributedError", "InputError", "ParameterError", "ComputeError",
     "InconsistentResultError", "EngineError", "ClusterTimeoutError", "ClusterStartError",
     "Cluster",
-] + list(_spmd_all)
+] + list(_SPMD_NAMES)
 
 
 def __getattr__(name):
+    if name in _SPMD_NAMES:
+        from . import spmd
+
+        value = getattr(spmd, name)
+        globals()[name] = value
+        return value
     # The notebook facade imports ipyparallel; load it only when asked for.
     if name == "Cluster":
         from .client import Cluster
@@ -37,3 +45,7 @@ def __getattr__(name):
 
         return load_ipython_extension
     raise AttributeError(f"module 'clusterml' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,19 +1,22 @@
 """The ``clusterml`` command.
 
-Subcommands are small functions registered in :data:`COMMANDS`; each imports
-what it needs when it runs, so ``clusterml --help`` never initialises MPI or
-imports ipyparallel.
+Subcommands are small functions: ``info`` and ``demo`` here, the launch
+commands in :data:`clusterml.launch.commands.COMMANDS`; :func:`commands` is
+the one table of all of them.  Each imports what it needs when it runs, so
+``clusterml --help`` never initialises MPI or imports ipyparallel.  This
+module imports :mod:`clusterml.launch` and :mod:`clusterml.demo`, never the
+reverse.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 
 from ._version import __version__
+from .launch.mpi import mpiexec_for_this_python
 
 COMMANDS: dict = {}
 
@@ -28,14 +31,11 @@ def command(name: str, help: str):
     return deco
 
 
-def mpiexec_for_this_python() -> str:
-    """The mpiexec installed beside this interpreter (the one mpi4py's MPI belongs to), else PATH's."""
-    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    if os.path.exists(cand):
-        return cand
-    import shutil
+def commands() -> dict:
+    """Every subcommand: ``name -> (function, help)``, this module's first, then launch's."""
+    from .launch.commands import COMMANDS as LAUNCH_COMMANDS
 
-    return shutil.which("mpiexec") or "mpiexec"
+    return {**COMMANDS, **LAUNCH_COMMANDS}
 
 
 # ----------------------------------------------------------------------------- info
@@ -137,25 +137,14 @@ cmd_demo.configure = _demo_options
 # ----------------------------------------------------------------------------- main
 
 
-def _load_plugins():
-    # Launch-side commands (profile, start/stop, doctor) live in clusterml.launch.
-    for mod in ("clusterml.launch.commands",):
-        try:
-            __import__(mod)
-        except ImportError as exc:  # pragma: no cover - only while a module is missing
-            if exc.name != mod:
-                raise
-
-
 def build_parser() -> argparse.ArgumentParser:
-    _load_plugins()
     parser = argparse.ArgumentParser(
         prog="clusterml",
         description="Distributed machine learning on MPI engines from Jupyter, Slurm or mpiexec.",
     )
     parser.add_argument("--version", action="version", version=f"clusterml {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (fn, help_) in COMMANDS.items():
+    for name, (fn, help_) in commands().items():
         p = sub.add_parser(name, help=help_, description=help_)
         configure = getattr(fn, "configure", None)
         if configure:

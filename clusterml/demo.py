@@ -170,7 +170,7 @@ def run_mpiexec(templates, n, workdir):
     import json
     import pickle
 
-    from .cli import mpiexec_for_this_python
+    from .launch.mpi import mpiexec_for_this_python
 
     out = os.path.join(workdir, "results.pkl")
     cmd = [mpiexec_for_this_python(), "-n", str(n), sys.executable, "-m", "clusterml.demo",

@@ -4,11 +4,20 @@ Every error that can happen on one rank of a distributed computation is turned
 into the *same* :class:`DistributedError` on every rank (see
 :mod:`clusterml.spmd.comm`), so no rank is ever left waiting in a collective.
 The message names the failing rank(s) and the cause of each.
+
+A rank's exception travels in one form only, :class:`RankFailure`: between
+ranks inside a collective (:mod:`clusterml.spmd.comm`), from an engine to the
+notebook for a broadcast call (:mod:`clusterml.spmd.remote`) and for a farm
+task (:mod:`clusterml.client.farm`).
 """
 
 from __future__ import annotations
 
+import pickle
+import traceback as _traceback
+
 __all__ = [
+    "RankFailure",
     "DistributedError",
     "InputError",
     "ParameterError",
@@ -98,3 +107,87 @@ class ClusterStartError(EngineError):
 
 class ClusterStartTimeoutError(ClusterStartError, ClusterTimeoutError):
     """A :class:`ClusterStartError` because the engines did not register in time."""
+
+
+class RankFailure:
+    """One rank's (or one engine's) exception, as it travels: the one wire format.
+
+    Small and picklable with no code of its own: type and module *names*, the
+    message, the formatted traceback, the per-rank causes when the exception
+    was a :class:`DistributedError`, and optionally the pickled exception
+    itself (for a farm task, so the notebook can re-raise the original).
+
+    Parameters
+    ----------
+    rank : int
+        MPI rank (or engine id; -1 when unknown).
+    etype, module, message, traceback : str
+        ``type(exc).__name__``, ``type(exc).__module__``, ``str(exc)`` and the
+        formatted traceback.
+    causes : dict, optional
+        ``rank -> (etype, message, traceback)`` of a :class:`DistributedError`.
+    exception : bytes, optional
+        The pickled exception (only when asked for and it round-trips).
+    """
+
+    __slots__ = ("rank", "etype", "module", "message", "traceback", "causes", "exception")
+
+    def __init__(self, rank: int, etype: str, module: str, message: str, traceback: str = "",
+                 causes: dict | None = None, exception: bytes | None = None):
+        self.rank, self.etype, self.module, self.message = int(rank), etype, module, message
+        self.traceback, self.causes, self.exception = traceback, dict(causes or {}), exception
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, rank: int = -1, skip_frames: int = 0,
+                       keep: bool = False, dumps=None) -> RankFailure:
+        """Describe ``exc``; drop ``skip_frames`` outer frames; with ``keep``, pickle it too."""
+        tb = exc.__traceback__
+        for _ in range(skip_frames):  # drop a runner's own frames: start at the user's code
+            if tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+        text = "".join(_traceback.format_exception(type(exc), exc, tb))
+        blob = None
+        if keep:
+            try:
+                blob = (dumps or pickle.dumps)(exc)
+                pickle.loads(blob)  # an exception that cannot be rebuilt travels as text only
+            except Exception:
+                blob = None
+        causes = exc.causes if isinstance(exc, DistributedError) else {}
+        return cls(rank, type(exc).__name__, type(exc).__module__, str(exc), text, causes, blob)
+
+    def cause(self) -> tuple:
+        """``(etype, message, traceback)``: an entry of :attr:`DistributedError.causes`."""
+        return (self.etype, self.message, self.traceback)
+
+    def error_class(self) -> type | None:
+        """The :class:`DistributedError` subclass raised, or None for any other exception.
+
+        Only an already imported module is looked at, so a failure never imports code.
+        """
+        import sys
+
+        mod = sys.modules.get(self.module)
+        cls = getattr(mod, self.etype, None) if mod is not None else None
+        if isinstance(cls, type) and issubclass(cls, DistributedError):
+            return cls
+        return None
+
+    def original(self) -> BaseException | None:
+        """The exception itself, when it was kept and can be rebuilt here."""
+        if self.exception is None:
+            return None
+        try:
+            return pickle.loads(self.exception)
+        except Exception:
+            return None
+
+    def __getstate__(self):
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __setstate__(self, state):
+        for k, v in zip(self.__slots__, state):
+            setattr(self, k, v)
+
+    def __repr__(self):
+        return f"RankFailure(rank={self.rank}, {self.etype}: {self.message!r})"

@@ -5,5 +5,7 @@ Only this package (and ``clusterml.launch``) imports ipyparallel.
 
 from .cluster import Cluster, EngineArray, RemoteAlgorithm, list_clusters, stop_all
 from .farm import TaskError
+from .health import Health
 
-__all__ = ["Cluster", "EngineArray", "RemoteAlgorithm", "list_clusters", "stop_all", "TaskError"]
+__all__ = ["Cluster", "EngineArray", "RemoteAlgorithm", "Health", "list_clusters", "stop_all",
+           "TaskError"]

@@ -22,34 +22,29 @@ what it left running.
 
 from __future__ import annotations
 
-import atexit
 import glob
 import itertools
 import json
 import logging
 import os
-import re
-import signal
 import socket
 import sys
 import threading
 import time
-import weakref
 
 import numpy as np
 import psutil
 
 from .. import __version__
-from .. import errors as _errors
+from ..errors import EngineError, ParameterError
 from ..launch.lifecycle import list_clusters, stop_all, stop_cluster
 from ..launch.records import (_alive, _check_batch_values, _kill_all, _owner_only, _proc_key,
                               _profile_dir, _record_path, _tree)
-from ..errors import (ClusterTimeoutError, ComputeError, DistributedError, EngineError,
-                      InconsistentResultError, InputError, ParameterError)
 from ..spmd import REGISTRY
-from ..spmd.algorithm import bind_inputs
-from ..spmd.inputs import Partition, block_range
 from ..spmd.remote import Entry, Ref
+from . import calls
+from .calls import EngineArray, RemoteAlgorithm
+from .health import Health
 
 __all__ = ["Cluster", "RemoteAlgorithm", "EngineArray", "stop_all", "list_clusters",
            "default_mpiexec", "DEFAULT_PROFILE", "DEFAULT_TIMEOUT", "DEFAULT_START_TIMEOUT"]
@@ -62,8 +57,6 @@ DEFAULT_PROFILE = "clusterml-local"
 DEFAULT_TIMEOUT = 3600.0
 #: Default timeout for the engines of a new cluster to register, in seconds.
 DEFAULT_START_TIMEOUT = 120.0
-# How long interrupted engines get to answer before the facade gives up on them.
-_INTERRUPT_GRACE = 5.0
 # Poll interval of every wait: short, so a dead engine is noticed quickly.
 _POLL = 0.1
 
@@ -76,173 +69,15 @@ def default_mpiexec() -> str:
     from ..launch.mpi import which_mpiexec
 
     try:
-        return which_mpiexec()
+        return which_mpiexec(required=True)
     except FileNotFoundError as exc:
         raise EngineError(f"{exc}, or pass mpiexec=...") from None
-
-
-# --------------------------------------------------------------------------
-# Progress: a bar in a notebook, one status line in a terminal, silence elsewhere
-
-
-class _Progress:
-    def __init__(self, total: int, what: str):
-        self.total, self.what = total, what
-        self.mode = "quiet"
-        self._handle = None
-        try:
-            from IPython import get_ipython
-
-            ip = get_ipython()
-        except ImportError:  # pragma: no cover
-            ip = None
-        if ip is not None and type(ip).__name__ == "ZMQInteractiveShell":
-            self.mode = "notebook"
-        elif getattr(sys.stderr, "isatty", lambda: False)():
-            self.mode = "terminal"
-        self._last = None
-
-    def update(self, done: int, detail: str = ""):
-        state = (done, detail)
-        if state == self._last:
-            return
-        self._last = state
-        text = f"{self.what}: {done}/{self.total}" + (f" ({detail})" if detail else "")
-        if self.mode == "notebook":
-            from IPython.display import HTML, display
-
-            html = HTML(f"<progress value='{done}' max='{self.total}' style='width:20em'></progress>"
-                        f" <code>{_html_escape(text)}</code>")
-            if self._handle is None:
-                self._handle = display(html, display_id=True)
-            else:
-                self._handle.update(html)
-        elif self.mode == "terminal":
-            sys.stderr.write("\r\033[K" + text)
-            sys.stderr.flush()
-
-    def close(self, text: str = ""):
-        if self.mode == "notebook" and self._handle is not None and text:
-            from IPython.display import HTML
-
-            self._handle.update(HTML(f"<code>{_html_escape(text)}</code>"))
-        elif self.mode == "terminal":
-            sys.stderr.write("\r\033[K" + (text + "\n" if text else ""))
-            sys.stderr.flush()
-
-
-def _html_escape(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # --------------------------------------------------------------------------
 # Handles returned to the user
 
 
-class EngineArray(Ref):
-    """Per-row output kept on the engines (k-means assignments, predictions, ...).
-
-    Each engine holds its own rows; :meth:`gather` fetches them in rank
-    order.  Pass the handle itself wherever a data argument is expected.
-
-    Attributes
-    ----------
-    name : str
-        Where the rows are kept on every engine.
-    counts : list of int
-        Rows on each rank.
-    shape : tuple
-        Shape of the gathered array.
-    """
-
-    def __init__(self, cluster: "Cluster", name: str, shapes: list, dtype: str):
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "_cluster", weakref.ref(cluster))
-        object.__setattr__(self, "_generation", cluster._generation)
-        object.__setattr__(self, "counts", [int(s[0]) if len(s) else 1 for s in shapes])
-        rest = tuple(shapes[0][1:]) if shapes and len(shapes[0]) > 1 else ()
-        object.__setattr__(self, "shape", (sum(self.counts),) + rest)
-        object.__setattr__(self, "dtype", np.dtype(dtype))
-        # forget the rows on the engines once the client drops the handle
-        weakref.finalize(self, cluster._garbage.append, name)
-
-    def gather(self, timeout: float | None = None) -> np.ndarray:
-        """Fetch every rank's rows, stacked in rank order."""
-        return self._get_cluster()._gather(self.name, timeout)
-
-    def _get_cluster(self):
-        cluster = self._cluster()
-        if cluster is None or cluster._generation != self._generation:
-            raise EngineError(f"the rows of {self.name!r} are gone: their engines were stopped "
-                              f"or restarted; compute them again")
-        return cluster
-
-    def __repr__(self):
-        return f"EngineArray({self.name!r}, shape={self.shape}, dtype={self.dtype}, counts={self.counts})"
-
-    def __reduce__(self):
-        return (Ref, (self.name,))
-
-    def __hash__(self):
-        return hash(self.name)
-
-    def __eq__(self, other):
-        return self is other
-
-
-class RemoteAlgorithm:
-    """``cluster.<algorithm>(...)``: the parameters of one algorithm, ready to broadcast.
-
-    The parameters are validated here, on the client (the same checks the
-    engines would make), so a bad one fails at once without a round trip.
-    """
-
-    def __init__(self, cluster: "Cluster", name: str, *args, **kwargs):
-        if "distributed" in kwargs:
-            raise ParameterError("distributed is implied on a Cluster; remove distributed=...")
-        if kwargs.get("streaming"):
-            raise ParameterError("streaming=True keeps state between compute calls on the engines: use "
-                                 "it in engine-side code (%%px, scripts); here give all rows to one "
-                                 "compute (a path or cluster.scatter)")
-        cls = REGISTRY[name]
-        algo = cls(*args, **kwargs)  # validates; raises ParameterError
-        params = algo.get_params()
-        params.pop("distributed", None)
-        self._cluster, self.name, self.params, self._cls = cluster, name, params, cls
-
-    def compute(self, *args, timeout: float | None = None, **kwargs):
-        """Broadcast the call; every engine computes; return the (checked) result once.
-
-        Inputs follow SPEC §3: a path (``{}`` is replaced by each engine's
-        rank), ``cml.read_partition(path)``, ``cluster.ref("X")``,
-        ``cluster.scatter(X)`` or a per-row output of an earlier call.  A
-        NumPy array or pandas frame given for a row-distributed input is
-        scattered over the engines for this call.  Replicated inputs (a model,
-        initial centroids) are sent as they are.
-
-        Parameters
-        ----------
-        timeout : float, optional
-            Seconds to wait (default: the cluster's ``timeout``).
-
-        Raises
-        ------
-        clusterml.DistributedError
-            The engines' error (same class as in SPMD mode), naming the ranks.
-        clusterml.InconsistentResultError
-            If the engines' results differ.
-        clusterml.ClusterTimeoutError, clusterml.EngineError
-        """
-        cls = self._cls
-        inputs = bind_inputs(self.name, cls._tables, cls._extras, args, kwargs)
-        return self._cluster._compute(self.name, self.params, inputs, set(cls._tables), timeout)
-
-    def __repr__(self):
-        params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"<{self._cluster!r}.{self.name}({params})>"
-
-
-@atexit.register
 def _stop_live_clusters():
     with _LIVE_LOCK:
         live = list(_LIVE)
@@ -649,130 +484,23 @@ class Cluster:
         Ref
             Accepted wherever a data argument is expected.
         """
-        self._check_usable()
-        if name is not None and not (isinstance(name, str) and name.isidentifier()):
-            raise ParameterError(f"scatter name {name!r} must be a Python identifier")
-        key = name or f"_cml_scatter_{next(self._ids)}"
-        try:
-            nrows = len(data)
-        except TypeError:
-            raise ParameterError(f"scatter needs rows (an array or a frame), got {type(data).__name__}") \
-                from None
-        if hasattr(data, "iloc"):
-            blocks = [data.iloc[slice(*block_range(nrows, r, self.n))] for r in range(self.n)]
-        else:
-            arr = np.asarray(data)
-            if arr.ndim == 0:
-                raise ParameterError("scatter needs rows (an array or a frame), got a scalar")
-            blocks = [arr[slice(*block_range(nrows, r, self.n))] for r in range(self.n)]
-        ars = [self._client[r].apply_async(Entry("store"), key, blocks[r], name is not None)
-               for r in range(self.n)]
-        self._wait_many(ars, timeout, f"scatter of {nrows} rows")
-        return Ref(key)
+        return calls.scatter(self, data, name, timeout)
 
     def free(self, *refs):
         """Forget scattered rows / per-row outputs on the engines."""
-        names = [r.name if isinstance(r, Ref) else str(r) for r in refs]
-        if names and self._view is not None:
-            self._wait(self._view.apply_async(Entry("free"), *names), None, "free")
-
-    def _gather(self, name: str, timeout: float | None):
-        self._check_usable()
-        parts = self._wait(self._view.apply_async(Entry("fetch"), name), timeout, f"gather of {name!r}")
-        if parts and hasattr(parts[0], "iloc"):
-            import pandas as pd
-
-            return pd.concat(parts)
-        return np.concatenate([np.asarray(p) for p in parts], axis=0)
+        calls.free(self, *refs)
 
     def gather(self, ref, timeout: float | None = None):
         """Fetch the rows named by ``ref`` (a Ref, an EngineArray or a name) from every rank, in order."""
-        return self._gather(ref.name if isinstance(ref, Ref) else str(ref), timeout)
-
-    # -- calls ---------------------------------------------------------------
-    def _compute(self, name, params, inputs, tables, timeout):
-        self._check_usable()
-        temp = []
-        spec = {}
-        for k, v in inputs.items():
-            if isinstance(v, Ref) or isinstance(v, (str, os.PathLike, Partition)):
-                if isinstance(v, EngineArray):
-                    v._get_cluster()
-                    v = Ref(v.name)
-                spec[k] = os.fspath(v) if isinstance(v, os.PathLike) else v
-            elif k in tables and v is not None and (isinstance(v, np.ndarray) or hasattr(v, "iloc")
-                                                   or isinstance(v, (list, tuple))):
-                if isinstance(v, (list, tuple)):
-                    try:
-                        v = np.asarray(v)
-                    except ValueError as exc:  # ragged nested lists
-                        raise InputError(f"{k}: cannot make a table of {type(v).__name__} ({exc}); "
-                                         f"expected rows of equal length") from None
-                if isinstance(v, np.ndarray) and v.dtype.kind not in "biuf":
-                    # what every engine would say; some dtypes (datetime) cannot even be sent
-                    raise InputError(f"{k}: dtype {v.dtype} is not numeric; expected a float or "
-                                     f"integer array")
-                ref = self.scatter(v, timeout=timeout)
-                temp.append(ref.name)
-                spec[k] = ref
-            else:
-                spec[k] = v
-        call_id = f"_cml_{name}_{next(self._ids)}"
-        # Objects the client no longer references (dropped outputs, earlier calls' scattered
-        # inputs) are forgotten on every engine as this call starts; this call's own scattered
-        # inputs at the next call.  (Passing nothing here kept every per-row output forever.)
-        drop, self._garbage[:] = tuple(self._garbage), list(temp)
-        what = f"{name}.compute"
-        try:
-            ar = self._view.apply_async(Entry("run_call"), name, params, spec, call_id, 0, drop)
-        except BaseException:
-            self._garbage.extend(drop)
-            raise
-        replies = self._wait(ar, timeout, what)
-        return self._check_replies(replies, what, call_id)
-
-    def _check_replies(self, replies, what, call_id):
-        errors = [r for r in replies if r["status"] == "error"]
-        if errors:
-            raise self._error_from(errors, what)
-        groups: dict = {}
-        for r in replies:
-            groups.setdefault(r["digest"], []).append(r["rank"])
-        if len(groups) > 1:
-            detail = "; ".join(f"ranks {', '.join(map(str, rs))} -> {d[:12]}" for d, rs in groups.items())
-            raise InconsistentResultError(
-                f"{what}: the engines returned different results ({detail}); the algorithm is "
-                f"not deterministic across ranks or the engines run different code/data")
-        first = replies[0]
-        result = first["result"]
-        for field, (_, dtype) in first["rows"].items():
-            shapes = [r["rows"][field][0] for r in replies]
-            setattr(result, field, EngineArray(self, f"{call_id}.{field}", shapes, dtype))
-        return result
-
-    def _error_from(self, errors, what):
-        errors = sorted(errors, key=lambda e: e["rank"])
-        kinds = {(e["module"], e["etype"], e["message"]) for e in errors}
-        if len(kinds) == 1:
-            module, etype, message = kinds.pop()
-            cls = getattr(_errors, etype, None) if module == "clusterml.errors" else None
-            if cls is not None and issubclass(cls, DistributedError):
-                causes = {}
-                for e in errors:
-                    causes.update(e["causes"])
-                if not causes:
-                    causes = {e["rank"]: (e["etype"], e["message"], e["traceback"]) for e in errors}
-                return cls(f"{what}: {message}", causes)
-        ranks = ", ".join(str(e["rank"]) for e in errors)
-        lines = "\n  ".join(f"rank {e['rank']}: {e['etype']}: {e['message']}" for e in errors)
-        return ComputeError(f"{what} failed on rank{'s' if len(errors) > 1 else ''} {ranks}:\n  {lines}\n"
-                            f"(err.remote_traceback() shows the engines' tracebacks)",
-                            {e["rank"]: (e["etype"], e["message"], e["traceback"]) for e in errors})
+        return calls.gather(self, ref.name if isinstance(ref, Ref) else str(ref), timeout)
 
     def apply(self, f, *args, timeout: float | None = None, **kwargs) -> list:
         """Run ``f(*args, **kwargs)`` on every engine; return the values in rank order."""
-        self._check_usable()
-        return self._wait(self._view.apply_async(f, *args, **kwargs), timeout, getattr(f, "__name__", "apply"))
+        return calls.apply(self, f, *args, timeout=timeout, **kwargs)
+
+    def _noop(self, timeout=None):
+        """One facade round trip doing nothing (for measuring the overhead)."""
+        return calls.noop(self, timeout)
 
     # -- task farming (clusterml/client/farm.py) ---------------------------------
     def map(self, f, *iterables, ordered: bool = True, chunksize: int | None = None,
@@ -791,197 +519,35 @@ class Cluster:
     def joblib(self, n_jobs: int | None = -1, timeout: float | None = None, **config):
         """``with cluster.joblib():`` runs joblib, and scikit-learn's ``n_jobs``, on the engines.
 
-        See :func:`clusterml.client.farm.joblib_config`.
+        See :func:`clusterml.client.joblib_backend.joblib_config`.
         """
-        from .farm import joblib_config
+        from .joblib_backend import joblib_config
 
         return joblib_config(self, n_jobs=n_jobs, timeout=timeout, **config)
 
-    def _noop(self, timeout=None):
-        """One facade round trip doing nothing (for measuring the overhead)."""
-        self._check_usable()
-        return self._wait(self._view.apply_async(Entry("noop")), timeout, "noop")
+    # -- health (clusterml/client/health.py) -------------------------------------
+    @property
+    def health(self) -> Health:
+        """Lost ranks, launcher state, waits with timeouts: see :class:`~clusterml.client.health.Health`."""
+        return Health(self)
 
-    # -- waiting, health -------------------------------------------------------
     def _check_usable(self):
-        if self._client is None:
-            raise EngineError("the cluster is not running; call start() (or restart())")
-        if self._broken:
-            raise EngineError(f"{self._broken}\nCall cluster.restart() to get a new MPI engine set.")
-        lost = self._lost_ranks()
-        if lost:
-            self._broken = f"engine(s) of rank(s) {', '.join(map(str, lost))} are gone"
-            raise EngineError(f"{self._broken}; MPI cannot lose a rank: call cluster.restart()")
-
-    def _launcher_exit(self):
-        """A description of how the engine launcher ended, or None while it runs."""
-        if self._ipp is None:
-            return None
-        for es in self._ipp.engines.values():
-            if es.state == "after":
-                return f"launcher exited: {es.stop_data}"
-            proc = getattr(es, "process", None)
-            if proc is not None:
-                try:
-                    if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
-                        return f"{' '.join(es.args[:1])} (pid {proc.pid}) exited"
-                except psutil.Error:
-                    return f"launcher process {proc.pid} is gone"
-        return None
-
-    def _launcher_output(self, limit=30) -> str:
-        out = []
-        for es in (self._ipp.engines.values() if self._ipp else []):
-            try:
-                text = es.get_output()
-            except Exception:
-                text = ""
-            if text:
-                out.append("".join(text.splitlines(True)[-limit:]))
-        return ("engine output:\n" + "\n".join(out)) if out else ""
-
-    def _launcher_state(self) -> str:
-        ended = self._launcher_exit()
-        if ended:
-            return ended
-        sets = list(self._ipp.engines.values()) if self._ipp else []
-        if not sets:
-            return "no engine launcher"
-        return "; ".join(f"{type(es).__name__} {es.state}" + (f" (pid {es.pid})" if getattr(es, "pid", -1) > 0
-                                                              else "") for es in sets)
+        self.health.check_usable()
 
     def _lost_ranks(self) -> list:
-        """Ranks whose engine is known to be gone (dead local process or unregistered)."""
-        lost = set()
-        here = socket.gethostname()
-        for e in self.engines:
-            if e["host"] == here and _alive({"pid": e["pid"], "create_time": e.get("create_time")}) is None:
-                lost.add(e["rank"])
-        if self._client is not None and self.engines:
-            ids = set(self._client.ids)
-            lost |= {e["rank"] for e in self.engines if e["rank"] not in ids}
-        return sorted(lost)
+        return self.health.lost_ranks()
 
-    def _wait_many(self, ars, timeout, what):
-        return [self._wait(ar, timeout, what) for ar in ars]
+    def _launcher_exit(self):
+        return self.health.launcher_exit()
+
+    def _launcher_output(self, limit=30) -> str:
+        return self.health.launcher_output(limit)
+
+    def _launcher_state(self) -> str:
+        return self.health.launcher_state()
 
     def _wait(self, ar, timeout, what):
-        """Wait for ``ar`` in short steps, watching for dead engines, the deadline and Ctrl-C."""
-        timeout = self.timeout if timeout is None else float(timeout)
-        deadline = time.monotonic() + timeout
-        try:
-            while not ar.ready():
-                ar.wait(_POLL)
-                if ar.ready():
-                    break
-                lost = self._lost_ranks() if self.engines else []
-                if not lost and self.engines:
-                    ended = self._launcher_exit()
-                    if ended:
-                        lost = [e["rank"] for e in self.engines]
-                if lost:
-                    self._broken = (f"engine(s) of rank(s) {', '.join(map(str, lost))} died during "
-                                    f"{what}")
-                    self._abandon(ar)
-                    raise EngineError(f"{self._broken}; running: {self._where(ar)}. MPI cannot lose a "
-                                      f"rank: call cluster.restart() for a new engine set.",
-                                      {r: ("EngineError", "engine died", "") for r in lost})
-                if time.monotonic() > deadline:
-                    self._interrupted(ar, what, f"timed out after {timeout:g} s")
-        except KeyboardInterrupt:
-            self._interrupted(ar, what, "interrupted (Ctrl-C)", keyboard=True)
-        return self._results(ar, what)
-
-    def _where(self, ar) -> str:
-        pending = self._pending_ranks(ar)
-        done = [r for r in self._ar_ranks(ar) if r not in pending]
-        return (f"still running on rank(s) {', '.join(map(str, pending)) or 'none'}"
-                + (f", finished on rank(s) {', '.join(map(str, done))}" if done else ""))
-
-    def _ar_ranks(self, ar):
-        ids = ar.engine_id if isinstance(ar.engine_id, list) else [ar.engine_id]
-        return list(ids)
-
-    def _pending_ranks(self, ar):
-        out = self._client.outstanding if self._client is not None else set()
-        ids = self._ar_ranks(ar)
-        return [e for e, m in zip(ids, ar.msg_ids) if m in out]
-
-    def _abandon(self, ar):
-        try:
-            self._client.abort(jobs=ar, block=False)
-        except Exception:
-            pass
-
-    def _interrupted(self, ar, what, why, keyboard=False):
-        """Interrupt the engines still running ``ar``; raise what the user must know."""
-        pending = self._pending_ranks(ar)
-        where = self._where(ar)
-        try:
-            self._client.send_signal(signal.SIGINT, targets=pending, block=False)
-        except Exception as exc:
-            log.debug("send_signal failed: %r", exc)
-        grace = time.monotonic() + _INTERRUPT_GRACE
-        while not ar.ready() and time.monotonic() < grace:
-            ar.wait(_POLL)
-        if ar.ready():
-            # Every engine answered: start clusterml's communicator afresh so no message of the
-            # interrupted collective can match a later one.
-            try:
-                reset = self._view.apply_async(Entry("reset_comm"))
-                reset.wait(_INTERRUPT_GRACE)
-                recovered = reset.ready() and reset.successful()
-            except Exception:
-                recovered = False
-        else:
-            recovered = False
-        if recovered:
-            msg = (f"{what} {why}; it was {where}. The engines were interrupted and are usable again.")
-        else:
-            stuck = self._pending_ranks(ar) or pending
-            self._broken = (f"{what} {why}; it was {where}. Rank(s) {', '.join(map(str, stuck))} did not "
-                            f"answer the interrupt (a rank blocked inside an MPI collective cannot be "
-                            f"interrupted)")
-            self._abandon(ar)
-            msg = self._broken + "; call cluster.restart() for a new engine set."
-        if keyboard:
-            raise KeyboardInterrupt(msg)
-        raise ClusterTimeoutError(msg)
-
-    def _results(self, ar, what):
-        import ipyparallel as ipp
-
-        try:
-            values = ar.get(0)
-        except ipp.error.CompositeError as exc:
-            causes = {}
-            lines = []
-            for ename, evalue, tb, info in exc.elist:
-                rank = info.get("engine_id", -1) if isinstance(info, dict) else -1
-                if rank == -1:  # the controller's "Engine 2 died while running task ..."
-                    m = re.match(r"Engine (\d+) died", str(evalue))
-                    rank = int(m.group(1)) if m else rank
-                causes[rank] = (ename, evalue, "".join(tb) if isinstance(tb, list) else str(tb))
-                lines.append(f"rank {rank}: {ename}: {evalue}")
-            dead = any(e[0] == "EngineError" for e in exc.elist)
-            cls = EngineError if dead else ComputeError
-            if dead:
-                self._broken = f"an engine died during {what}"
-                lines.append("MPI cannot lose a rank: call cluster.restart() for a new engine set.")
-            raise cls(f"{what} failed on rank(s) {', '.join(map(str, sorted(causes)))}:\n  "
-                      + "\n  ".join(lines), causes) from None
-        except ipp.error.RemoteError as exc:
-            rank = (exc.engine_info or {}).get("engine_id", -1)
-            m = re.match(r"Engine (\d+) died", str(exc.evalue)) if rank == -1 else None
-            rank = int(m.group(1)) if m else rank
-            if exc.ename == "EngineError":  # one targeted engine died (a scatter, a gather)
-                self._broken = f"engine of rank {rank} died during {what}"
-                raise EngineError(f"{what} failed: {exc.evalue}. MPI cannot lose a rank: call "
-                                  f"cluster.restart() for a new engine set.",
-                                  {rank: (exc.ename, exc.evalue, exc.traceback)}) from None
-            raise ComputeError(f"{what} failed on rank {rank}: {exc.ename}: {exc.evalue}",
-                               {rank: (exc.ename, exc.evalue, exc.traceback)}) from None
-        return values
+        return calls.wait(self, ar, timeout, what)
 
     # -- records (no orphans) ----------------------------------------------------
     def _recorded_processes(self) -> list:

@@ -14,10 +14,12 @@ Two entry points, reached as methods of the cluster:
   the built-in :func:`map` over the engines: results in order (a list),
   progress as chunks finish, the first failing task named by its index.
   Usable as ``toolbox.register("map", cluster.map)`` for DEAP.
-* :func:`joblib_config` — ``with cluster.joblib():`` activates
-  :class:`ClusterBackend` (ipyparallel's joblib backend bound to this
-  cluster), so ``GridSearchCV(..., n_jobs=-1)`` and ``joblib.Parallel`` run
-  their batches on the engines.
+* :func:`clusterml.client.joblib_backend.joblib_config` — ``with cluster.joblib():``
+  activates :class:`~clusterml.client.joblib_backend.ClusterBackend`
+  (ipyparallel's joblib backend bound to this cluster), so
+  ``GridSearchCV(..., n_jobs=-1)`` and ``joblib.Parallel`` run their batches
+  on the engines.  It lives in :mod:`clusterml.client.joblib_backend` and
+  uses this module's engine-side runner and waits.
 
 Shipping code.  Functions and arguments travel as bytes made by cloudpickle
 (functions defined in a notebook or a ``__main__`` script go by value with the
@@ -44,23 +46,22 @@ import logging
 import math
 import pickle
 import signal
+import sys
 import time
-import traceback
 import weakref
 
-from ..errors import ClusterTimeoutError, ComputeError, EngineError, ParameterError
+from ..errors import ClusterTimeoutError, ComputeError, EngineError, ParameterError, RankFailure
 
-# ClusterBackend too (module __getattr__: it needs joblib, an optional extra)
-__all__ = ["JOBLIB_BACKEND_NAME", "TaskError", "farm_map", "joblib_config", "register_joblib_backend"]
-
-#: Name under which :func:`register_joblib_backend` (and ``cluster.joblib()``) registers the backend.
-JOBLIB_BACKEND_NAME = "clusterml"
+__all__ = ["TaskError", "farm_map"]
 
 log = logging.getLogger("clusterml.client")
 
 # Seconds of a map before its progress line appears (short maps, such as one DEAP
 # generation, stay quiet instead of printing a bar per call).
 _PROGRESS_AFTER = 1.0
+# When the output is neither a terminal nor a notebook (a log file, a batch job's output),
+# progress is plain lines, at most one per this many seconds.
+_LINE_EVERY = 10.0
 _POLL = 0.1
 _INTERRUPT_GRACE = 5.0
 
@@ -116,20 +117,13 @@ def _dumps(obj) -> bytes:
 # The engine side (runs inside an engine; imports nothing from ipyparallel)
 
 
-def _describe(exc: BaseException, skip_frames: int = 1) -> dict:
-    """What the client needs to report an exception: type, message, traceback, the object."""
-    tb = exc.__traceback__
-    for _ in range(skip_frames):  # drop the runner's own frame: start at the user's code
-        if tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, tb))
-    try:
-        blob = _dumps(exc)
-        pickle.loads(blob)  # an exception that cannot be rebuilt is sent as text only
-    except Exception:
-        blob = None
-    return {"etype": type(exc).__name__, "module": type(exc).__module__, "message": str(exc),
-            "traceback": text, "exception": blob}
+def _describe(exc: BaseException, skip_frames: int = 1) -> RankFailure:
+    """The exception as it travels back (the one wire format), the exception itself included.
+
+    ``skip_frames`` drops the runner's own frame, so the traceback starts at the user's code;
+    the engine id is filled in on the client (-1 here).
+    """
+    return RankFailure.from_exception(exc, -1, skip_frames, keep=True, dumps=_dumps)
 
 
 def _run_chunk(fbytes: bytes, argbytes: bytes, start: int) -> bytes:
@@ -178,12 +172,13 @@ def _run_call(fbytes: bytes) -> bytes:
 
 def _lview(cluster):
     """A load-balanced view over every engine of the cluster (cached per engine generation)."""
-    cluster._check_usable()
+    health = cluster.health
+    health.check_usable()
     cache = _VIEWS.get(cluster)
-    if cache is not None and cache[0] == cluster._generation and cache[1].client is cluster.client:
+    if cache is not None and cache[0] == health.generation and cache[1].client is cluster.client:
         return cache[1]
     view = cluster.client.load_balanced_view(targets=sorted(cluster.client.ids))
-    _VIEWS[cluster] = (cluster._generation, view)
+    _VIEWS[cluster] = (health.generation, view)
     return view
 
 
@@ -244,9 +239,9 @@ def _interrupt(cluster, ars, what, why, keyboard=False):
     stuck = sorted({e for e in (_engine_of(cluster, ar) for ar in pending if not ar.ready())
                     if e is not None})
     if any(not ar.ready() for ar in pending):
-        cluster._broken = (f"{what} {why}; engine(s) {', '.join(map(str, stuck)) or '?'} did not answer "
-                           f"the interrupt")
-        msg = cluster._broken + "; call cluster.restart() for a new engine set."
+        msg = cluster.health.mark_broken(f"{what} {why}; engine(s) {', '.join(map(str, stuck)) or '?'} "
+                                         f"did not answer the interrupt")
+        msg += "; call cluster.restart() for a new engine set."
     else:
         msg = f"{what} {why}; the engines were interrupted and are usable again."
     if keyboard:
@@ -256,14 +251,10 @@ def _interrupt(cluster, ars, what, why, keyboard=False):
 
 def _dead_engines(cluster, ars, what, describe) -> None:
     """Raise EngineError if an engine of the cluster is gone (MPI cannot lose a rank)."""
-    lost = cluster._lost_ranks() if cluster.engines else []
-    ended = None
-    if not lost and cluster.engines:
-        ended = cluster._launcher_exit()
-        if ended:
-            lost = [e["rank"] for e in cluster.engines]
+    lost = cluster.health.dead_ranks()
     if not lost:
         return
+
     def failed(ar):
         try:
             return not ar.ready() or not ar.successful()
@@ -272,36 +263,97 @@ def _dead_engines(cluster, ars, what, describe) -> None:
 
     unfinished = [ar for ar in ars if failed(ar)]
     on_lost = [ar for ar in unfinished if _engine_of(cluster, ar) in lost]
-    cluster._broken = f"engine(s) of rank(s) {', '.join(map(str, lost))} died during {what}"
+    broken = cluster.health.mark_broken(f"engine(s) of rank(s) {', '.join(map(str, lost))} died "
+                                        f"during {what}")
     _abort(cluster, ars)
     raise EngineError(
-        f"{cluster._broken}{describe(on_lost, unfinished)}. A task that ends its engine's process "
+        f"{broken}{describe(on_lost, unfinished)}. A task that ends its engine's process "
         f"(os._exit, a crash, out of memory) takes the whole MPI engine set down: MPI cannot lose a rank. "
         f"Call cluster.restart() for a new engine set.",
         {r: ("EngineError", "engine died", "") for r in lost})
 
 
-def _task_failure(what, index, total, eid, info, stage) -> TaskError:
+def _task_failure(what, index, total, eid, failure: RankFailure, stage) -> TaskError:
     """A TaskError naming the task's index, the engine, the original exception and its traceback."""
-    original = None
-    if info.get("exception") is not None:
-        try:
-            original = pickle.loads(info["exception"])
-        except Exception:
-            original = None
     where = f"task {index}" + (f" of {total}" if total is not None else "") if index is not None \
         else "a task"
     during = f" while {stage}" if stage else ""
-    tb = info["traceback"].rstrip()
+    tb = failure.traceback.rstrip()
     msg = (f"{what}: {where} failed on engine {eid if eid is not None else '?'}{during}: "
-           f"{info['etype']}: {info['message']}\n--- remote traceback ---\n{tb}")
-    cannot_import = info["etype"] in ("ModuleNotFoundError", "AttributeError")
+           f"{failure.etype}: {failure.message}\n--- remote traceback ---\n{tb}")
+    cannot_import = failure.etype in ("ModuleNotFoundError", "AttributeError")
     if stage and stage.startswith("unpickling") and cannot_import:
         msg += ("\n(the engines cannot rebuild the function or its arguments: define them in the "
                 "notebook / __main__, or make their module importable on the engines, e.g. "
                 "Cluster(..., engine_env={'PYTHONPATH': ...}))")
-    return TaskError(msg, {eid if eid is not None else -1: (info["etype"], info["message"], tb)},
-                     index=index, exception=original)
+    return TaskError(msg, {eid if eid is not None else -1: (failure.etype, failure.message, tb)},
+                     index=index, exception=failure.original())
+
+
+class _MapProgress:
+    """Progress of a map with tqdm: a bar in a notebook or a terminal, plain lines elsewhere.
+
+    Plain lines (a log file, a batch job's output, a pipe): tqdm's status text,
+    one line at most every ``_LINE_EVERY`` seconds and a last one at the end, so
+    a long map leaves a readable record instead of carriage returns.
+    """
+
+    def __init__(self, total: int, what: str):
+        self.total, self.what, self.done = total, what, 0
+        self.t0 = time.monotonic()
+        self._last_line = None
+        self.bar = None
+        kw = dict(total=total, desc=what, unit="task", leave=True)
+        if _in_notebook():
+            try:
+                from tqdm.notebook import tqdm as notebook_tqdm
+
+                import ipywidgets  # noqa: F401  (tqdm's notebook bar needs it)
+
+                self.bar = notebook_tqdm(**kw)
+            except ImportError:  # Jupyter renders a terminal bar's carriage returns fine
+                from tqdm import tqdm
+
+                self.bar = tqdm(file=sys.stderr, **kw)
+        elif getattr(sys.stderr, "isatty", lambda: False)():
+            from tqdm import tqdm
+
+            self.bar = tqdm(file=sys.stderr, **kw)
+
+    def _line(self, done: int, final: bool = False) -> None:
+        from tqdm import tqdm
+
+        now = time.monotonic()
+        if not final and self._last_line is not None and now - self._last_line < _LINE_EVERY:
+            return
+        self._last_line = now
+        print(tqdm.format_meter(done, self.total, now - self.t0, prefix=self.what, unit="task"),
+              file=sys.stderr, flush=True)
+
+    def update(self, done: int) -> None:
+        if self.bar is not None:
+            if done > self.done:
+                self.bar.update(done - self.done)
+        elif done > self.done or self._last_line is None:
+            self._line(done)
+        self.done = max(self.done, done)
+
+    def close(self, done: int) -> None:
+        if self.bar is not None:
+            self.update(done)
+            self.bar.close()
+        else:
+            self._line(done, final=True)
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+    except ImportError:  # pragma: no cover - IPython comes with ipyparallel
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
 def _chunk_size(ntasks: int, nengines: int, chunksize) -> int:
@@ -361,10 +413,6 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
         raise ParameterError(f"map needs a callable, got {type(f).__name__}")
     if not iterables:
         raise ParameterError("map needs at least one iterable (like the built-in map)")
-    import ipyparallel as ipp
-
-    from .cluster import _Progress
-
     view = _lview(cluster)
     fname = getattr(f, "__name__", None) or type(f).__name__
     what = f"map({fname})"
@@ -373,32 +421,12 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
     if total == 0:
         return []
     size = _chunk_size(total, len(view.targets or cluster.client.ids), chunksize)
-    try:
-        fbytes = _dumps(f)
-    except Exception as exc:
-        raise ParameterError(f"{what}: cannot send {fname!r} to the engines ({type(exc).__name__}: "
-                             f"{exc})") from exc
-    starts = list(range(0, total, size))
-    ars = {}
-    try:
-        for start in starts:
-            chunk = tasks[start:start + size]
-            try:
-                argbytes = _dumps(chunk)
-            except Exception as exc:
-                raise ParameterError(f"{what}: cannot send the arguments of tasks {start}-"
-                                     f"{start + len(chunk) - 1} to the engines ({type(exc).__name__}: "
-                                     f"{exc})") from exc
-            ars[view.apply_async(_run_chunk, fbytes, argbytes, start)] = (start, len(chunk))
-    except BaseException:
-        _abort(cluster, list(ars))
-        raise
-
+    ars = _submit(cluster, view, f, tasks, size, what)
     timeout = cluster.timeout if timeout is None else float(timeout)
     t0 = time.monotonic()
     deadline = t0 + timeout
-    bar = _Progress(total, what) if progress else None
-    results = [None] * len(starts) if ordered else []
+    bar = _MapProgress(total, what) if progress else None
+    results = [None] * len(ars) if ordered else []
     pending = set(ars)
     done_tasks = 0
 
@@ -417,32 +445,11 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
             for ar in sorted(finished, key=lambda a: ars[a][0]):
                 pending.discard(ar)
                 start, count = ars[ar]
-                eid = _engine_of(cluster, ar)
-                try:
-                    reply = pickle.loads(ar.get(0))
-                except ipp.error.EngineError as exc:
-                    _dead_engines(cluster, list(ars), what, unfinished)
-                    cluster._broken = f"an engine died during {what}"
-                    _abort(cluster, list(pending))
-                    raise EngineError(f"{what}: the engine running task(s) "
-                                      f"{_ranges(range(start, start + count))} died ({exc}); MPI cannot "
-                                      f"lose a rank: call cluster.restart()",
-                                      {-1 if eid is None else eid: ("EngineError", str(exc), "")}) from None
-                except ipp.error.RemoteError as exc:  # the runner itself could not run
-                    _abort(cluster, list(pending))
-                    raise TaskError(f"{what}: tasks {_ranges(range(start, start + count))} could not run on "
-                                    f"engine {eid}: {exc.ename}: {exc.evalue}",
-                                    {eid if eid is not None else -1: (exc.ename, exc.evalue, exc.traceback)},
-                                    index=start) from None
-                if reply[0] == "error":
-                    _, index, info, stage = reply
-                    _abort(cluster, list(pending))
-                    err = _task_failure(what, index, total, eid, info, stage)
-                    raise err from err.exception
+                values = _chunk_values(cluster, ar, ars, pending, what, total, unfinished)
                 if ordered:
-                    results[start // size] = reply[1]
+                    results[start // size] = values
                 else:
-                    results.append(reply[1])
+                    results.append(values)
                 done_tasks += count
             if pending:
                 _dead_engines(cluster, list(ars), what, unfinished)
@@ -451,18 +458,73 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
                     _interrupt(cluster, list(pending), what,
                                f"timed out after {timeout:g} s with {done_tasks} of {total} tasks done")
             if bar is None and progress is None and time.monotonic() - t0 > _PROGRESS_AFTER:
-                bar = _Progress(total, what)
+                bar = _MapProgress(total, what)
             if bar is not None:
-                bar.update(done_tasks, f"{time.monotonic() - t0:.0f} s")
+                bar.update(done_tasks)
     except KeyboardInterrupt:
         if pending:
             _interrupt(cluster, list(pending), what, "interrupted (Ctrl-C)", keyboard=True)
         raise
     finally:
         if bar is not None:
-            bar.close(f"{what}: {done_tasks}/{total} tasks in {time.monotonic() - t0:.1f} s")
+            bar.close(done_tasks)
         _forget(cluster, [ar for ar in ars if ar.ready()])
     return [v for chunk in results for v in chunk]
+
+
+def _submit(cluster, view, f, tasks: list, size: int, what: str) -> dict:
+    """Send ``tasks`` in chunks of ``size``; ``{AsyncResult: (first index, count)}``."""
+    fname = getattr(f, "__name__", None) or type(f).__name__
+    try:
+        fbytes = _dumps(f)
+    except Exception as exc:
+        raise ParameterError(f"{what}: cannot send {fname!r} to the engines ({type(exc).__name__}: "
+                             f"{exc})") from exc
+    ars = {}
+    try:
+        for start in range(0, len(tasks), size):
+            chunk = tasks[start:start + size]
+            try:
+                argbytes = _dumps(chunk)
+            except Exception as exc:
+                raise ParameterError(f"{what}: cannot send the arguments of tasks {start}-"
+                                     f"{start + len(chunk) - 1} to the engines ({type(exc).__name__}: "
+                                     f"{exc})") from exc
+            ars[view.apply_async(_run_chunk, fbytes, argbytes, start)] = (start, len(chunk))
+    except BaseException:
+        _abort(cluster, list(ars))
+        raise
+    return ars
+
+
+def _chunk_values(cluster, ar, ars: dict, pending: set, what: str, total: int, unfinished) -> list:
+    """The results of one finished chunk; its failure (task, runner, engine) raised."""
+    import ipyparallel as ipp
+
+    start, count = ars[ar]
+    eid = _engine_of(cluster, ar)
+    try:
+        reply = pickle.loads(ar.get(0))
+    except ipp.error.EngineError as exc:
+        _dead_engines(cluster, list(ars), what, unfinished)
+        cluster.health.mark_broken(f"an engine died during {what}")
+        _abort(cluster, list(pending))
+        raise EngineError(f"{what}: the engine running task(s) "
+                          f"{_ranges(range(start, start + count))} died ({exc}); MPI cannot "
+                          f"lose a rank: call cluster.restart()",
+                          {-1 if eid is None else eid: ("EngineError", str(exc), "")}) from None
+    except ipp.error.RemoteError as exc:  # the runner itself could not run
+        _abort(cluster, list(pending))
+        raise TaskError(f"{what}: tasks {_ranges(range(start, start + count))} could not run on "
+                        f"engine {eid}: {exc.ename}: {exc.evalue}",
+                        {eid if eid is not None else -1: (exc.ename, exc.evalue, exc.traceback)},
+                        index=start) from None
+    if reply[0] == "error":
+        _, index, failure, stage = reply
+        _abort(cluster, list(pending))
+        err = _task_failure(what, index, total, eid, failure, stage)
+        raise err from err.exception
+    return reply[1]
 
 
 def _forget(cluster, ars):
@@ -472,211 +534,3 @@ def _forget(cluster, ars):
             cluster.client.purge_local_results(jobs=ars)
         except Exception:
             pass
-
-
-# --------------------------------------------------------------------------
-# joblib
-
-
-def _backend_class():
-    global _BACKEND_CLASS
-    if _BACKEND_CLASS is not None:
-        return _BACKEND_CLASS
-    from ipyparallel.client._joblib import IPythonParallelBackend
-    class ClusterBackend(IPythonParallelBackend):
-        """ipyparallel's joblib backend on the engines of one :class:`~clusterml.Cluster`.
-
-        Differences from ipyparallel's own: batches travel with cloudpickle
-        without changing ipyparallel's serializer; an exception in a batch is
-        raised on the client as the original exception (with the remote
-        traceback as a note), as with joblib's own backends; every wait watches
-        for dead engines and has a timeout; ``abort_everything`` drops the
-        batches not yet started; and a one-engine cluster still runs the
-        batches on its engine (joblib runs ``n_jobs == 1`` in the calling
-        process, so one engine counts as two workers: one running, one queued).
-
-        Parameters
-        ----------
-        cluster : clusterml.Cluster
-        timeout : float, optional
-            Seconds one batch may take (default: the cluster's ``timeout``).
-        """
-
-        default_n_jobs = -1  # inside `with cluster.joblib()`, n_jobs=None means every engine
-        supports_retrieve_callback = False
-
-        def __init__(self, cluster=None, timeout=None, **kwargs):
-            # AutoBatchingMixin's and ParallelBackendBase's __init__, not ipyparallel's (which
-            # would connect a client of its own)
-            super(IPythonParallelBackend, self).__init__(**kwargs)
-            self._cluster_owner = False
-            self._client_owner = False
-            if cluster is None:
-                raise ParameterError("ClusterBackend needs a cluster (use `with cluster.joblib():`)")
-            self._cluster_ref = weakref.ref(cluster)
-            self._timeout = timeout
-            self._ars = []
-            self._view_gen = None
-            self._view = None
-
-        # the view follows restarts of the cluster
-        @property
-        def cluster(self):
-            c = self._cluster_ref()
-            if c is None:
-                raise EngineError("the cluster of this joblib backend is gone")
-            return c
-
-        def _get_view(self):
-            return _lview(self.cluster)
-
-        def effective_n_jobs(self, n_jobs):
-            if n_jobs == 0:
-                raise ValueError("n_jobs == 0 in Parallel has no meaning")
-            engines = len(self._get_view().targets or self.cluster.client.ids)
-            if n_jobs is None or n_jobs < 0:
-                n = engines + 1 + n_jobs if (n_jobs is not None and n_jobs < -1) else engines
-                return max(2, n)
-            return n_jobs
-
-        def submit(self, func, callback=None):
-            # joblib calls this from its callback (ipyparallel's I/O thread) too, where an
-            # exception would be lost and joblib would wait for a batch that never ran: a
-            # failure to submit becomes a failed future that retrieve_result raises.
-            try:
-                ar = self._get_view().apply_async(_run_call, _dumps(func))
-            except Exception as exc:
-                ar = concurrent.futures.Future()
-                ar.set_exception(exc)
-            else:
-                self._ars = [a for a in self._ars if not a.ready()] + [ar]
-            if callback:
-                # joblib only needs to hear that a batch ended (it dispatches the next one);
-                # the result or the error is fetched by retrieve_result.
-                def done(_):
-                    try:
-                        callback(None)
-                    except Exception as exc:  # already reported through retrieve_result
-                        log.debug("joblib callback failed: %r", exc)
-
-                ar.add_done_callback(done)
-            return ar
-
-        apply_async = submit  # the name joblib < 1.5 calls
-
-        def retrieve_result(self, out, timeout=None):
-            import ipyparallel as ipp
-
-            if not hasattr(out, "msg_ids"):  # a batch that could not be submitted
-                return out.result()
-            cluster = self.cluster
-            limit = timeout if timeout is not None else (self._timeout if self._timeout is not None
-                                                         else cluster.timeout)
-            deadline = time.monotonic() + limit
-            what = "joblib batch"
-            try:
-                while not out.ready():
-                    out.wait(_POLL)
-                    if out.ready():
-                        break
-                    _dead_engines(cluster, [out], what, lambda *_: "")
-                    if time.monotonic() > deadline:
-                        _interrupt(cluster, [out], what, f"timed out after {limit:g} s")
-            except KeyboardInterrupt:
-                _interrupt(cluster, [out], what, "interrupted (Ctrl-C)", keyboard=True)
-            eid = _engine_of(cluster, out)
-            try:
-                reply = pickle.loads(out.get(0))
-            except ipp.error.EngineError as exc:
-                cluster._broken = f"an engine died during a {what}"
-                raise EngineError(f"{what}: the engine running it died ({exc}); MPI cannot lose a "
-                                  f"rank: call cluster.restart()") from None
-            finally:
-                _forget(cluster, [out])
-            if reply[0] == "ok":
-                return reply[1]
-            _, _, info, stage = reply
-            err = _task_failure(what, None, None, eid, info, stage)
-            if err.exception is not None and stage is None:
-                exc = err.exception
-                if hasattr(exc, "add_note"):
-                    exc.add_note(f"(raised on engine {eid}; remote traceback:)\n{info['traceback'].rstrip()}")
-                raise exc
-            raise err
-
-        def abort_everything(self, ensure_ready=True):
-            if self._cluster_ref() is not None:
-                _abort(self.cluster, self._ars)
-            self._ars = []
-
-        def terminate(self):
-            pass  # the cluster belongs to the notebook, not to joblib
-
-        def __reduce__(self):
-            raise TypeError("a ClusterBackend cannot be sent to the engines")
-
-    _BACKEND_CLASS = ClusterBackend
-    return ClusterBackend
-
-
-_BACKEND_CLASS = None
-
-
-def __getattr__(name):
-    # ClusterBackend subclasses ipyparallel's backend, which needs joblib (an optional extra)
-    if name == "ClusterBackend":
-        return _backend_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _need_joblib():
-    try:
-        import joblib  # noqa: F401
-    except ImportError:
-        raise ImportError("cluster.joblib() needs joblib: pip install 'clusterml[farm]'") from None
-
-
-def register_joblib_backend(cluster, name: str = JOBLIB_BACKEND_NAME, timeout: float | None = None):
-    """Register this cluster's engines as joblib backend ``name`` (``parallel_config(backend=name)``)."""
-    _need_joblib()
-    from joblib import register_parallel_backend
-
-    cls = _backend_class()
-    ref = weakref.ref(cluster)
-
-    def factory(**kwargs):
-        c = ref()
-        if c is None:
-            raise EngineError(f"the cluster registered as joblib backend {name!r} is gone")
-        return cls(c, timeout=timeout, **kwargs)
-
-    register_parallel_backend(name, factory)
-    return name
-
-
-def joblib_config(cluster, n_jobs: int | None = -1, timeout: float | None = None, **config):
-    """``with cluster.joblib():`` — run joblib (and scikit-learn's ``n_jobs``) on the engines.
-
-    Returns :class:`joblib.parallel_config` with a :class:`ClusterBackend`
-    of this cluster, usable as a context manager.  The backend is also
-    registered under the name ``"clusterml"`` so ``parallel_config(backend="clusterml")``
-    and ``Parallel(backend="clusterml")`` reach this cluster.
-
-    Parameters
-    ----------
-    n_jobs : int, optional
-        Default ``n_jobs`` of ``Parallel`` calls inside the block (-1: every
-        engine).  An explicit ``n_jobs`` of a call wins; ``n_jobs=1`` runs in
-        the notebook, as joblib does.
-    timeout : float, optional
-        Seconds one batch may take (default: the cluster's ``timeout``).
-    **config
-        Other :func:`joblib.parallel_config` settings (``verbose``, ...).
-    """
-    _need_joblib()
-    import joblib
-
-    cluster._check_usable()
-    register_joblib_backend(cluster, timeout=timeout)
-    backend = _backend_class()(cluster, timeout=timeout)
-    return joblib.parallel_config(backend=backend, n_jobs=n_jobs, **config)

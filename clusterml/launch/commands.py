@@ -1,7 +1,8 @@
 """``clusterml`` subcommands for launching: ``profile``, ``start``, ``stop``, ``status``, ``doctor``.
 
-Imported by :func:`clusterml.cli._load_plugins`; each command imports
-ipyparallel (and never mpi4py) only when it runs.
+Listed in :data:`COMMANDS`, which :mod:`clusterml.cli` reads (cli imports
+launch, never the reverse); each command imports ipyparallel (and never
+mpi4py) only when it runs.
 """
 
 from __future__ import annotations
@@ -9,7 +10,18 @@ from __future__ import annotations
 import json
 import sys
 
-from ..cli import command
+#: ``name -> (function, help)`` of the launch commands; :mod:`clusterml.cli` adds them.
+COMMANDS: dict = {}
+
+
+def command(name: str, help: str):
+    """Register ``fn(args)`` as subcommand ``name``; ``fn.configure(parser)`` adds its options."""
+
+    def deco(fn):
+        COMMANDS[name] = (fn, help)
+        return fn
+
+    return deco
 
 DEFAULT_PROFILE = "clusterml-local"
 

@@ -216,7 +216,7 @@ def _world_verdict(rows: list[dict], n: int) -> tuple[str, str]:
 
 
 def check_mpiexec_world(timeout: float) -> Check:
-    from ..cli import mpiexec_for_this_python
+    from .mpi import mpiexec_for_this_python
 
     mpiexec = mpiexec_for_this_python()
     with tempfile.TemporaryDirectory(prefix="clusterml-doctor-") as d:

@@ -235,7 +235,7 @@ class ClusterMLMPIEngineSetLauncher(MPIEngineSetLauncher):
     def _default_mpi_cmd(self):
         from .mpi import which_mpiexec
 
-        return [which_mpiexec()]
+        return [which_mpiexec(required=True)]
 
     def get_env(self):
         env = dict(diagnose.LOOPBACK_MPI_ENV) if self.loopback_only else {}

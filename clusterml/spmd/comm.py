@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import functools
 import os
-import traceback
 from typing import Any, Callable, Sequence
 
-from ..errors import ComputeError, DistributedError
+from ..errors import ComputeError, RankFailure
 
 __all__ = [
     "init",
+    "apply_blas_threads",
     "fini",
     "my_procid",
     "num_procs",
@@ -92,7 +92,7 @@ def _mpi():
     return MPI
 
 
-def init(comm=None):
+def init(comm=None, *, defer_blas: bool = False):
     """Initialise clusterml's runtime on this process (collective).
 
     Idempotent: calling it again with the same (or no) communicator does
@@ -105,6 +105,11 @@ def init(comm=None):
         The ranks that take part in distributed computations; defaults to
         ``MPI.COMM_WORLD``.  Any intracommunicator works (a split of the
         world, for instance).
+    defer_blas : bool
+        Decide each rank's BLAS thread count now (that needs a collective)
+        but leave applying it to :func:`apply_blas_threads`: applying it
+        imports SciPy's BLAS first (~0.4 s), which an engine does in its
+        background warm-up instead of while it registers.
 
     Returns
     -------
@@ -122,6 +127,8 @@ def init(comm=None):
     _state["comm"] = parent.Dup()
     _state["parent"] = parent
     _state["threads"] = _limit_blas_threads(_state["comm"])
+    if not defer_blas:
+        apply_blas_threads()
     return _state["comm"]
 
 
@@ -137,7 +144,8 @@ def _limit_blas_threads(comm) -> int | None:
     (``CLUSTERML_THREADS``, or ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` /
     ``MKL_NUM_THREADS`` as set by a Slurm ``--cpus-per-task`` template), each
     rank gets ``cores it may run on // ranks on its node``, at least 1.
-    Returns the number set, or None when the user's setting is left alone.
+    Returns the number to set, or None when the user's setting is left alone;
+    :func:`apply_blas_threads` sets it.
     """
     MPI = _mpi()
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
@@ -153,13 +161,20 @@ def _limit_blas_threads(comm) -> int | None:
         except AttributeError:  # pragma: no cover - not Linux
             cores = os.cpu_count() or 1
         threads = max(1, cores // local_ranks)
+    return threads
+
+
+def apply_blas_threads() -> None:
+    """Limit the BLAS libraries to the thread count :func:`init` chose (if it chose one)."""
+    threads = _state.get("threads")
+    if threads is None:
+        return
     try:
         import scipy.linalg  # noqa: F401  (limits apply to the BLAS libraries already loaded)
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - both are dependencies
-        return None
+        return
     threadpool_limits(threads)
-    return threads
 
 
 def blas_threads() -> int | None:
@@ -229,25 +244,9 @@ def mpi_info() -> dict:
 # Guarded steps
 
 
-class Failure:
-    """What a rank contributes to a collective when its local step raised."""
-
-    __slots__ = ("rank", "etype", "message", "tb", "error")
-
-    def __init__(self, rank: int, exc: BaseException):
-        self.rank = rank
-        self.etype = type(exc).__name__
-        self.message = str(exc)
-        self.tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        # Keep the class of clusterml's own errors so every rank re-raises
-        # the same subclass (InputError, ParameterError, ...).
-        self.error = type(exc) if isinstance(exc, DistributedError) else None
-
-    def __getstate__(self):
-        return (self.rank, self.etype, self.message, self.tb, self.error)
-
-    def __setstate__(self, state):
-        self.rank, self.etype, self.message, self.tb, self.error = state
+#: What a rank contributes to a collective when its local step raised: the one wire
+#: format of a rank's exception (:class:`clusterml.errors.RankFailure`).
+Failure = RankFailure
 
 
 def raise_failures(failures: Sequence[Failure], step: str = ""):
@@ -255,11 +254,11 @@ def raise_failures(failures: Sequence[Failure], step: str = ""):
     if not failures:
         return
     failures = sorted(failures, key=lambda f: f.rank)
-    classes = {f.error for f in failures}
+    classes = {f.error_class() for f in failures}
     cls = classes.pop() if len(classes) == 1 and None not in classes else ComputeError
     lines = []
     for f in failures:
-        if f.error is not None:
+        if f.error_class() is not None:
             lines.append(f"rank {f.rank}: {f.message}")
         else:
             lines.append(f"rank {f.rank}: {f.etype}: {f.message}")
@@ -267,7 +266,7 @@ def raise_failures(failures: Sequence[Failure], step: str = ""):
     ranks = ", ".join(str(f.rank) for f in failures)
     head = f"failed on rank{'s' if len(failures) > 1 else ''} {ranks}{where}"
     msg = head + (": " + lines[0].split(": ", 1)[1] if len(lines) == 1 else ":\n  " + "\n  ".join(lines))
-    raise cls(msg, {f.rank: (f.etype, f.message, f.tb) for f in failures})
+    raise cls(msg, {f.rank: f.cause() for f in failures})
 
 
 def _injected(step: str, rank: int) -> str | None:
@@ -294,7 +293,7 @@ def _run_local(step: str, rank: int, fn: Callable, args, kwargs):
             raise RuntimeError(f"fault injected into step '{step}' ({_FAULT_ENV})")
         return fn(*args, **kwargs), None
     except Exception as exc:  # every rank must reach the collective
-        return None, Failure(rank, exc)
+        return None, RankFailure.from_exception(exc, rank)
 
 
 class Context:

@@ -23,15 +23,14 @@ import os
 import pickle
 import socket
 import sys
+import threading
 import time
-import traceback
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DistributedError, InputError
+from ..errors import InputError, RankFailure
 from . import comm
-from .algorithm import REGISTRY, Result
 
 __all__ = ["Ref", "Entry", "STORE", "setup", "engine_info", "run_call", "store", "fetch", "free",
            "per_row_fields", "digest", "PER_ROW_FIELDS"]
@@ -86,31 +85,72 @@ def _lookup(name: str):
 # Setup and identity
 
 
+_WARM = {"thread": None, "error": None}
+_WARM_DELAY = 0.05
+_WARM_LOCK = threading.Lock()
+
+
 def setup() -> dict:
     """Initialise clusterml on this engine and bind ``cml`` for ``%%px`` cells.
 
     Collective (``init`` duplicates the world communicator).  Returns
-    :func:`engine_info`.
+    :func:`engine_info` at once; the algorithms are loaded by :func:`warm_up`
+    in a background thread, which every call of this module waits for
+    (:func:`ready`), so the engines register and answer quickly while the
+    first call never pays a surprise nor races with the loading.
     """
     import clusterml
 
-    comm.init()
-    warm_up()
+    comm.init(defer_blas=True)  # the BLAS thread limit is applied by the warm-up
+    start_warm_up()
     ns = _user_ns()
     ns.setdefault("cml", clusterml)
     return engine_info()
 
 
+def start_warm_up() -> threading.Thread:
+    """Run :func:`warm_up` in a daemon thread (once per engine process)."""
+    with _WARM_LOCK:
+        if _WARM["thread"] is None:
+            def run():
+                # let the setup reply leave before the imports take the GIL
+                time.sleep(_WARM_DELAY)
+                try:
+                    warm_up()
+                except BaseException as exc:  # noqa: BLE001 - the call that needs it reports it
+                    _WARM["error"] = exc
+
+            _WARM["thread"] = threading.Thread(target=run, name="clusterml-warm-up", daemon=True)
+            _WARM["thread"].start()
+        return _WARM["thread"]
+
+
+def ready(timeout: float | None = None) -> bool:
+    """Wait for a background :func:`warm_up` (if one runs); True once the algorithms are loaded.
+
+    A warm-up that failed is not raised here: the call that needs the failing
+    import raises the same error itself, as a normal error reply.
+    """
+    thread = _WARM["thread"]
+    if thread is not None:
+        thread.join(timeout)
+        return not thread.is_alive()
+    return True
+
+
 def warm_up() -> None:
     """Do now what the first call would otherwise do inside the user's (timed) call.
 
-    Imports pandas and scipy.linalg, and loads (or, the first time on this
-    machine, compiles) the numba kernels by running them on a tiny array.
+    Imports pandas and scipy.linalg, applies the BLAS thread limit
+    :func:`~clusterml.spmd.comm.init` chose, and loads (or, the first time on
+    this machine, compiles) the numba kernels by running them on a tiny array.
     """
     import pandas  # noqa: F401  (CSV / DataFrame inputs)
     import scipy.linalg  # noqa: F401  (BLAS / LAPACK kernels)
 
+    comm.apply_blas_threads()
     from ..kernels import covariance, fused, kmeans, moments, naive_bayes
+    from . import load_algorithms
     from .inputs import check_finite
 
     tiny = np.arange(4.0).reshape(2, 2)
@@ -124,6 +164,7 @@ def warm_up() -> None:
     rows = np.arange(16.0).reshape(8, 2)
     for method in ("plusPlusDense", "parallelPlusDense"):   # the seeding passes, exact sums
         kmeans.init_centroids(kmeans.Chunks([kmeans.Rows(rows)]), method, 3)
+    load_algorithms()
 
 
 def engine_info() -> dict:
@@ -192,6 +233,8 @@ def per_row_fields(algo) -> frozenset:
 
 def _canonical(obj):
     """A picklable form whose bytes are equal iff the values are (arrays via ``tobytes``)."""
+    from .algorithm import Result
+
     if isinstance(obj, Result):
         return ("Result", obj._kind, tuple((k, _canonical(getattr(obj, k))) for k in obj.fields()))
     if isinstance(obj, np.ndarray):
@@ -240,14 +283,18 @@ def run_call(name: str, params: dict, inputs: dict, call_id: str, full_rank: int
         ``status`` ("ok" or "error"), ``rank``, ``digest``, ``result`` (on
         ``full_rank`` only, per-row fields replaced by None), ``rows``
         (``field -> (shape, dtype)`` of kept per-row outputs), ``seconds``; or,
-        for an error, ``etype``, ``message``, ``causes``, ``traceback``.
+        for an error, ``failure``: a :class:`~clusterml.errors.RankFailure`.
         Errors are returned, not raised, so clusterml's error classes and the
         per-rank causes survive the trip intact.
     """
     rank = comm.my_procid()
     t0 = time.perf_counter()
+    ready()
     free(*drop)
     try:
+        from . import REGISTRY
+        from .algorithm import Result
+
         cls = REGISTRY.get(name)
         if cls is None:
             raise KeyError(f"no algorithm {name!r} on this engine (known: {', '.join(sorted(REGISTRY))})")
@@ -279,10 +326,7 @@ def run_call(name: str, params: dict, inputs: dict, call_id: str, full_rank: int
                 "result": shared if rank == full_rank else None,
                 "seconds": time.perf_counter() - t0}
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt too: the client must hear back
-        causes = exc.causes if isinstance(exc, DistributedError) else {}
-        return {"status": "error", "rank": rank, "etype": type(exc).__name__,
-                "module": type(exc).__module__, "message": str(exc), "causes": causes,
-                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        return {"status": "error", "rank": rank, "failure": RankFailure.from_exception(exc, rank),
                 "seconds": time.perf_counter() - t0}
 
 

@@ -145,6 +145,27 @@ def test_map_timeout_interrupts_tasks_and_engines_stay_usable(cluster):
     spmd_ok(cluster)
 
 
+def test_map_progress_is_plain_lines_when_not_a_terminal(cluster, capsys, monkeypatch):
+    from clusterml.client import farm
+
+    monkeypatch.setattr(farm, "_LINE_EVERY", 0.3)
+    assert cluster.map(time.sleep, [0.2] * 12, chunksize=1, progress=True) == [None] * 12
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("map(sleep)")]
+    assert "\r" not in "".join(lines)
+    assert 2 <= len(lines) <= 12, lines  # rate-limited, not one per task
+    assert "12/12" in lines[-1] and "100%" in lines[-1], lines
+
+
+def test_health_is_public_and_what_the_farm_sees(cluster):
+    h = cluster.health
+    assert h.lost_ranks() == [] and h.dead_ranks() == [] and h.broken is None
+    assert h.launcher_exit() is None and "MPIEngineSetLauncher" in h.launcher_state()
+    ar = cluster.view.apply_async(time.sleep, 0.1)
+    h.wait(ar, 30, "a sleep")
+    assert ar.ready() and h.pending_ranks(ar) == []
+    assert "finished on rank(s) 0, 1" in h.where(ar)
+
+
 # ---------------------------------------------------------------------------
 # DEAP
 
@@ -225,7 +246,7 @@ def test_joblib_parallel_results_and_errors(cluster):
 
 
 def test_backend_worker_count(cluster, monkeypatch):
-    from clusterml.client.farm import ClusterBackend
+    from clusterml.client.joblib_backend import ClusterBackend
 
     backend = ClusterBackend(cluster)
     assert backend.effective_n_jobs(-1) == 2 and backend.effective_n_jobs(None) == 2
