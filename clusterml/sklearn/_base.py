@@ -20,14 +20,13 @@ module never sees MPI (``clusterml.spmd.comm`` does) nor ipyparallel (the
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..spmd import comm
-from ..spmd.inputs import Partition, load_local, load_tables
-from ..spmd.remote import Ref
+from ..spmd.inputs import load_tables
+from ._data import _load_block, on_engines
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -39,11 +38,6 @@ __all__ = ["DistributedEstimator", "on_engines", "feature_names"]
 
 #: Parameters every estimator adds to scikit-learn's.
 COMMON_CONSTRAINTS = {"distributed": ["boolean"], "cluster": "no_validation"}
-
-
-def on_engines(X) -> bool:
-    """True if ``X`` names rows that live on engines or in files (not in this process)."""
-    return isinstance(X, (Ref, Partition, str, os.PathLike))
 
 
 def feature_names(X):
@@ -170,14 +164,6 @@ class DistributedEstimator(BaseEstimator):
             # A Cluster (a live connection) does not pickle: the copy predicts in-process.
             state = dict(state, cluster=None)
         return state
-
-
-def _load_block(spec):
-    """This rank's rows of a path / partition (per-rank; no collective)."""
-    rank = comm.my_procid() if comm.is_initialized() else 0
-    size = comm.num_procs() if comm.is_initialized() else 1
-    arr, ncols = load_local(spec, rank, size)
-    return np.empty((0, ncols or 0)) if arr is None else arr
 
 
 def total_rows(ctx, X) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..spmd import comm
 from ..spmd.algorithm import REGISTRY, Algorithm, Result
-from ._base import _load_block, on_engines
+from ._data import _load_block, on_engines
 
 __all__ = ["sklearn_fit", "sklearn_apply", "install", "estimator_class", "fitted_state",
            "restore_state", "copy_without_cluster"]
