@@ -99,6 +99,10 @@ class RemoteAlgorithm:
     def __init__(self, cluster, name: str, *args, **kwargs):
         if "distributed" in kwargs:
             raise ParameterError("distributed is implied on a Cluster; remove distributed=...")
+        if kwargs.get("streaming"):
+            raise ParameterError("streaming=True keeps state between compute calls on the engines: use "
+                                 "it in engine-side code (%%px, scripts); here give all rows to one "
+                                 "compute (a path or cluster.scatter)")
         cls = REGISTRY[name]
         algo = cls(*args, **kwargs)  # validates; raises ParameterError
         params = algo.get_params()
