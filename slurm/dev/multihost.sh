@@ -23,7 +23,7 @@
 #   CLUSTERML_MULTIHOST_DIR           state: conf, namespaces, logs, pids [/tmp/clusterml-multihost]
 #   CLUSTERML_MULTIHOST_NET           first three octets of the cluster /24       [10.231.17]
 #                                     (the trap uses the next two /24s for pub0 and docker0)
-#   CLUSTERML_MULTIHOST_CPUS          CPUs each node claims                       [4]
+#   CLUSTERML_MULTIHOST_CPUS          CPUs each node claims (4 tasks need both)   [2]
 #   CLUSTERML_MULTIHOST_FIRST_JOB_ID  FirstJobId                                  [61000000]
 #   CLUSTERML_MULTIHOST_TIMEOUT       seconds to wait for idle nodes / job ends   [60]
 #
@@ -36,7 +36,7 @@ set -euo pipefail
 HOSTS=(login node1 node2)
 DIR="${CLUSTERML_MULTIHOST_DIR:-/tmp/clusterml-multihost}"
 NET="${CLUSTERML_MULTIHOST_NET:-10.231.17}"
-CPUS="${CLUSTERML_MULTIHOST_CPUS:-4}"
+CPUS="${CLUSTERML_MULTIHOST_CPUS:-2}"
 FIRST_JOB_ID="${CLUSTERML_MULTIHOST_FIRST_JOB_ID:-61000000}"
 TIMEOUT="${CLUSTERML_MULTIHOST_TIMEOUT:-60}"
 
@@ -196,16 +196,16 @@ EOF
 }
 
 start_munged() {
+    # as root (like every daemon here): the state folder may sit below a root-only folder
     local m="$DIR/munge"
-    install -d -o munge -g munge -m 0700 "$m"
+    install -d -m 0700 "$m"
     if command -v mungekey >/dev/null; then
-        runuser -u munge -- mungekey --create --keyfile="$m/munge.key" --force
+        mungekey --create --keyfile="$m/munge.key" --force
     else
         dd if=/dev/urandom of="$m/munge.key" bs=1024 count=1 status=none
-        chown munge:munge "$m/munge.key"
     fi
     chmod 0600 "$m/munge.key"
-    run_on login runuser -u munge -- /usr/sbin/munged --force --socket="$m/munge.socket" \
+    run_on login /usr/sbin/munged --force --socket="$m/munge.socket" \
         --key-file="$m/munge.key" --pid-file="$m/munged.pid" --log-file="$m/munged.log" \
         --seed-file="$m/munged.seed"
     wait_for "munged pid file" 10 test -s "$m/munged.pid" || die "munged did not start; see $m/munged.log"
