@@ -101,15 +101,21 @@ class Multihost:
         return out
 
     def processes(self) -> list[psutil.Process]:
-        """Every process inside the cluster's hosts, but the daemons ``up`` started."""
+        """Every process inside the cluster's hosts, but the daemons ``up`` started (and slurmscriptd)."""
         inodes, daemons, out = self.netns_inode(), self.daemons(), []
         for proc in psutil.process_iter(["pid", "name"]):
             try:
                 ino = os.stat(f"/proc/{proc.pid}/ns/net").st_ino
             except OSError:
                 continue
-            if ino in inodes and proc.pid not in daemons:
-                out.append(proc)
+            if ino not in inodes or proc.pid in daemons:
+                continue
+            try:  # slurmctld's own helper process
+                if proc.info["name"] == "slurmscriptd" and daemons.get(proc.ppid()) == "slurmctld":
+                    continue
+            except psutil.Error:
+                continue
+            out.append(proc)
         return out
 
     def wait_no_processes(self, timeout=30) -> list[str]:
