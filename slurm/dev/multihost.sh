@@ -191,6 +191,9 @@ NodeName=node1 NodeAddr=$NET.11 NodeHostname=node1 CPUs=$CPUS State=UNKNOWN
 NodeName=node2 NodeAddr=$NET.12 NodeHostname=node2 CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=node1,node2 Default=YES DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
 PartitionName=one Nodes=node1 DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
+# a node that never comes (no slurmd, no address in use): jobs in "broken" pend for good
+NodeName=node3 NodeAddr=$NET.13 NodeHostname=node3 CPUs=8 State=FUTURE
+PartitionName=broken Nodes=node3 DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
 EOF
     mv "$CONF.tmp" "$CONF"
 }

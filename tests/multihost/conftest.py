@@ -71,6 +71,14 @@ class Multihost:
         out = json.loads(lines[-1]) if lines and lines[-1].startswith(("{", "[")) else None
         return out, p
 
+    def tty(self, argv, *, timeout=300, **extra_env) -> subprocess.CompletedProcess:
+        """``argv`` on the login host with a terminal (``script``), as a user types it: progress
+        lines written for terminals show up; stdout and stderr arrive together in ``stdout``."""
+        import shlex
+
+        return self.on("login", "script", "-qefc", shlex.join(map(str, argv)), "/dev/null",
+                       timeout=timeout, check=False, **extra_env)
+
     def clusterml(self, *args, ipython_dir, timeout=300, check=True, cwd=None):
         """``clusterml ARGS...`` on the login host (the installed console script of this venv)."""
         return self.on("login", os.path.join(BIN, "clusterml"), *args, timeout=timeout, check=check,

@@ -54,3 +54,31 @@ def test_doctor_names_the_multihomed_login_host(multihost, slurm_profile):
     # MPI itself is fine: only the controller's address is wrong
     assert checks["srun-world"]["status"] == "ok", checks["srun-world"]
     assert multihost.wait_no_jobs() == []
+
+
+def test_doctor_fix_for_the_multihomed_login_host_works(multihost, tmp_path):
+    """The fix doctor gives (the controller on login's cluster interface) passes doctor and
+    starts engines on both nodes while `login` still resolves to the unreachable address."""
+    d = tmp_path / "ipython"
+    d.mkdir(mode=0o700)
+    multihost.clusterml("profile", "install", "--partition", "debug", "--time", "00:10:00",
+                        "--controller-interface", "eth0", ipython_dir=d)
+    multihost.script("trap", "on")
+    try:
+        rc, checks = doctor(multihost, d)
+        c = checks["controller-address"]
+        assert rc == 0 and c["status"] == "ok", c
+        assert "compute tasks reach the controller address 10.231.17.10" in c["summary"], c
+        out, _ = multihost.python("""
+            import json
+            import clusterml as cml
+            c = cml.Cluster(n=4, profile="clusterml-slurm")
+            hosts = c.status()["hosts"]
+            c.stop()
+            print(json.dumps(hosts))
+        """, ipython_dir=d, timeout=400)
+        assert out == ["node1", "node2"]
+    finally:
+        multihost.script("trap", "off")
+    assert multihost.wait_no_jobs() == []
+    assert multihost.wait_no_processes() == []
