@@ -64,17 +64,14 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # ---------------------------------------------------------------- packages
 ensure_packages() {
     local p missing=()
-    for p in slurmctld slurmd slurm-client munge libpmix2 iproute2 util-linux procps; do
+    for p in slurmctld slurmd slurm-client munge libpmix2 iproute2 util-linux; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     ((${#missing[@]})) || return 0
-    log "installing ${missing[*]}"
+    log "installing ${missing[*]} (apt-get update first)"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${missing[@]}" >&2; then
-        log "install failed; running apt-get update and retrying"
-        apt-get update >&2
-        apt-get install -y --no-install-recommends "${missing[@]}" >&2
-    fi
+    apt-get update >&2
+    apt-get install -y --no-install-recommends "${missing[@]}" >&2
 }
 
 # ---------------------------------------------------------------- helpers
@@ -231,7 +228,7 @@ cmd_up() {
     if [[ -f "$DIR/up" ]]; then
         if alive slurmctld "$(pid_from_file "$DIR/run/slurmctld.pid")"; then
             log "already up ($DIR)"
-            trap_set "$multihomed"
+            [[ "$multihomed" == off ]] || trap_set on
             echo "export SLURM_CONF=$CONF"
             return 0
         fi
@@ -245,6 +242,8 @@ cmd_up() {
     chmod 0755 "$DIR"
     : > "$DIR/up"
     : > "$PIDS"
+    # a failure below takes down whatever was started so far
+    trap 'log "up failed: taking down what it started"; cmd_down' EXIT
     mkdir -p "$DIR/state" "$DIR/run" "$DIR/log" "$NSDIR"
     for h in node1 node2; do mkdir -p "$DIR/spool/$h"; done
     # the namespace files live on a private mount (as /run/netns for `ip netns`)
@@ -275,6 +274,7 @@ cmd_up() {
             die "node $h not idle after ${TIMEOUT}s"
         fi
     done
+    trap - EXIT
     log "up in $(( $(now_ms) - t0 )) ms: login $NET.10, node1 $NET.11, node2 $NET.12 (namespaces $PREFIX-*), trap $multihomed"
     echo "export SLURM_CONF=$CONF"
 }

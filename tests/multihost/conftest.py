@@ -41,6 +41,7 @@ class Multihost:
     prefix: str  # namespace names are "<prefix>-<host>"
     up_seconds: float = 0.0
     timings: dict = field(default_factory=dict)
+    workdir: Path | None = None  # where commands run unless told (never the checkout)
 
     def script(self, *args, timeout=120, check=True, env=None, cwd=None) -> subprocess.CompletedProcess:
         """Run ``multihost.sh ARGS...``; fail the test with its output if it fails."""
@@ -54,7 +55,8 @@ class Multihost:
         """Run ``argv`` on ``host`` (login, node1, node2) in ``cwd``; returns the CompletedProcess."""
         e = dict(env or self.env)
         e.update({k: str(v) for k, v in extra_env.items()})
-        return self.script("on", host, *map(str, argv), timeout=timeout, check=check, env=e, cwd=cwd)
+        return self.script("on", host, *map(str, argv), timeout=timeout, check=check, env=e,
+                           cwd=cwd or self.workdir)
 
     def python(self, code: str, *, ipython_dir=None, timeout=300, cwd=None, check=True, **extra_env):
         """Run Python ``code`` on the login host; return the JSON its last stdout line holds.
@@ -164,6 +166,7 @@ def multihost(tmp_path_factory):
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     env["SLURM_CONF"] = str(folder / "slurm.conf")
     mh = Multihost(folder, folder / "slurm.conf", env, _prefix_of(folder))
+    mh.workdir = tmp_path_factory.mktemp("login-cwd")
     t0 = time.monotonic()
     pids: dict = {}
     try:
