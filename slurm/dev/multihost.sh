@@ -188,7 +188,8 @@ NodeName=node1 NodeAddr=$NET.11 NodeHostname=node1 CPUs=$CPUS State=UNKNOWN
 NodeName=node2 NodeAddr=$NET.12 NodeHostname=node2 CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=node1,node2 Default=YES DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
 PartitionName=one Nodes=node1 DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
-# a node that never comes (no slurmd, no address in use): jobs in "broken" pend for good
+# a node that never comes (no slurmd, no address in use): jobs in "broken" pend for good,
+# with reason ReqNodeNotAvail when they ask for it (--nodelist=node3), else Resources
 NodeName=node3 NodeAddr=$NET.13 NodeHostname=node3 CPUs=8 State=FUTURE
 PartitionName=broken Nodes=node3 DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
 EOF

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -83,11 +84,9 @@ def run(multihost, ipython_dir, action: str, *, tty=False, timeout=400) -> tuple
     else:
         p = multihost.on("login", *argv, timeout=timeout, check=False, IPYTHONDIR=ipython_dir)
     text = p.stdout + p.stderr
-    found = [line for line in text.splitlines() if line.strip().startswith("RESULT:")]
-    assert found, f"no result ({p.returncode}):\n{text[-6000:]}"
-    import json
-
-    return json.loads(found[-1].strip()[len("RESULT:"):]), text
+    at = text.rfind("RESULT:")  # a terminal's progress line may precede it on the same line
+    assert at >= 0, f"no result ({p.returncode}):\n{text[-6000:]}"
+    return json.loads(text[at + len("RESULT:"):].splitlines()[0]), text
 
 
 @pytest.fixture
@@ -192,8 +191,8 @@ def test_busy_partition_shows_pending_reason_and_honours_profile_timeout(multiho
 
 @pytest.mark.parametrize("how", ["notebook", "cli"])
 def test_never_runnable_job_fails_fast_with_reason(multihost, profile, how):
-    """Partition ``broken`` holds a node that never comes: ReqNodeNotAvail, hopeless."""
-    d = profile("--partition", "broken")  # the later --partition wins
+    """A job asking for node3, which never comes: it pends with ReqNodeNotAvail for good."""
+    d = profile("--partition", "broken", "--sbatch=--nodelist=node3")  # the later --partition wins
     out, text = run(multihost, d, NOTEBOOK if how == "notebook" else CLI, timeout=400)
     msg = check_start_error(out, cli=how == "cli")
     assert re.search(r"Slurm job \d+ PENDING \(ReqNodeNotAvail", msg), msg
