@@ -1,7 +1,7 @@
 """The three-host Slurm cluster of ``slurm/dev/multihost.sh`` for the tests in this folder.
 
-One cluster per session (fixture ``multihost``): brought up in a pytest temp folder and
-ALWAYS taken down at the end, after which the session checks that nothing is left running
+One cluster for the whole package (fixture ``multihost``): brought up in a pytest temp folder
+and ALWAYS taken down when the package's tests are done, after which the fixture checks that nothing is left running
 or mounted (no namespace of its prefix, no mount under its folder, no recorded daemon).
 
 Tests run "from the login host": code that must run there (a notebook's
@@ -27,8 +27,9 @@ import pytest
 
 from helpers import ROOT, subprocess_env
 
+from .mhhelp import BIN
+
 SCRIPT = Path(ROOT) / "slurm" / "dev" / "multihost.sh"
-BIN = os.path.dirname(sys.executable)
 
 
 @dataclass
@@ -155,7 +156,7 @@ def leftovers(folder: Path, prefix: str, pids: dict) -> list[str]:
     return left
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def multihost(tmp_path_factory):
     """``multihost.sh up`` in a temp folder; ``down`` at the end, whatever happened."""
     if os.geteuid() != 0:
@@ -193,7 +194,7 @@ def multihost(tmp_path_factory):
         assert left == [], f"left after multihost.sh down: {left}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def slurm_profile(multihost, tmp_path_factory):
     """An IPYTHONDIR with the profiles installed by ``clusterml profile install`` on login."""
     d = tmp_path_factory.mktemp("ipython")
@@ -202,18 +203,3 @@ def slurm_profile(multihost, tmp_path_factory):
                             ipython_dir=d)
     assert "installed clusterml-slurm" in p.stdout, p.stdout + p.stderr
     return d
-
-
-def profile_files(ipython_dir: Path) -> list[str]:
-    """Files under the Slurm profile that a stopped cluster must not leave (config aside)."""
-    base = Path(ipython_dir) / "profile_clusterml-slurm"
-    out = []
-    for p in sorted(base.rglob("*")):
-        rel = p.relative_to(base)
-        if p.is_dir() or rel.suffix == ".py" or rel.parts[0] in ("startup", "pid"):
-            continue
-        # the engines' batch script is rewritten by every start (one fixed name): not per-cluster state
-        if rel.as_posix() == "jobs/slurm_engine.sbatch":
-            continue
-        out.append(rel.as_posix())
-    return out

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import profile_files
+from .mhhelp import profile_files
 
 pytestmark = pytest.mark.timeout(600)
 

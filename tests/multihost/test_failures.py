@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import BIN
+from .mhhelp import BIN
 
 pytestmark = pytest.mark.timeout(600)
 
