@@ -79,10 +79,15 @@ def test_spmd_sbatch_example_runs_on_both_nodes(multihost, tmp_path):
     shutil.copy(Path(ROOT) / "slurm" / "spmd.sbatch.example", tmp_path / "spmd.sbatch")
     (tmp_path / "job.py").write_text(JOB)
     t0 = time.monotonic()
-    p = multihost.on("login", "sbatch", "--wait", "--output", tmp_path / "job.out", "spmd.sbatch",
-                     cwd=tmp_path, timeout=240, check=False)
+    job = multihost.on("login", "sbatch", "--parsable", "--output", tmp_path / "job.out", "spmd.sbatch",
+                       cwd=tmp_path).stdout.strip()
+    # poll (sbatch --wait sleeps up to 32 s between its own polls)
+    while (state := multihost.on("login", "squeue", "-h", "-t", "all", "-j", job, "-o", "%T").stdout.strip()) \
+            in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", ""):
+        assert time.monotonic() - t0 < 200, f"job {job} still {state or 'unlisted'}"
+        time.sleep(0.5)
     multihost.timings["sbatch spmd.sbatch.example"] = time.monotonic() - t0
     out = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
-    assert p.returncode == 0, p.stdout + p.stderr + out
+    assert state == "COMPLETED", f"job {job} {state}:\n{out}"
     check_world(tmp_path / "results", tmp_path)
     assert multihost.wait_no_jobs() == []
