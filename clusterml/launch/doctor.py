@@ -13,32 +13,28 @@ run real things rather than guessing from configuration:
   gives ONE world of size 2;
 - ``slurm``: ``sinfo`` answers;
 - ``profiles``: clusterml-local / clusterml-slurm installed and loadable;
-- ``srun-world`` and ``controller-address``: a 2-task job rendered from the Slurm
-  profile's own engine template (its MPI mode, setup lines, account, ...) runs a
-  probe that reports its MPI world and connects to a socket opened here on the
-  address engines would use for the controller;
+- ``srun-world`` and ``controller-address`` (:mod:`clusterml.launch.doctor_slurm`):
+  a 2-task job rendered from the Slurm profile's own engine template (its MPI mode,
+  setup lines, account, ...), one task on each of two nodes whenever the partition
+  has two, runs a probe that reports its MPI world and connects to a socket opened
+  here on the address engines would use for the controller (and to this host's
+  other addresses, so a multi-homed login host is named with the address to use);
 - ``connection-files``: ``security/`` folders 0700 and files 0600 in every
   profile of the IPython directory.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import slurm as S
 from .profiles import PROFILE_NAMES, ipython_dir, profile_dir
 
 __all__ = ["Check", "run_checks", "print_report", "print_progress", "mpi_family", "PROBE"]
@@ -61,7 +57,9 @@ class Check:
 
 
 #: Run by every task of a test world: writes one JSON file per process
-#: (stdout of several ranks may interleave). argv: folder [host port].
+#: (stdout of several ranks may interleave). argv: folder [host port [addr,addr...]]:
+#: the controller's address as the engines get it (resolved here, on the node) and
+#: this host's other addresses, each tried with a TCP connect.
 PROBE = r"""
 import json, os, socket, sys
 res = {"host": socket.gethostname(), "pid": os.getpid(), "procid": os.environ.get("SLURM_PROCID")}
@@ -72,12 +70,20 @@ try:
                library=MPI.Get_library_version().strip().splitlines()[0].strip())
 except Exception as e:
     res["error"] = f"{type(e).__name__}: {e}"
+def reach(host, port, timeout):
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+        return "ok"
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
 if len(sys.argv) > 3 and sys.argv[2] != "-":
     try:
-        socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=15).close()
-        res["reach"] = "ok"
+        res["resolved"] = socket.gethostbyname(sys.argv[2])
     except OSError as e:
-        res["reach"] = f"{type(e).__name__}: {e}"
+        res["resolved"] = f"{sys.argv[2]} (unresolved: {e})"
+    res["reach"] = reach(sys.argv[2], sys.argv[3], 10)
+    alts = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[4] else []
+    res["alts"] = {a: reach(a, sys.argv[3], 3) for a in alts}
 with open(os.path.join(sys.argv[1], f"{res['host']}-{res['pid']}.json"), "w") as f:
     json.dump(res, f)
 """
@@ -238,26 +244,7 @@ def check_mpiexec_world(timeout: float) -> Check:
                  "see mpiexec-path / mpi4py above; run the command by hand to see the error")
 
 
-# ----------------------------------------------------------------------------- Slurm checks
-def check_sinfo() -> tuple[Check, list[dict]]:
-    if shutil.which("sinfo") is None:
-        return Check("slurm", "skipped", "Slurm commands not found (sinfo not on PATH)"), []
-    rc, out = _run(["sinfo", "-h", "-N", "-o", "%N|%o|%n|%P|%T"], timeout=30)
-    if rc != 0:
-        return Check("slurm", "problem", "sinfo cannot reach Slurm", _first_lines(out, 4),
-                     "check that slurmctld runs and SLURM_CONF points to its slurm.conf"), []
-    nodes = []
-    for line in out.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 5:
-            nodes.append(dict(name=parts[0], addr=parts[1], hostname=parts[2], partition=parts[3], state=parts[4]))
-    if not nodes:
-        return Check("slurm", "problem", "sinfo answers but lists no nodes", out.strip()), []
-    states = sorted({n["state"] for n in nodes})
-    return Check("slurm", "ok", f"sinfo answers: {len({n['name'] for n in nodes})} node(s), states {states}",
-                 ", ".join(f"{n['name']}@{n['addr']} ({n['partition']})" for n in nodes[:8])), nodes
-
-
+# ----------------------------------------------------------------------------- profiles
 def _load_profile(name: str):
     import logging
 
@@ -288,185 +275,6 @@ def check_profiles(slurm_up: bool) -> tuple[list[Check], dict]:
         checks.append(Check(f"profile {name}", "ok", f"{name} installed and loads",
                             f"{d}; engines: {cluster.engine_launcher_class.__name__}"))
     return checks, loaded
-
-
-def _is_loopback(addr: str) -> bool:
-    if addr in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(addr).is_loopback
-    except ValueError:
-        try:
-            return ipaddress.ip_address(socket.gethostbyname(addr)).is_loopback
-        except OSError:
-            return False
-
-
-def _nodes_are_here(nodes: list[dict]) -> bool:
-    me = {socket.gethostname(), socket.gethostname().split(".")[0]}
-    return all(n["hostname"] in me or _is_loopback(n["addr"]) for n in nodes)
-
-
-def controller_address(cluster) -> tuple[str, str, bool]:
-    """(address engines connect to, address the controller binds, controller is a Slurm job)."""
-    ctl_class = cluster.controller_launcher_class.__name__
-    on_node = ctl_class.startswith("Slurm")
-    bind = cluster.controller_ip or "127.0.0.1"  # ipcontroller's default ip is loopback
-    if cluster.controller_location:
-        addr = cluster.controller_location
-    elif bind in ("*", "0.0.0.0", ""):
-        addr = socket.gethostname()
-    else:
-        addr = bind
-    return addr, bind, on_node
-
-
-class _Listener:
-    """A TCP socket on the controller's bind address that accepts and drops connections."""
-
-    def __init__(self, bind: str):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("" if bind in ("*", "0.0.0.0") else bind, 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._loop, daemon=True)
-        self._t.start()
-
-    def _loop(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-                conn.close()
-                self.accepted += 1
-            except OSError:
-                continue
-
-    def close(self):
-        self._stop.set()
-        self._t.join(timeout=5)
-        self.sock.close()
-
-
-def check_loopback(addr: str, on_node: bool, nodes: list[dict]) -> Check | None:
-    """A problem when engines on other nodes are told to connect to a loopback address."""
-    if on_node or not _is_loopback(addr) or _nodes_are_here(nodes):
-        return None
-    return Check(
-        "controller-loopback", "problem",
-        f"engines are told to connect to {addr}, a loopback address, but Slurm runs them on other nodes",
-        "nodes: " + ", ".join(sorted({n['hostname'] for n in nodes})),
-        "set CONTROLLER ip='*' with interface='<iface>' or location='<login node address>' "
-        "(clusterml profile install --force --controller-ip '*' --controller-interface <iface>)",
-    )
-
-
-def check_slurm_job(cluster, nodes: list[dict], timeout: float, progress=None) -> list[Check]:
-    """Run a 2-task job from the Slurm profile's engine template; judge world and reachability."""
-    from IPython.utils.text import EvalFormatter
-
-    name = "clusterml-slurm"
-    addr, bind, on_node = controller_address(cluster)
-    template = cluster.config.SlurmEngineSetLauncher.get("batch_template", "")
-    if not template:
-        return [Check("srun-world", "problem", f"{name} has no SlurmEngineSetLauncher.batch_template",
-                      fix="reinstall: clusterml profile install --force")]
-    mode = re.search(r"srun --mpi=(\S+)|(mpiexec)", template)
-    how = f"srun --mpi={mode.group(1)}" if mode and mode.group(1) else "mpiexec in the job"
-    listener = None
-    try:
-        if not on_node:
-            try:
-                listener = _Listener(bind)
-            except OSError as e:
-                return [Check("controller-address", "problem", f"cannot listen on {bind}: {e}",
-                              fix="set CONTROLLER ip to an address of this machine, or '*'")]
-        jobs = profile_dir(name) / "jobs"
-        jobs.mkdir(mode=0o700, exist_ok=True)
-        folder = tempfile.mkdtemp(prefix="doctor-", dir=jobs)  # shared with compute nodes, like the profile
-        try:
-            probe = Path(folder) / "probe.py"
-            probe.write_text(PROBE)
-            out = Path(folder) / "out"
-            out.mkdir()
-            argv = [sys.executable, str(probe), str(out)]
-            argv += [addr, str(listener.port)] if listener else ["-", "0"]
-            script = EvalFormatter().format(
-                template, n=2, program_and_args=shlex.join(argv),
-                output_file=str(Path(folder) / "job.out"), cluster_id="doctor",
-                queue="", profile_dir=str(profile_dir(name)),
-            )
-            path = S.write_batch_script(script, folder, "doctor.sbatch")
-            try:
-                job = S.sbatch(path, timeout=60)
-            except S.SlurmError as e:
-                return [Check("srun-world", "problem", "Slurm refused the test job", str(e),
-                              "change the profile's SITE settings (partition, account, time, nodes)")]
-            t0 = time.monotonic()
-            info = None
-            while True:
-                info = S.job_info(job.job_id)
-                if info is None or info.state.split()[0] in S._ENDED:
-                    break
-                if progress:
-                    progress(f"doctor: test job {job.job_id} {info.state}"
-                             + (f" ({info.reason})" if info.reason not in ("", "None") else "")
-                             + f", {time.monotonic() - t0:.0f} s")
-                if time.monotonic() - t0 > timeout:
-                    S.scancel(job.job_id)
-                    S.wait_for_job_end(job.job_id, 60)
-                    return [Check("srun-world", "problem",
-                                  f"the test job did not finish within {timeout:.0f} s: {info}",
-                                  "it was cancelled; the world and reachability checks could not run",
-                                  "retry with a longer --timeout, or a partition with free nodes")]
-                time.sleep(0.5)
-            if progress:
-                progress(None)
-            rows = _read_probes(str(out))
-            joblog = (Path(folder) / "job.out").read_text(errors="replace") if (Path(folder) / "job.out").exists() else ""
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-    finally:
-        if listener:
-            listener.close()
-
-    checks = []
-    verdict, desc = _world_verdict(rows, 2)
-    if verdict == "one":
-        checks.append(Check("srun-world", "ok", f"{how} gives one world of size 2 (Slurm job {job.job_id})", desc))
-    elif verdict == "singletons":
-        checks.append(Check(
-            "srun-world", "problem", f"{how} gives 2 singletons, not one world (Slurm job {job.job_id})",
-            f"{desc}. srun without an MPI plugin that mpi4py's MPI speaks starts N separate size-1 worlds.",
-            "set SITE mpi='pmi2' (MPICH, Intel MPI) or 'pmix' (usually Open MPI), or 'mpiexec', in "
-            f"{profile_dir(name) / 'ipcluster_config.py'} (or clusterml profile install --force --mpi pmi2)",
-        ))
-    else:
-        checks.append(Check("srun-world", "problem", f"the test job did not give one world ({info})",
-                            f"{desc}; job output: {_first_lines(joblog, 8)}",
-                            "read the job output above; check the SITE setup lines and MPI mode"))
-    if on_node:
-        checks.append(Check("controller-address", "ok", "the controller runs as a Slurm job (on_compute_node)"))
-    elif rows:
-        bad = [f"{r['host']}: {r.get('reach')}" for r in rows if r.get("reach") != "ok"]
-        if not bad:
-            checks.append(Check("controller-address", "ok",
-                                f"compute tasks reach the controller address {addr} (test port {listener.port})",
-                                f"controller ip {bind!r}; nodes {sorted({r['host'] for r in rows})}"))
-        else:
-            checks.append(Check(
-                "controller-address", "problem", f"compute tasks cannot reach {addr}",
-                "; ".join(bad),
-                "set CONTROLLER ip='*' and interface='ib0' (or location=<this machine's address on the "
-                "compute network>) in the profile, or clusterml profile install --force --controller-ip '*' "
-                "--controller-interface <iface>",
-            ))
-    loop = check_loopback(addr, on_node, nodes)
-    if loop is not None:
-        checks.append(loop)
-    return checks
 
 
 # ----------------------------------------------------------------------------- files
@@ -518,6 +326,8 @@ def run_checks(profile: str | None = None, slurm: str = "auto", timeout: float =
         checks.append(Check("slurm", "skipped", "Slurm checks skipped (--slurm no)"))
         slurm_up = False
     else:
+        from .doctor_slurm import check_sinfo
+
         c, nodes = check_sinfo()
         if slurm == "yes" and c.status == "skipped":
             c.status = "problem"
@@ -525,6 +335,7 @@ def run_checks(profile: str | None = None, slurm: str = "auto", timeout: float =
         checks.append(c)
         slurm_up = c.status == "ok"
     pchecks, loaded = check_profiles(slurm_up)
+    from .doctor_slurm import check_slurm_job
     checks += pchecks
     if slurm_up and "clusterml-slurm" in loaded:
         checks += check_slurm_job(loaded["clusterml-slurm"], nodes, timeout, progress)

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from clusterml.launch import doctor as D
+from clusterml.launch import doctor_slurm as DS
 from clusterml.launch import profiles as P
 from helpers import subprocess_env
 
@@ -96,11 +97,11 @@ def test_doctor_finds_no_mpiexec_on_path_and_loose_connection_files(ipython_dir)
 def test_loopback_controller_with_engines_on_other_nodes_is_a_problem():
     other = [dict(name="n1", addr="10.1.0.17", hostname="node17", partition="batch", state="idle")]
     here = [dict(name="n1", addr="127.0.0.1", hostname="whatever", partition="debug", state="idle")]
-    c = D.check_loopback("127.0.0.1", False, other)
+    c = DS.check_loopback("127.0.0.1", False, other)
     assert c is not None and c.status == "problem" and "node17" in c.details and "ip='*'" in c.fix
-    assert D.check_loopback("127.0.0.1", False, here) is None
-    assert D.check_loopback("127.0.0.1", True, other) is None  # controller is a Slurm job too
-    assert D.check_loopback("10.1.0.1", False, other) is None
+    assert DS.check_loopback("127.0.0.1", False, here) is None
+    assert DS.check_loopback("127.0.0.1", True, other) is None  # controller is a Slurm job too
+    assert DS.check_loopback("10.1.0.1", False, other) is None
 
 
 def test_mpi_family():
@@ -110,3 +111,26 @@ def test_mpi_family():
     assert D.mpi_family("mpiexec (Open MPI) 4.1.4") == "openmpi"
     assert D.mpi_family("Open MPI v5.0.3, package: Debian") == "openmpi"
     assert D.mpi_family("something else") is None
+
+
+def test_partition_nodes_of_the_profile_or_the_default_partition():
+    nodes = [dict(name="a1", partition="batch*"), dict(name="a2", partition="batch*"),
+             dict(name="b1", partition="one"), dict(name="a1", partition="one")]
+    assert DS.partition_nodes("#!/bin/bash\n#SBATCH --ntasks={n}\n", nodes) == ["a1", "a2"]
+    assert DS.partition_nodes('#SBATCH --partition="one"\n', nodes) == ["a1", "b1"]
+    assert DS.partition_nodes("#SBATCH --partition=gpu\n", nodes) == []
+
+
+def test_unreachable_controller_address_names_cause_and_the_address_that_works():
+    rows = [dict(host="n1", resolved="192.0.2.1", reach="OSError: [Errno 101] Network is unreachable",
+                 alts={"10.9.0.1": "ok", "192.0.2.1": "OSError: unreachable"}),
+            dict(host="n2", resolved="192.0.2.1", reach="OSError: [Errno 101] Network is unreachable",
+                 alts={"10.9.0.1": "ok", "192.0.2.1": "OSError: unreachable"})]
+    c = DS._reach_check(rows, "login9", "*", 4711, {"192.0.2.1": "pub0", "10.9.0.1": "ib0"})
+    assert c.status == "problem"
+    assert c.summary == "controller address 192.0.2.1:4711 is not reachable from n1, n2"
+    assert "'login9' (the profile's controller location), which the nodes resolve to 192.0.2.1" in c.details
+    assert "10.9.0.1 (ib0) is reachable from every node" in c.details
+    assert "interface='ib0'" in c.fix and "--controller-interface ib0" in c.fix
+    ok = DS._reach_check([dict(r, reach="ok") for r in rows], "login9", "*", 4711, {})
+    assert ok.status == "ok"
