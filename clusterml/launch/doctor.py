@@ -29,64 +29,14 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .profiles import PROFILE_NAMES, ipython_dir, profile_dir
+from .probes import PROBE, STATUSES, Check, _first_lines, _read_probes, _run, _world_verdict  # noqa: F401
+from .profiles import CONFIG, PROFILE_NAMES, ipython_dir, profile_dir
 
 __all__ = ["Check", "run_checks", "print_report", "print_progress", "mpi_family", "PROBE"]
-
-STATUSES = ("ok", "warning", "problem", "skipped")
-
-
-@dataclass
-class Check:
-    """One check's verdict."""
-
-    name: str
-    status: str
-    summary: str
-    details: str = ""
-    fix: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-#: Run by every task of a test world: writes one JSON file per process
-#: (stdout of several ranks may interleave). argv: folder [host port [addr,addr...]]:
-#: the controller's address as the engines get it (resolved here, on the node) and
-#: this host's other addresses, each tried with a TCP connect.
-PROBE = r"""
-import json, os, socket, sys
-res = {"host": socket.gethostname(), "pid": os.getpid(), "procid": os.environ.get("SLURM_PROCID")}
-try:
-    from mpi4py import MPI
-    w = MPI.COMM_WORLD
-    res.update(rank=w.Get_rank(), size=w.Get_size(),
-               library=MPI.Get_library_version().strip().splitlines()[0].strip())
-except Exception as e:
-    res["error"] = f"{type(e).__name__}: {e}"
-def reach(host, port, timeout):
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-        return "ok"
-    except OSError as e:
-        return f"{type(e).__name__}: {e}"
-if len(sys.argv) > 3 and sys.argv[2] != "-":
-    try:
-        res["resolved"] = socket.gethostbyname(sys.argv[2])
-    except OSError as e:
-        res["resolved"] = f"{sys.argv[2]} (unresolved: {e})"
-    res["reach"] = reach(sys.argv[2], sys.argv[3], 10)
-    alts = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[4] else []
-    res["alts"] = {a: reach(a, sys.argv[3], 3) for a in alts}
-with open(os.path.join(sys.argv[1], f"{res['host']}-{res['pid']}.json"), "w") as f:
-    json.dump(res, f)
-"""
 
 _INFO = r"""
 import json, os
@@ -117,25 +67,6 @@ def mpi_family(text: str) -> str | None:
     return None
 
 
-def _run(argv, timeout, env=None, cwd=None):
-    try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           stdin=subprocess.DEVNULL, timeout=timeout, env=env, cwd=cwd)
-        return p.returncode, p.stdout
-    except FileNotFoundError as e:
-        return 127, str(e)
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return None, out + f"\n(no answer within {timeout} s)"
-    except OSError as e:
-        return 126, str(e)
-
-
-def _first_lines(text: str, n: int = 3) -> str:
-    return " | ".join(line.strip() for line in text.strip().splitlines()[:n] if line.strip())
-
-
-# ----------------------------------------------------------------------------- MPI checks
 def check_mpi4py() -> tuple[Check, dict]:
     rc, out = _run([sys.executable, "-c", _INFO], timeout=60)
     if rc != 0:
@@ -197,30 +128,6 @@ def check_mpiexecs(info: dict) -> list[Check]:
     return checks
 
 
-def _read_probes(folder: str) -> list[dict]:
-    rows = []
-    for p in sorted(Path(folder).glob("*.json")):
-        try:
-            rows.append(json.loads(p.read_text()))
-        except ValueError:
-            pass
-    return rows
-
-
-def _world_verdict(rows: list[dict], n: int) -> tuple[str, str]:
-    """("one", ...) | ("singletons", ...) | ("broken", ...)."""
-    errors = [r["error"] for r in rows if "error" in r]
-    if errors:
-        return "broken", f"mpi4py failed in the job: {errors[0]}"
-    sizes = sorted(r.get("size") for r in rows)
-    ranks = sorted(r.get("rank") for r in rows)
-    if len(rows) == n and sizes == [n] * n and ranks == list(range(n)):
-        return "one", f"ranks {ranks}, size {n} on {sorted({r['host'] for r in rows})}"
-    if len(rows) == n and sizes == [1] * n:
-        return "singletons", f"{n} processes, each alone in a world of size 1 (ranks {ranks})"
-    return "broken", f"{len(rows)} of {n} processes reported: {rows}"
-
-
 def check_mpiexec_world(timeout: float) -> Check:
     from .mpi import mpiexec_for_this_python
 
@@ -257,7 +164,7 @@ def check_profiles(slurm_up: bool) -> tuple[list[Check], dict]:
     checks, loaded = [], {}
     for name in PROFILE_NAMES:
         d = profile_dir(name)
-        if not (d / "ipcluster_config.py").exists():
+        if not (d / CONFIG).exists():
             needed = name == "clusterml-local" or slurm_up
             checks.append(Check(
                 f"profile {name}", "problem" if needed else "skipped", f"{name} is not installed ({d})",
@@ -269,7 +176,7 @@ def check_profiles(slurm_up: bool) -> tuple[list[Check], dict]:
             cluster.engine_launcher_class  # resolve (imports the launcher)
         except Exception as e:
             checks.append(Check(f"profile {name}", "problem", f"{name} does not load", f"{type(e).__name__}: {e}",
-                                f"fix {d / 'ipcluster_config.py'} or reinstall: clusterml profile install --force"))
+                                f"fix {d / CONFIG} or reinstall: clusterml profile install --force"))
             continue
         loaded[name] = cluster
         checks.append(Check(f"profile {name}", "ok", f"{name} installed and loads",

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from . import slurm as S
-from .doctor import PROBE, Check, _first_lines, _read_probes, _run, _world_verdict
+from .probes import PROBE, Check, _first_lines, _read_probes, _run, _world_verdict
 from .profiles import profile_dir
 
 __all__ = ["check_sinfo", "check_slurm_job", "check_loopback", "controller_address", "local_addresses",
@@ -146,8 +146,8 @@ def check_loopback(addr: str, on_node: bool, nodes: list[dict]) -> Check | None:
         "controller-loopback", "problem",
         f"engines are told to connect to {addr}, a loopback address, but Slurm runs them on other nodes",
         "nodes: " + ", ".join(sorted({n['hostname'] for n in nodes})),
-        "set CONTROLLER ip='*' with interface='<iface>' or location='<login node address>' "
-        "(clusterml profile install --force --controller-ip '*' --controller-interface <iface>)",
+        f"clusterml profile set {SLURM_PROFILE} controller_ip=<an address of this host the nodes reach> "
+        "(or controller_ip='*' controller_location=<that address>)",
     )
 
 
@@ -164,7 +164,8 @@ def _run_probe_job(template: str, argv: list[str], spread: bool, folder: Path, t
         job = S.sbatch(path, args=["--nodes=2", "--ntasks-per-node=1"] if spread else [], timeout=60)
     except S.SlurmError as e:
         return Check("srun-world", "problem", "Slurm refused the test job", str(e),
-                     "change the profile's SITE settings (partition, account, time, nodes)")
+                     f"change the profile's settings: clusterml profile set {SLURM_PROFILE} partition=... account=... "
+                     "time=... nodes=...")
     t0 = time.monotonic()
     while True:
         info = S.job_info(job.job_id)
@@ -190,9 +191,11 @@ def _run_probe_job(template: str, argv: list[str], spread: bool, folder: Path, t
 def check_slurm_job(cluster, nodes: list[dict], timeout: float, progress=None) -> list[Check]:
     """Run the probe job from the Slurm profile's engine template; judge world and reachability."""
     addr, bind, on_node = controller_address(cluster)
-    template = cluster.config.SlurmEngineSetLauncher.get("batch_template", "")
+    from .launchers import batch_template_of
+
+    template = batch_template_of(cluster)
     if not template:
-        return [Check("srun-world", "problem", f"{SLURM_PROFILE} has no SlurmEngineSetLauncher.batch_template",
+        return [Check("srun-world", "problem", f"{SLURM_PROFILE} does not use clusterml's Slurm launcher",
                       fix="reinstall: clusterml profile install --force")]
     mode = re.search(r"srun --mpi=(\S+)|(mpiexec)", template)
     how = f"srun --mpi={mode.group(1)}" if mode and mode.group(1) else "mpiexec in the job"
@@ -206,7 +209,7 @@ def check_slurm_job(cluster, nodes: list[dict], timeout: float, progress=None) -
                 listener = _Listener(bind)
             except OSError as e:
                 return [Check("controller-address", "problem", f"cannot listen on {bind}: {e}",
-                              fix="set CONTROLLER ip to an address of this machine, or '*'")]
+                              fix=f"clusterml profile set {SLURM_PROFILE} controller_ip=<an address of this machine, or '*'>")]
         jobs = profile_dir(SLURM_PROFILE) / "jobs"
         jobs.mkdir(mode=0o700, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="doctor-", dir=jobs))  # shared with compute nodes
@@ -245,12 +248,12 @@ def _world_check(rows, how, job_id, spread, joblog, info) -> Check:
         return Check(
             "srun-world", "problem", f"{how} gives 2 singletons, not one world (Slurm job {job_id})",
             f"{desc}. srun without an MPI plugin that mpi4py's MPI speaks starts N separate size-1 worlds.",
-            "set SITE mpi='pmi2' (MPICH, Intel MPI) or 'pmix' (usually Open MPI), or 'mpiexec', in "
-            f"{profile_dir(SLURM_PROFILE) / 'ipcluster_config.py'} (or clusterml profile install --force --mpi pmi2)",
+            f"clusterml profile set {SLURM_PROFILE} mpi=pmi2 (MPICH, Intel MPI), mpi=pmix (usually Open MPI) "
+            "or mpi=mpiexec",
         )
     return Check("srun-world", "problem", f"the test job did not give one world ({info})",
                  f"{desc}; job output: {_first_lines(joblog, 8)}",
-                 "read the job output above; check the SITE setup lines and MPI mode"
+                 "read the job output above; check the profile's setup lines and MPI mode"
                  + ("; between nodes, MPI may pick an interface the nodes share but cannot route "
                     "(e.g. docker0): pin it (FI_TCP_IFACE / UCX_NET_DEVICES) in the engines' environment"
                     if spread else ""))
@@ -276,11 +279,10 @@ def _reach_check(rows, addr, bind, port, alts: dict) -> Check:
     if good:
         a = good[0]
         details += f". This host's address {a} ({alts[a]}) is reachable from every node"
-        fix = (f"set the controller's address to {a}: CONTROLLER interface='{alts[a]}' (or location='{a}') "
-               f"in {profile_dir(SLURM_PROFILE) / 'ipcluster_config.py'}, or clusterml profile install --force "
-               f"--name {SLURM_PROFILE} --controller-interface {alts[a]} (repeat your other site settings)")
+        fix = (f"set the controller's address to {a} (interface {alts[a]}): clusterml profile set "
+               f"{SLURM_PROFILE} controller_ip={a}  (or at install: --controller-interface {alts[a]})")
     else:
-        fix = ("set the controller's address (CONTROLLER interface= or location=) to an address of this host "
-               "that the compute nodes reach (clusterml profile install --force --controller-interface <iface>), "
-               "or run the controller on a compute node (--controller-on-compute-node)")
+        fix = (f"set the controller's address to one of this host's that the compute nodes reach: "
+               f"clusterml profile set {SLURM_PROFILE} controller_ip=<address>, or run the controller on a "
+               f"compute node (clusterml profile install --controller-on-compute-node)")
     return Check("controller-address", "problem", summary, details, fix)

@@ -53,7 +53,7 @@ def test_doctor_finds_singletons_when_the_profile_runs_srun_without_mpi(live_slu
     assert rc == 1
     c = checks["srun-world"]
     assert c["status"] == "problem" and "srun --mpi=none gives 2 singletons" in c["summary"], c
-    assert "mpi='pmi2'" in c["fix"]
+    assert "clusterml profile set clusterml-slurm mpi=pmi2" in c["fix"]
     assert checks["mpiexec-world"]["status"] == "ok"  # the rest is fine
 
 
@@ -131,6 +131,6 @@ def test_unreachable_controller_address_names_cause_and_the_address_that_works()
     assert c.summary == "controller address 192.0.2.1:4711 is not reachable from n1, n2"
     assert "'login9' (the profile's controller location), which the nodes resolve to 192.0.2.1" in c.details
     assert "10.9.0.1 (ib0) is reachable from every node" in c.details
-    assert "interface='ib0'" in c.fix and "--controller-interface ib0" in c.fix
+    assert "controller_ip=10.9.0.1" in c.fix and "--controller-interface ib0" in c.fix, c
     ok = DS._reach_check([dict(r, reach="ok") for r in rows], "login9", "*", 4711, {})
     assert ok.status == "ok"

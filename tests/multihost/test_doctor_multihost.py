@@ -50,7 +50,7 @@ def test_doctor_names_the_multihomed_login_host(multihost, slurm_profile):
     assert c["summary"].endswith("is not reachable from node1, node2"), c
     assert "'login' (this host's name), which the nodes resolve to 10.231.18.10" in c["details"], c
     assert "This host's address 10.231.17.10 (eth0) is reachable from every node" in c["details"], c
-    assert "interface='eth0'" in c["fix"] and "--controller-interface eth0" in c["fix"], c
+    assert "controller_ip=10.231.17.10" in c["fix"] and "--controller-interface eth0" in c["fix"], c
     # MPI itself is fine: only the controller's address is wrong
     assert checks["srun-world"]["status"] == "ok", checks["srun-world"]
     assert multihost.wait_no_jobs() == []
