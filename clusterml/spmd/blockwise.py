@@ -1,0 +1,149 @@
+"""Out of core: a rank's table read in blocks, and algorithms run over the blocks.
+
+A file larger than :attr:`~clusterml.spmd.readers.InputSettings.block_bytes`
+reaches an algorithm that declares ``_streams = True`` as a :class:`Stream`.
+One-pass algorithms wrap their kernel's ``partial`` with :func:`streamed`:
+the partial of each block is merged into the running total with the kernel's
+own (associative) ``merge``, exactly as partials of ranks are merged, so the
+result equals the in-memory one while at most one block (of every table,
+aligned by rows) is held at a time.  Per-row outputs (predictions) are made
+block by block with :func:`stream_map`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .readers import settings
+
+__all__ = ["Stream", "iter_aligned", "streamed", "stream_map", "block_rows_for", "is_stream"]
+
+
+class Stream:
+    """This rank's rows of a file, read block by block.
+
+    Attributes
+    ----------
+    source : clusterml.spmd.readers.Source
+    name : str
+        The input's name (for messages).
+    shape : tuple of int
+        ``(rows, columns)``; rows of a CSV file are known after a first pass.
+    """
+
+    ndim = 2
+
+    def __init__(self, source, name: str = "data"):
+        self.source, self.name = source, name
+
+    @property
+    def shape(self):
+        return (int(self.source.nrows or 0), int(self.source.ncols))
+
+    def __len__(self):
+        return self.shape[0]
+
+    def blocks(self, rows: int):
+        """Yield float64 blocks of at most ``rows`` rows, in order."""
+        src = self.source
+        if hasattr(src, "blocks"):
+            yield from src.blocks(rows)
+            return
+        for a in range(0, int(src.nrows), rows):
+            yield src.read(a, min(a + rows, int(src.nrows)))
+
+    def materialize(self) -> np.ndarray:
+        """The whole block in memory (for algorithms that do not stream)."""
+        return np.vstack(list(self.blocks(block_rows_for(self.shape[1])))) if self.shape[0] else \
+            np.empty((0, self.shape[1]))
+
+
+def is_stream(x) -> bool:
+    return isinstance(x, Stream)
+
+
+def block_rows_for(ncols: int) -> int:
+    """Rows per block so that the float64 block of ``ncols`` columns fits ``block_bytes``."""
+    return max(1, int(settings.block_bytes) // (8 * max(1, int(ncols))))
+
+
+def _is_table(x, n) -> bool:
+    return isinstance(x, Stream) or (hasattr(x, "shape") and getattr(x, "ndim", 0) == 2
+                                      and x.shape[0] == n)
+
+
+def iter_aligned(arrays: dict, rows: int | None = None, check_rows: bool = False):
+    """Yield ``(row0, {name: block})`` over the same row ranges of every table.
+
+    Tables may be ndarrays, sparse CSR arrays or :class:`Stream` s; None
+    entries (an empty rank's unknown tables) are left out.
+    """
+    tabs = {k: v for k, v in arrays.items() if v is not None}
+    if rows is None:
+        rows = block_rows_for(sum(v.shape[1] for v in tabs.values()))
+    gens = {k: v.blocks(rows) for k, v in tabs.items() if isinstance(v, Stream)}
+    row0 = 0
+    while True:
+        got = {k: next(g, None) for k, g in gens.items()}
+        if any(b is None or not len(b) for b in got.values()):
+            for g in gens.values():
+                g.close()
+            return
+        m = len(next(iter(got.values())))
+        blocks = {k: (got[k] if k in got else v[row0:row0 + m]) for k, v in tabs.items()}
+        yield row0, blocks
+        row0 += m
+
+
+def streamed(partial: Callable, merge: Callable) -> Callable:
+    """``partial(*tables, **kw)`` computed block by block and merged when a table is a Stream.
+
+    Positional arguments with as many rows as the Stream are cut into
+    blocks; other arguments are passed as they are.
+    """
+    from .inputs import rows_from
+
+    def run(*args, **kwargs):
+        streams = [a for a in args if isinstance(a, Stream)]
+        if not streams:
+            return partial(*args, **kwargs)
+        n = streams[0].shape[0]
+        idx = [i for i, a in enumerate(args) if _is_table(a, n)]
+        total = None
+        for row0, blocks in iter_aligned({i: args[i] for i in idx}):
+            call = list(args)
+            for i in idx:
+                call[i] = blocks[i]
+            with rows_from(row0):
+                part = partial(*call, **kwargs)
+            total = part if total is None else merge(total, part)
+        if total is None:  # no rows
+            call = [np.empty((0, a.shape[1])) if i in idx else a for i, a in enumerate(args)]
+            total = partial(*call, **kwargs)
+        return total
+
+    run.__name__ = getattr(partial, "__name__", "partial")
+    return run
+
+
+def stream_map(fn: Callable) -> Callable:
+    """``fn(X, *rest)`` (per-row outputs) computed block by block when ``X`` is a Stream.
+
+    ``fn`` returns an array of per-row values or a dict of such arrays (or
+    None entries); the blocks' outputs are concatenated.
+    """
+
+    def run(X, *args, **kwargs):
+        if not isinstance(X, Stream):
+            return fn(X, *args, **kwargs)
+        outs = [fn(B, *args, **kwargs) for B in X.blocks(block_rows_for(X.shape[1]))]
+        if not outs:
+            return fn(np.empty((0, X.shape[1])), *args, **kwargs)
+        if isinstance(outs[0], dict):
+            return {k: (None if outs[0][k] is None else np.concatenate([o[k] for o in outs]))
+                    for k in outs[0]}
+        return np.concatenate(outs)
+
+    return run
