@@ -358,7 +358,7 @@ def load_tables(ctx, specs: dict, local_check: Callable | None = None, finite: b
     def local_meta():
         arrays, ncols, nrows = local()
         box["arrays"] = arrays
-        return ncols, nrows
+        return ncols, nrows, [n for n, a in arrays.items() if is_sparse(a)]
 
     metas = ctx.allgather(local_meta, step="load input")
     arrays = box["arrays"]
@@ -378,10 +378,18 @@ def load_tables(ctx, specs: dict, local_check: Callable | None = None, finite: b
         agreed[name] = widths[0] if widths else None
     if sum(counts) == 0:
         raise InputError("no rows at all: every rank's input is empty")
+    sparse = {n for m in metas for n in m[2]}
     for name, width in agreed.items():
         if arrays[name] is None:
             arrays[name] = np.empty((0, width or 0), dtype=np.float64)
+        if name in sparse and not is_sparse(arrays[name]):
+            # every rank takes the sparse code path when one does (same collectives)
+            arrays[name] = _as_csr(_materialize(arrays[name]), name)
     return arrays, Layout(counts=counts, rank=ctx.rank, ncols=agreed)
+
+
+def _materialize(a):
+    return a.materialize() if isinstance(a, Stream) else a
 
 
 def _check_streams(arrays: dict, finite: bool, local_check) -> None:

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from ..kernels import covariance as cov_k
+from ..errors import InputError
 from ..kernels import moments as mom_k
+from ..kernels import sparse as sparse_k
 from .algorithm import Algorithm, Result, check_choice, checked_partial, register
+from .blockwise import streamed
+from .inputs import is_sparse
 
-__all__ = ["low_order_moments", "covariance"]
+__all__ = ["low_order_moments", "covariance", "csr_kernel"]
+
+
+def csr_kernel(algo, data, sparse_kernel, dense_kernel):
+    """The kernel for ``data``: the CSR one for sparse rows (every rank alike, see
+    load_tables); ``method="fastCSR"`` with dense rows is refused."""
+    if is_sparse(data):
+        return sparse_kernel
+    if getattr(algo, "method", "") in ("fastCSR", "lloydCSR"):
+        raise InputError(f"{type(algo).__name__}: method={algo.method!r} needs sparse CSR input "
+                         f"(a scipy.sparse matrix or a .npz file); the data is dense")
+    return dense_kernel
 
 
 @register
@@ -38,9 +53,12 @@ class low_order_moments(Algorithm):
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
     _kernel_checks_finite = True
+    _accepts_sparse = True
+    _streams = True
 
     def _compute(self, ctx, layout, data):
-        partial = checked_partial(mom_k.partial, mom_k.is_finite)
+        kernel = csr_kernel(self, data, sparse_k.moments_partial, mom_k.partial)
+        partial = streamed(checked_partial(kernel, mom_k.is_finite), mom_k.merge)
         total = ctx.fold(partial, mom_k.merge, data, step="moments")
         return Result("low_order_moments_result", **mom_k.finalize(total, self.estimatesToCompute))
 
@@ -72,8 +90,11 @@ class covariance(Algorithm):
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
     _kernel_checks_finite = True
+    _accepts_sparse = True
+    _streams = True
 
     def _compute(self, ctx, layout, data):
-        partial = checked_partial(cov_k.partial, cov_k.is_finite)
+        kernel = csr_kernel(self, data, sparse_k.cov_partial, cov_k.partial)
+        partial = streamed(checked_partial(kernel, cov_k.is_finite), cov_k.merge)
         total = ctx.fold(partial, cov_k.merge, data, step="covariance")
         return Result("covariance_result", **cov_k.finalize(total))

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from ..errors import InputError, ParameterError
 from ..kernels import naive_bayes as nb_k
+from ..kernels import sparse as sparse_k
 from ..kernels.blocks import iter_blocks
+from ..kernels.sparse import nb_predict as sparse_predict
 from .algorithm import Algorithm, Result, check_choice, check_int, register
-from .inputs import OVERFLOW_LIMIT, check_finite
+from .blockwise import stream_map, streamed
+from .inputs import OVERFLOW_LIMIT, check_finite, is_sparse
+from .moments import csr_kernel
 
 __all__ = ["multinomial_naive_bayes_training", "multinomial_naive_bayes_prediction"]
 
@@ -17,6 +23,13 @@ _EVALUATE = ("computeClassLabels", "computeClassProbabilities", "computeClassLog
 
 def check_counts(X: np.ndarray, name: str = "data") -> None:
     """Raise InputError naming the first negative count of ``X``."""
+    if is_sparse(X):
+        neg = np.flatnonzero(X.data < 0)
+        if neg.size:
+            r = int(np.searchsorted(X.indptr, neg[0], side="right") - 1)
+            raise InputError(f"{name}: {X.data[neg[0]]} at row {r}, column {X.indices[neg[0]]}; "
+                             f"multinomial naive Bayes needs non-negative counts")
+        return
     offset = 0
     for B in iter_blocks(X):
         if B.size and B.min() < 0:
@@ -105,8 +118,14 @@ class multinomial_naive_bayes_training(Algorithm):
             check_label_column(arrays["labels"])
         return check
 
+    _accepts_sparse = True
+    _streams = True
+
     def _partial(self, data, labels):
-        counts, ok = nb_k.partial(data, labels, self.nClasses, OVERFLOW_LIMIT)
+        if is_sparse(data):
+            counts, ok = sparse_k.nb_partial(data, labels, self.nClasses)
+        else:
+            counts, ok = nb_k.partial(data, labels, self.nClasses, OVERFLOW_LIMIT)
         if not ok:
             # Search for the first problem, with the messages of the separate checks.
             check_finite(data, "data")
@@ -125,7 +144,9 @@ class multinomial_naive_bayes_training(Algorithm):
     def _compute(self, ctx, layout, data, labels):
         p = data.shape[1]
         alpha = np.ones(p) if self._alpha is None else np.broadcast_to(self._alpha, (p,)).copy()
-        counts = ctx.sum(self._partial, data, labels, step="naive bayes counts")
+        csr_kernel(self, data, None, None)
+        counts = ctx.sum(streamed(self._partial, operator.add), data, labels,
+                         step="naive bayes counts")
         fields = nb_k.finalize(counts, alpha, self._priors)
         model = Result("multinomial_naive_bayes_model", LogP=fields["LogP"], LogTheta=fields["LogTheta"],
                        NumberOfClasses=self.nClasses, NumberOfFeatures=p)
@@ -190,12 +211,20 @@ class multinomial_naive_bayes_prediction(Algorithm):
             raise InputError(f"the model has {lt.shape[1]} features but the data has {p} columns")
         return lp.reshape(-1, 1), lt
 
+    _accepts_sparse = True
+    _streams = True
+
     def _compute(self, ctx, layout, data, model):
+        csr_kernel(self, data, None, None)
+
         def local():
             lp, lt = self._model(model, layout.ncols["data"])
-            return nb_k.predict(data, lp, lt, labels=self._want["computeClassLabels"],
-                                probabilities=self._want["computeClassProbabilities"],
-                                log_probabilities=self._want["computeClassLogProbabilities"])
+            want = dict(labels=self._want["computeClassLabels"],
+                        probabilities=self._want["computeClassProbabilities"],
+                        log_probabilities=self._want["computeClassLogProbabilities"])
+            if is_sparse(data):
+                return sparse_predict(data, lp, lt, **want)
+            return stream_map(nb_k.predict)(data, lp, lt, **want)
 
         out = ctx.local(local, step="naive bayes prediction")
         return Result("multinomial_naive_bayes_prediction_result", **out)
