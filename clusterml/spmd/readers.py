@@ -293,7 +293,9 @@ class NpySource(Source):
         self.path = path
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
-            shape, fortran, dtype = np.lib.format._read_array_header(fh, version)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(fh)
             self._offset = fh.tell()
         if dtype.hasobject:
             raise InputError(f"{path}: holds Python objects; expected a numeric array")
