@@ -45,8 +45,9 @@ def moments_partial(X) -> "Moments":
         ss = np.bincount(idx, weights=val * val, minlength=d)
     mn = np.full(d, np.inf)
     mx = np.full(d, -np.inf)
-    np.minimum.at(mn, idx, val)
-    np.maximum.at(mx, idx, val)
+    with np.errstate(invalid="ignore"):  # NaN: reported by the caller (is_finite)
+        np.minimum.at(mn, idx, val)
+        np.maximum.at(mx, idx, val)
     has_zero = nnz < n
     mn[has_zero] = np.minimum(mn[has_zero], 0.0)
     mx[has_zero] = np.maximum(mx[has_zero], 0.0)
