@@ -90,6 +90,11 @@ def default_mpiexec() -> str:
 # Progress: a bar in a notebook, one status line in a terminal, silence elsewhere
 
 
+
+def _is_sparse(obj) -> bool:
+    """A scipy.sparse matrix or array (scattered by rows like an array)."""
+    return hasattr(obj, "tocsr") and hasattr(obj, "nnz")
+
 class _Progress:
     def __init__(self, total: int, what: str):
         self.total, self.what = total, what
@@ -919,15 +924,19 @@ class Cluster:
         if name is not None and not (isinstance(name, str) and name.isidentifier()):
             raise ParameterError(f"scatter name {name!r} must be a Python identifier")
         key = name or f"_cml_scatter_{next(self._ids)}"
+        if _is_sparse(data):  # scipy.sparse: rows of a CSR copy (len() is refused by scipy)
+            data = data.tocsr()
         try:
-            nrows = len(data)
+            nrows = data.shape[0] if _is_sparse(data) else len(data)
         except TypeError:
             raise ParameterError(f"scatter needs rows (an array or a frame), got {type(data).__name__}") \
                 from None
         if hasattr(data, "iloc"):
             blocks = [data.iloc[slice(*block_range(nrows, r, self.n))] for r in range(self.n)]
+        elif _is_sparse(data):
+            blocks = [data[slice(*block_range(nrows, r, self.n))] for r in range(self.n)]
         else:
-            arr = np.asarray(data)
+            arr = np.asanyarray(data)  # a masked array keeps its mask (refused on the engines)
             if arr.ndim == 0:
                 raise ParameterError("scatter needs rows (an array or a frame), got a scalar")
             blocks = [arr[slice(*block_range(nrows, r, self.n))] for r in range(self.n)]
@@ -967,7 +976,7 @@ class Cluster:
                     v = Ref(v.name)
                 spec[k] = os.fspath(v) if isinstance(v, os.PathLike) else v
             elif k in tables and v is not None and (isinstance(v, np.ndarray) or hasattr(v, "iloc")
-                                                   or isinstance(v, (list, tuple))):
+                                                   or isinstance(v, (list, tuple)) or _is_sparse(v)):
                 if isinstance(v, (list, tuple)):
                     try:
                         v = np.asarray(v)

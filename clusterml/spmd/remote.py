@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import DistributedError, InputError
 from . import comm
 from .algorithm import REGISTRY, Result
+from .inputs import Rows
 
 __all__ = ["Ref", "Entry", "STORE", "setup", "engine_info", "run_call", "store", "fetch", "free",
            "per_row_fields", "digest", "PER_ROW_FIELDS"]
@@ -165,7 +166,8 @@ def store(name: str, obj, bind: bool = False) -> int:
     STORE[name] = obj
     if bind:
         _user_ns()[name] = obj
-    return len(obj) if hasattr(obj, "__len__") else 1
+    n = _nrows(obj)  # scipy.sparse refuses len()
+    return n if n is not None else (len(obj) if hasattr(obj, "__len__") else 1)
 
 
 def fetch(name: str):
@@ -208,6 +210,11 @@ def _canonical(obj):
 def digest(obj) -> str:
     """sha256 of the canonical pickle of ``obj`` (same bits -> same digest)."""
     return hashlib.sha256(pickle.dumps(_canonical(obj), protocol=4)).hexdigest()
+
+
+def _nrows(value):
+    shape = getattr(value, "shape", None)
+    return int(shape[0]) if shape else None
 
 
 def _resolve(value):
@@ -258,8 +265,12 @@ def run_call(name: str, params: dict, inputs: dict, call_id: str, full_rank: int
 
             def resolve():
                 box.update({k: _resolve(v) for k, v in inputs.items()})
+                return {k: _nrows(box[k]) for k in cls._tables if isinstance(inputs.get(k), Ref)}
 
-            ctx.check(resolve, step="resolve references")
+            counts = ctx.allgather(resolve, step="resolve references")
+            for k in counts[ctx.rank]:
+                # the block's first row in the rows the user scattered: errors name the user's row
+                box[k] = Rows(box[k], sum(c.get(k) or 0 for c in counts[:ctx.rank]))
             inputs = box
         res = algo.compute(**inputs)
         rows = {}
