@@ -61,6 +61,11 @@ def algorithms(data, y, labels):
         2, distributed=True).compute(data, labels))
     yield "nb prediction", lambda: cml.multinomial_naive_bayes_prediction(
         2, distributed=True).compute(data, box["nb"].model)
+    if str(data).endswith(".npy"):  # k-means reads the file once per pass: one format is enough
+        yield "kmeans init", lambda: box.setdefault("C", cml.kmeans_init(
+            4, method="randomDense", distributed=True).compute(data))
+        yield "kmeans", lambda: cml.kmeans(4, 3, distributed=True).compute(data,
+                                                                         box["C"].centroids)
 
 
 def check(res, exp, pred, spec, n):
@@ -79,6 +84,10 @@ def check(res, exp, pred, spec, n):
         assert got.shape == want.shape and np.allclose(got, want, rtol=1e-8, atol=1e-10), \
             f"{spec} {name}: max diff {np.max(np.abs(got - want))}"
     assert res["nb prediction"].prediction.shape == (n, 1)
+    if "kmeans" in res:
+        assert res["kmeans"].assignments.shape == (n, 1)
+        assert np.allclose(res["kmeans init"].centroids, exp["init"]), "kmeans_init"
+        assert np.allclose(res["kmeans"].centroids, exp["kmeans"], rtol=1e-8), "kmeans centroids"
 
 
 def main():
@@ -120,6 +129,10 @@ def main():
     print(f"rank {rank}: ok; file {size} bytes; address-space limit {limit} (headroom "
           f"{headroom}); peak RSS growth streaming {streamed} bytes (largest of "
           f"{len(growth)} runs), in memory {in_memory} bytes", flush=True)
+    if rank == 0:
+        print("peak RSS growth per run (MiB): " + ", ".join(
+            f"{os.path.splitext(s)[1]} {n} {g / (1 << 20):.1f}" for (s, n), g in growth.items()),
+            flush=True)
     assert 4 * streamed <= size, f"streaming grew RSS by {streamed} bytes, more than file/4"
     assert in_memory >= size, f"in memory grew RSS by only {in_memory} bytes"
     cml.fini()

@@ -3,7 +3,7 @@
 Each rank of an ``mpiexec -n 2`` job limits its own address space (RLIMIT_AS)
 to what it uses after start-up plus a headroom, proves that reading its file
 whole now fails, then runs moments, covariance, PCA, regression training and
-prediction and naive Bayes on a per-rank ``.npy`` file and an HDF5 dataset at
+prediction, naive Bayes and k-means (random init, Lloyd) on a per-rank ``.npy`` file and an HDF5 dataset at
 least 4x the headroom, and compares with NumPy (see tests/out_of_core_job.py).
 """
 
@@ -14,6 +14,7 @@ import sys
 import h5py
 import numpy as np
 
+import clusterml as cml
 from helpers import ROOT, mpiexec_path, subprocess_env
 
 HEADROOM = 8 << 20          # bytes a rank may grow by after start-up
@@ -40,11 +41,13 @@ def test_files_four_times_the_memory_limit(tmp_path):
     X, y, lab = np.vstack(parts), np.vstack(ys), np.vstack(labs)
     A = np.c_[np.ones(len(X)), X]
     b = np.linalg.lstsq(A, y, rcond=None)[0].T
+    init = cml.kmeans_init(4, method="randomDense").compute(X).centroids
     counts = np.stack([X[lab[:, 0] == c].sum(0) for c in (0, 1)]) + 1.0
     np.savez(tmp_path / "expected.npz", mean=X.mean(0), variance=X.var(0, ddof=1),
              cov=np.cov(X, rowvar=False), beta=b,
              eig=np.linalg.eigvalsh(np.corrcoef(X, rowvar=False))[::-1],
-             logtheta=np.log(counts) - np.log(counts.sum(1, keepdims=True)))
+             logtheta=np.log(counts) - np.log(counts.sum(1, keepdims=True)),
+             init=init, kmeans=cml.kmeans(4, 3).compute(X, init).centroids)
     for r in range(NPROCS):
         np.save(tmp_path / f"pred{r}.npy", np.c_[np.ones(ROWS), parts[r]] @ b.T)
     del X, A, parts

@@ -735,7 +735,6 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     # that follows it (8192-row blocks measured 1.5x slower).
     br = max(1, min(_LLOYD_BLOCK_BYTES // (8 * max(d, k)), rows.block_rows, rows.n))
     G = np.empty((br, k))
-    X = as_plain(rows.X)
     if _needs_shifted_copy(C, shift):
         buf, zero = np.empty((br, d)), np.zeros(d)
     else:
@@ -743,20 +742,33 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
         # the per-centroid constant moves into cc.
         buf, zero = None, None
         cc = cc + 2.0 * (Cs @ shift)
-    for start in range(0, rows.n, br):
-        stop = min(rows.n, start + br)
-        m = stop - start
-        if buf is not None:
-            B, s = buf[:m], zero
-            shift_and_sum(X[start:stop], shift, B)
-        else:
-            B, s = X[start:stop], shift
-        Gm = np.dot(B, m2CsT, out=G[:m])           # BLAS dgemm
-        obj, ch = assign_accumulate(B, s, Gm, cc, Cs, rows.labels[start:stop], sums, counts,
-                                    accumulate, with_objective)
-        objective += obj
-        changed += ch
+    for at, X in _chunks(rows.X):
+        for start in range(0, X.shape[0], br):
+            stop = min(X.shape[0], start + br)
+            m = stop - start
+            if buf is not None:
+                B, s = buf[:m], zero
+                shift_and_sum(X[start:stop], shift, B)
+            else:
+                B, s = X[start:stop], shift
+            Gm = np.dot(B, m2CsT, out=G[:m])           # BLAS dgemm
+            obj, ch = assign_accumulate(B, s, Gm, cc, Cs, rows.labels[at + start:at + stop], sums,
+                                        counts, accumulate, with_objective)
+            objective += obj
+            changed += ch
     return LloydPartial(sums, counts, objective, changed)
+
+
+def _chunks(X):
+    """``(first row, rows)``: the whole array at once, or the blocks of a table read in blocks
+    (any object with ``blocks(rows)`` and ``shape``, e.g. an out-of-core file)."""
+    if isinstance(X, np.ndarray):
+        yield 0, as_plain(X)
+        return
+    at = 0
+    for B in X.blocks():   # the table's own block size
+        yield at, as_plain(B)
+        at += B.shape[0]
 
 
 def _farthest(rows: Rows, C: np.ndarray, shift: np.ndarray, n: int):

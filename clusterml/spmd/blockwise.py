@@ -45,14 +45,34 @@ class Stream:
     def __len__(self):
         return self.shape[0]
 
-    def blocks(self, rows: int):
-        """Yield float64 blocks of at most ``rows`` rows, in order."""
+    def blocks(self, rows: int | None = None):
+        """Yield float64 blocks of at most ``rows`` rows (default: ``block_bytes``), in order."""
+        rows = rows or block_rows_for(self.shape[1])
         src = self.source
-        if hasattr(src, "blocks"):
-            yield from src.blocks(rows)
-            return
-        for a in range(0, int(src.nrows), rows):
-            yield src.read(a, min(a + rows, int(src.nrows)))
+        try:
+            if hasattr(src, "blocks"):
+                yield from src.blocks(rows)
+                return
+            for a in range(0, int(src.nrows), rows):
+                yield src.read(a, min(a + rows, int(src.nrows)))
+        finally:
+            if hasattr(src, "close"):
+                src.close()
+
+    def __getitem__(self, key):
+        """Rows by a slice (one read) or by integer positions (one read per row, in order)."""
+        n = self.shape[0]
+        if isinstance(key, slice):
+            a, b, step = key.indices(n)
+            if step != 1:
+                raise IndexError("a Stream is read in contiguous row ranges only")
+            return self.source.read(a, max(a, b))
+        idx = np.asarray(key, dtype=np.int64).reshape(-1)
+        out = np.empty((len(idx), self.shape[1]))
+        for i in np.argsort(idx, kind="stable"):
+            j = int(idx[i]) + (n if idx[i] < 0 else 0)
+            out[i] = self.source.read(j, j + 1)[0]
+        return out
 
     def materialize(self) -> np.ndarray:
         """The whole block in memory (for algorithms that do not stream)."""
@@ -138,12 +158,20 @@ def stream_map(fn: Callable) -> Callable:
     def run(X, *args, **kwargs):
         if not isinstance(X, Stream):
             return fn(X, *args, **kwargs)
-        outs = [fn(B, *args, **kwargs) for B in X.blocks(block_rows_for(X.shape[1]))]
-        if not outs:
+        n = X.shape[0]
+        out, at = None, 0
+        for B in X.blocks():
+            part = fn(B, *args, **kwargs)
+            parts = part if isinstance(part, dict) else {None: part}
+            if out is None:  # the outputs are allocated once, whole (no concatenation copy)
+                out = {k: None if v is None else np.empty((n,) + v.shape[1:], v.dtype)
+                       for k, v in parts.items()}
+            for k, v in parts.items():
+                if v is not None:
+                    out[k][at:at + len(B)] = v
+            at += len(B)
+        if out is None:
             return fn(np.empty((0, X.shape[1])), *args, **kwargs)
-        if isinstance(outs[0], dict):
-            return {k: (None if outs[0][k] is None else np.concatenate([o[k] for o in outs]))
-                    for k in outs[0]}
-        return np.concatenate(outs)
+        return out if None not in out else out[None]
 
     return run

@@ -154,10 +154,10 @@ class CSVSource(Source):
 
         if self.ncols is None or stop <= start:
             return np.empty((0, self.ncols or 0))
-        if self._reader is None or start != self._cursor:
+        if self._reader is None or start < self._cursor:
             self._open()
-            if start:
-                self._skip(start)
+        if start > self._cursor:
+            self._skip(start - self._cursor)
         with reading(self.path):
             try:
                 frame = self._reader.get_chunk(stop - start) if self._reader else None

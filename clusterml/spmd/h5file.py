@@ -73,20 +73,34 @@ class HDF5Source(Source):
         self.row0, stop = block_range(n, *part) if part else (0, n)
         self.nrows = stop - self.row0
 
+    _file = None
+
     def read(self, start, stop):
-        h5py = _h5py()
+        """Rows ``[start, stop)`` of the block (the file stays open until :meth:`close`)."""
         with reading(self.path):
-            with h5py.File(self.path, "r") as f:
-                ds = f[self.dataset]
-                out = np.empty((stop - start, self.ncols), dtype=np.float64)
-                if stop > start:
-                    sel = np.s_[self.row0 + start:self.row0 + stop]
-                    view = out if ds.ndim == 2 else out.reshape(-1)
-                    if ds.dtype == np.float64:
-                        ds.read_direct(view, source_sel=sel)
-                    else:
-                        view[...] = ds[sel]
+            if self._file is None:
+                self._file = _h5py().File(self.path, "r")
+            ds = self._file[self.dataset]
+            out = np.empty((stop - start, self.ncols), dtype=np.float64)
+            if stop > start:
+                sel = np.s_[self.row0 + start:self.row0 + stop]
+                view = out if ds.ndim == 2 else out.reshape(-1)
+                if ds.dtype == np.float64:
+                    ds.read_direct(view, source_sel=sel)
+                else:
+                    view[...] = ds[sel]
         return out
+
+    def read_all(self):
+        try:
+            return super().read_all()
+        finally:
+            self.close()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def describe_row(self, row: int) -> str:
         return f"{self.path}:{self.dataset}, row {self.row0 + row}"

@@ -128,6 +128,12 @@ class kmeans_init(Algorithm):
 
     _accepts_sparse = True
 
+    @property
+    def _streams(self):
+        """First and random rows are read from a large file as needed; the ++ seedings load it."""
+        return _CSR_INIT.get(self.method, self.method) in (
+            "defaultDense", "deterministicDense", "randomDense")
+
     def _compute(self, ctx, layout, data):
         method = _CSR_INIT.get(self.method, self.method)
         if is_sparse(data) and method not in ("defaultDense",) + tuple(_CSR_INIT.values()):
@@ -225,6 +231,7 @@ class kmeans(Algorithm):
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
     _accepts_sparse = True
+    _streams = True   # Lloyd reads a large file once per pass, block by block
 
     def _check_global(self, layout, extras):
         _check_clusters(self.nClusters, layout)

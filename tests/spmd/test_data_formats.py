@@ -331,6 +331,15 @@ def test_blocks_equal_in_memory(shared_tmp, small_blocks, fmt):
     pred = cml.linear_regression_prediction(distributed=True).compute(spec, model).prediction
     mpi_allclose(pred.ravel(), (np.c_[np.ones(len(X)), X] @ model.Beta.ravel())[mine], rtol=1e-10,
                  what="prediction")
+    C0 = X[[3, 50, 99]] + [[50.0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]  # cluster 0 empties
+    km = cml.kmeans(3, 8, distributed=True).compute(spec, C0)
+    ref_km = cml.kmeans(3, 8).compute(X, C0)
+    mpi_allclose(km.centroids, ref_km.centroids, rtol=1e-10, what="kmeans")
+    mpi_allclose(km.assignments, ref_km.assignments[mine], rtol=0, atol=0, what="assignments")
+    for method in ("defaultDense", "randomDense"):
+        C = cml.kmeans_init(3, method=method, distributed=True).compute(spec).centroids
+        mpi_allclose(C, cml.kmeans_init(3, method=method).compute(X).centroids, rtol=0, atol=0,
+                     what=method)
     counts = np.abs(X)
     ref_nb = cml.multinomial_naive_bayes_training(3).compute(counts, labels).model
     if ext == "npy":  # naive Bayes needs counts: a second file of |X|
