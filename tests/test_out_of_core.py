@@ -13,9 +13,9 @@ import sys
 
 import h5py
 import numpy as np
+from helpers import ROOT, mpiexec_path, subprocess_env
 
 import clusterml as cml
-from helpers import ROOT, mpiexec_path, subprocess_env
 
 HEADROOM = 8 << 20          # bytes a rank may grow by after start-up
 BLOCK = 1 << 20             # clusterml's block_bytes in the job

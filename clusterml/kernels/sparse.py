@@ -21,8 +21,18 @@ import numpy as np
 from .covariance import CrossProducts
 from .moments import Moments
 
-__all__ = ["moments_partial", "cov_partial", "nb_partial", "nb_joint_log_likelihood", "nb_predict",
-           "lloyd_assign", "row_sqnorms", "dist_to_assigned", "first_rows", "picked_rows"]
+__all__ = [
+    "cov_partial",
+    "dist_to_assigned",
+    "first_rows",
+    "lloyd_assign",
+    "moments_partial",
+    "nb_joint_log_likelihood",
+    "nb_partial",
+    "nb_predict",
+    "picked_rows",
+    "row_sqnorms",
+]
 
 
 def _colstats(X):
@@ -33,7 +43,7 @@ def _colstats(X):
     return n, d, idx, val, nnz, s
 
 
-def moments_partial(X) -> "Moments":
+def moments_partial(X) -> Moments:
     """:class:`~clusterml.kernels.moments.Moments` of the rows of the CSR array ``X``."""
     n, d, idx, val, nnz, s = _colstats(X)
     if n == 0:
@@ -54,7 +64,7 @@ def moments_partial(X) -> "Moments":
     return Moments(n, mean, m2, mn, mx, s, ss)
 
 
-def cov_partial(X) -> "CrossProducts":
+def cov_partial(X) -> CrossProducts:
     """:class:`~clusterml.kernels.covariance.CrossProducts` of the CSR array ``X``."""
     n, d = X.shape
     if n == 0:

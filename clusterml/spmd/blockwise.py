@@ -12,13 +12,13 @@ block by block with :func:`stream_map`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from .readers import settings
 
-__all__ = ["Stream", "iter_aligned", "streamed", "stream_map", "block_rows_for", "is_stream"]
+__all__ = ["Stream", "block_rows_for", "is_stream", "iter_aligned", "stream_map", "streamed"]
 
 
 class Stream:

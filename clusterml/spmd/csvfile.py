@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
-from .readers import Source, block_range, parse_csv_bytes, reading
+from .readers import Source, parse_csv_bytes, reading
 
 __all__ = ["CSVSource", "sniff_header"]
 
@@ -215,11 +215,10 @@ class CSVSource(Source):
         with open(self.path, "rb") as fh:
             pos = 0
             for raw in fh:
-                if pos >= self._start:
-                    if raw.strip():
-                        if row == 0:
-                            return f"{self.path}, line {line}"
-                        row -= 1
+                if pos >= self._start and raw.strip():
+                    if row == 0:
+                        return f"{self.path}, line {line}"
+                    row -= 1
                 pos += len(raw)
                 line += 1
         return f"{self.path}, row {row}"

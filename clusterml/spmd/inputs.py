@@ -39,7 +39,7 @@ from ..errors import InputError
 from ..kernels.fused import first_bad_value
 from ..kernels.moments import as_plain
 from .blockwise import Stream, iter_aligned
-from .readers import (Partition, RankFile, Source, block_range, frame_to_array, open_source,
+from .readers import (Partition, RankFile, block_range, frame_to_array,
                       read_csv, read_hdf5, read_partition, resolve_path, settings)
 
 __all__ = [

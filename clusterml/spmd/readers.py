@@ -25,9 +25,21 @@ from traitlets import HasTraits, Int, default
 
 from ..errors import InputError
 
-__all__ = ["Partition", "RankFile", "read_partition", "read_csv", "read_hdf5", "Source",
-           "block_range", "resolve_path", "settings", "InputSettings", "open_source",
-           "frame_to_array", "split_hdf5_path"]
+__all__ = [
+    "InputSettings",
+    "Partition",
+    "RankFile",
+    "Source",
+    "block_range",
+    "frame_to_array",
+    "open_source",
+    "read_csv",
+    "read_hdf5",
+    "read_partition",
+    "resolve_path",
+    "settings",
+    "split_hdf5_path",
+]
 
 HEADER_CHOICES = (True, False, "auto")
 
@@ -47,7 +59,7 @@ class InputSettings(HasTraits):
     @default("block_bytes")
     def _default_block_bytes(self):
         try:
-            return max(1, int(os.environ.get("CLUSTERML_BLOCK_BYTES", 64 << 20)))
+            return max(1, int(os.environ.get("CLUSTERML_BLOCK_BYTES", str(64 << 20))))
         except ValueError:
             return 64 << 20
 
@@ -106,7 +118,7 @@ class RankFile:
     header: bool | str = "auto"
     dataset: str | None = None
 
-    def open(self, rank: int, size: int) -> "Source":
+    def open(self, rank: int, size: int) -> Source:
         return open_source(resolve_path(self.path, rank), self.header, self.dataset)
 
 
@@ -122,7 +134,7 @@ class Partition:
     header: bool | str | None = "auto"
     dataset: str | None = None
 
-    def open(self, rank: int, size: int) -> "Source":
+    def open(self, rank: int, size: int) -> Source:
         """This rank's block as a :class:`Source` (nothing read yet but metadata)."""
         return open_source(self.path, self.header, self.dataset, part=(rank, size))
 
@@ -405,4 +417,4 @@ def parse_csv_bytes(source, path: str, header: bool, names=None, line0: int = 1)
     return frame_to_array(frame, path)
 
 
-__all__ += ["parse_csv_bytes", "reading", "check_header"]
+__all__ += ["check_header", "parse_csv_bytes", "reading"]

@@ -4,7 +4,6 @@ One real local cluster of 3 MPI engines; every result is compared with NumPy
 (or clusterml in one process) on the whole data.
 """
 
-import os
 
 import h5py
 import numpy as np

@@ -5,19 +5,24 @@ Every result is compared with NumPy on the whole data; one rank (rank 1) holds n
 
 import os
 
-import numpy as np
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from mpihelpers import (
+    expect_distributed_error,
+    mpi_allclose,
+    mpi_assert,
+    my_block,
+    rank,
+    size,
+    uneven_counts,
+    world,
+)
 
 import clusterml as cml
 from clusterml.spmd.readers import block_range, settings
-
-from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank, size,
-                        uneven_counts, world)
-
-
 
 
 def data(n=203, d=4, seed=3):
@@ -91,7 +96,7 @@ def test_hdf5_read_partition_reads_own_hyperslab(shared_tmp, chunks, compression
     on_rank0(lambda: h5py.File(path, "w").create_dataset("X", data=X, chunks=chunks,
                                                           compression=compression).file.close())
     part = cml.read_partition(path, dataset="/X")
-    block, ncols = part.load(rank(), size())
+    block, _ = part.load(rank(), size())
     blocks = world().allgather(block)
     mpi_allclose(np.vstack(blocks), X, rtol=0, atol=0, what="hyperslabs")
     a, b = block_range(len(X), rank(), size())
