@@ -756,6 +756,7 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
                                         counts, accumulate, with_objective)
             objective += obj
             changed += ch
+        del X               # before the next block of an out-of-core table is read
     return LloydPartial(sums, counts, objective, changed)
 
 
@@ -765,10 +766,12 @@ def _chunks(X):
     if isinstance(X, np.ndarray):
         yield 0, as_plain(X)
         return
-    at = 0
-    for B in X.blocks():   # the table's own block size
+    at, blocks = 0, X.blocks()   # the table's own block size
+    while (B := next(blocks, None)) is not None:
+        m = B.shape[0]
         yield at, as_plain(B)
-        at += B.shape[0]
+        del B               # one block in memory at a time
+        at += m
 
 
 def _farthest(rows: Rows, C: np.ndarray, shift: np.ndarray, n: int):

@@ -113,7 +113,9 @@ def iter_aligned(arrays: dict, rows: int | None = None, check_rows: bool = False
             return
         m = len(next(iter(got.values())))
         blocks = {k: (got[k] if k in got else v[row0:row0 + m]) for k, v in tabs.items()}
+        del got
         yield row0, blocks
+        del blocks  # before the next block is read: one block in memory at a time
         row0 += m
 
 
@@ -135,9 +137,11 @@ def streamed(partial: Callable, merge: Callable) -> Callable:
         for row0, blocks in iter_aligned({i: args[i] for i in idx}):
             call = list(args)
             for i in idx:
-                call[i] = blocks[i]
+                call[i] = blocks.pop(i)
+            del blocks
             with rows_from(row0):
                 part = partial(*call, **kwargs)
+            del call  # the block goes before the next one is read
             total = part if total is None else merge(total, part)
         if total is None:  # no rows
             call = [np.empty((0, a.shape[1])) if i in idx else a for i, a in enumerate(args)]
@@ -160,7 +164,8 @@ def stream_map(fn: Callable) -> Callable:
             return fn(X, *args, **kwargs)
         n = X.shape[0]
         out, at = None, 0
-        for B in X.blocks():
+        blocks = X.blocks()
+        for B in blocks:
             part = fn(B, *args, **kwargs)
             parts = part if isinstance(part, dict) else {None: part}
             if out is None:  # the outputs are allocated once, whole (no concatenation copy)
@@ -170,6 +175,7 @@ def stream_map(fn: Callable) -> Callable:
                 if v is not None:
                     out[k][at:at + len(B)] = v
             at += len(B)
+            del B, part, parts  # before the next block is read
         if out is None:
             return fn(np.empty((0, X.shape[1])), *args, **kwargs)
         return out if None not in out else out[None]

@@ -189,6 +189,7 @@ class CSVSource(Source):
                 break
             n += len(B)
             yield B
+            del B
         self.nrows = n
         self.close()
 

@@ -397,7 +397,8 @@ def _check_streams(arrays: dict, finite: bool, local_check) -> None:
     for row0, blocks in iter_aligned(arrays, check_rows=True):
         with rows_from(row0):
             if finite:
-                for name, B in blocks.items():
-                    check_finite(B, name)
+                for name in blocks:
+                    check_finite(blocks[name], name)
             if local_check is not None and len(next(iter(blocks.values()))):
                 local_check(blocks)
+        del blocks  # before the next block is read
