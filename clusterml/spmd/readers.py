@@ -310,7 +310,7 @@ class NpySource(Source):
             shape, fortran, dtype = read_header(fh)
             self._offset = fh.tell()
         if dtype.hasobject:
-            raise InputError(f"{path}: holds Python objects; expected a numeric array")
+            raise InputError(f"{path}: cannot read (it holds Python objects; expected a numeric array)")
         if dtype.kind not in "biuf":
             raise InputError(f"{path}: dtype {dtype} is not numeric; expected a float or integer array")
         if len(shape) not in (1, 2):
