@@ -13,7 +13,7 @@ from ..kernels.blocks import iter_blocks
 from ..kernels.sparse import nb_predict as sparse_predict
 from .algorithm import Algorithm, Result, check_choice, check_int, register
 from .blockwise import stream_map, streamed
-from .inputs import OVERFLOW_LIMIT, check_finite, is_sparse
+from .inputs import OVERFLOW_LIMIT, check_finite, describe_row, is_sparse
 from .moments import csr_kernel
 
 __all__ = ["multinomial_naive_bayes_training", "multinomial_naive_bayes_prediction"]
@@ -27,15 +27,15 @@ def check_counts(X: np.ndarray, name: str = "data") -> None:
         neg = np.flatnonzero(X.data < 0)
         if neg.size:
             r = int(np.searchsorted(X.indptr, neg[0], side="right") - 1)
-            raise InputError(f"{name}: {X.data[neg[0]]} at row {r}, column {X.indices[neg[0]]}; "
-                             f"multinomial naive Bayes needs non-negative counts")
+            raise InputError(f"{name}: {X.data[neg[0]]} at {describe_row(name, r)}, column "
+                             f"{X.indices[neg[0]]}; multinomial naive Bayes needs non-negative counts")
         return
     offset = 0
     for B in iter_blocks(X):
         if B.size and B.min() < 0:
             r, c = np.argwhere(B < 0)[0]
-            raise InputError(f"{name}: {B[r, c]} at row {offset + r}, column {c}; multinomial naive "
-                             f"Bayes needs non-negative counts")
+            raise InputError(f"{name}: {B[r, c]} at {describe_row(name, int(offset + r))}, column "
+                             f"{c}; multinomial naive Bayes needs non-negative counts")
         offset += B.shape[0]
 
 
@@ -51,11 +51,12 @@ def check_labels(y: np.ndarray, n_classes: int, name: str = "labels") -> None:
     v = y[:, 0]
     bad = np.flatnonzero(v != np.floor(v))
     if bad.size:
-        raise InputError(f"{name}: {v[bad[0]]:g} at row {bad[0]} is not an integer class label; "
-                         f"expected integers in [0, {n_classes})")
+        raise InputError(f"{name}: {v[bad[0]]:g} at {describe_row(name, int(bad[0]))} is not an "
+                         f"integer class label; expected integers in [0, {n_classes})")
     bad = np.flatnonzero((v < 0) | (v >= n_classes))
     if bad.size:
-        raise InputError(f"{name}: {v[bad[0]]:g} at row {bad[0]} is outside [0, {n_classes}) "
+        raise InputError(f"{name}: {v[bad[0]]:g} at {describe_row(name, int(bad[0]))} is outside "
+                         f"[0, {n_classes}) "
                          f"(nClasses={n_classes})")
 
 

@@ -82,6 +82,10 @@ def test_errors_name_the_users_row(cluster):
         bad2 = X.copy()
         bad2[40, 0] = np.nan
         cluster.pca().compute(pd.DataFrame(bad2))
+    labels = LABELS.copy()
+    labels[120] = 7.0
+    with pytest.raises(cml.InputError, match=r"7 at row 120 of the array passed is outside \[0, 3\)"):
+        cluster.multinomial_naive_bayes_training(3).compute(COUNTS, labels)
     masked = np.ma.masked_array(X, mask=np.zeros_like(X, dtype=bool))
     masked[70, 1] = np.ma.masked
     with pytest.raises(cml.InputError, match=r"masked array .* row 70 of the array passed, column 1"):
