@@ -290,7 +290,7 @@ def small_blocks():
     settings.block_bytes = saved
 
 
-@pytest.mark.parametrize("fmt", ["npy", "csv", "h5", "npy-partition", "csv-partition"])
+@pytest.mark.parametrize("fmt", ["npy", "csv", "h5", "parquet", "npy-partition", "csv-partition"])
 def test_blocks_equal_in_memory(shared_tmp, small_blocks, fmt):
     X = np.round(data(n=131), 6)
     beta = np.array([1.0, -2.0, 0.5, 3.0])
@@ -303,6 +303,8 @@ def test_blocks_equal_in_memory(shared_tmp, small_blocks, fmt):
             np.save(path, A)
         elif ext == "csv":
             pd.DataFrame(A).to_csv(path, index=False)
+        elif ext == "parquet":
+            pd.DataFrame(A, columns=list("abcd")).to_parquet(path, row_group_size=9)
         else:
             with h5py.File(path, "w") as f:
                 f.create_dataset("X", data=A, chunks=(5, A.shape[1]) if len(A) >= 5 else None)
