@@ -173,7 +173,7 @@ def compute(cluster, name: str, params: dict, inputs: dict, tables: set, timeout
                 v = Ref(v.name)
             spec[k] = os.fspath(v) if isinstance(v, os.PathLike) else v
         elif k in tables and v is not None and (isinstance(v, (np.ndarray, list, tuple))
-                                                or hasattr(v, "iloc")):
+                                                or hasattr(v, "iloc") or _is_sparse(v)):
             spec[k] = _as_table(cluster, k, v, timeout, temp)
         else:
             spec[k] = v
@@ -298,22 +298,31 @@ def wait(cluster, ar, timeout: float | None, what: str) -> list:
 # Data and plain functions
 
 
+def _is_sparse(obj) -> bool:
+    """A scipy.sparse matrix or array (scattered by rows like an array)."""
+    return hasattr(obj, "tocsr") and hasattr(obj, "nnz")
+
+
 def scatter(cluster, data, name: str | None = None, timeout: float | None = None) -> Ref:
     """Split client rows over the engines in rank order; see :meth:`Cluster.scatter`."""
     cluster.health.check_usable()
     if name is not None and not (isinstance(name, str) and name.isidentifier()):
         raise ParameterError(f"scatter name {name!r} must be a Python identifier")
     key = name or f"_cml_scatter_{next(cluster._ids)}"
+    if _is_sparse(data):  # scipy.sparse: rows of a CSR copy (len() is refused by scipy)
+        data = data.tocsr()
     try:
-        nrows = len(data)
+        nrows = data.shape[0] if _is_sparse(data) else len(data)
     except TypeError:
         raise ParameterError(f"scatter needs rows (an array or a frame), got {type(data).__name__}") \
             from None
     n = cluster.n
     if hasattr(data, "iloc"):
         blocks = [data.iloc[slice(*block_range(nrows, r, n))] for r in range(n)]
+    elif _is_sparse(data):
+        blocks = [data[slice(*block_range(nrows, r, n))] for r in range(n)]
     else:
-        arr = np.asarray(data)
+        arr = np.asanyarray(data)  # a masked array keeps its mask (refused on the engines)
         if arr.ndim == 0:
             raise ParameterError("scatter needs rows (an array or a frame), got a scalar")
         blocks = [arr[slice(*block_range(nrows, r, n))] for r in range(n)]

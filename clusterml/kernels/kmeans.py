@@ -78,8 +78,13 @@ import numpy as np
 from .blocks import block_rows as default_block_rows
 from .fused import (assign_accumulate, bernoulli_pick, exact_bins, seed_pass, shift_and_sum,
                     sqdist_into)
+from . import sparse as sparse_k
 from .moments import as_plain
 from .random import stream_key
+
+
+def _issparse(X) -> bool:
+    return not isinstance(X, np.ndarray) and hasattr(X, "indptr")
 
 __all__ = [
     "INIT_METHODS",
@@ -445,6 +450,8 @@ def first_rows(team, n_clusters: int) -> np.ndarray:
     One collective.
     """
     def local(rows, k):
+        if _issparse(rows.X):
+            return sparse_k.first_rows(rows.X, rows.offset, k)
         take = max(0, min(rows.n, k - rows.offset))
         return rows.X[:take].copy()
 
@@ -473,6 +480,8 @@ def random_rows(team, n_clusters: int, seed: int = DEFAULT_SEED, total: int | No
 
     def local(rows, picks):
         first = rows.offset  # data rows are contiguous in the global index
+        if _issparse(rows.X):
+            return sparse_k.picked_rows(rows.X, first, picks)
         order = np.flatnonzero((picks >= first) & (picks < first + rows.n))
         if rows.n == 0:
             return order, np.empty((0, rows.X.shape[1]))
@@ -710,6 +719,10 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     LloydPartial
     """
     k, d = C.shape
+    if rows.labels is None:
+        rows.labels = np.full(rows.n, -1, dtype=np.int32)
+    if _issparse(rows.X):  # lloydCSR: kernels/sparse.py
+        return LloydPartial(*sparse_k.lloyd_assign(rows.X, C, shift, rows.labels, accumulate))
     Cs = np.ascontiguousarray(C - shift)
     cc = np.einsum("ij,ij->i", Cs, Cs)
     m2CsT = -2.0 * Cs.T                             # G = -2 B Cs^T in one GEMM, no extra pass
@@ -722,7 +735,6 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     # that follows it (8192-row blocks measured 1.5x slower).
     br = max(1, min(_LLOYD_BLOCK_BYTES // (8 * max(d, k)), rows.block_rows, rows.n))
     G = np.empty((br, k))
-    X = as_plain(rows.X)
     if _needs_shifted_copy(C, shift):
         buf, zero = np.empty((br, d)), np.zeros(d)
     else:
@@ -730,20 +742,36 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
         # the per-centroid constant moves into cc.
         buf, zero = None, None
         cc = cc + 2.0 * (Cs @ shift)
-    for start in range(0, rows.n, br):
-        stop = min(rows.n, start + br)
-        m = stop - start
-        if buf is not None:
-            B, s = buf[:m], zero
-            shift_and_sum(X[start:stop], shift, B)
-        else:
-            B, s = X[start:stop], shift
-        Gm = np.dot(B, m2CsT, out=G[:m])           # BLAS dgemm
-        obj, ch = assign_accumulate(B, s, Gm, cc, Cs, rows.labels[start:stop], sums, counts,
-                                    accumulate, with_objective)
-        objective += obj
-        changed += ch
+    for at, X in _chunks(rows.X):
+        for start in range(0, X.shape[0], br):
+            stop = min(X.shape[0], start + br)
+            m = stop - start
+            if buf is not None:
+                B, s = buf[:m], zero
+                shift_and_sum(X[start:stop], shift, B)
+            else:
+                B, s = X[start:stop], shift
+            Gm = np.dot(B, m2CsT, out=G[:m])           # BLAS dgemm
+            obj, ch = assign_accumulate(B, s, Gm, cc, Cs, rows.labels[at + start:at + stop], sums,
+                                        counts, accumulate, with_objective)
+            objective += obj
+            changed += ch
+        del X               # before the next block of an out-of-core table is read
     return LloydPartial(sums, counts, objective, changed)
+
+
+def _chunks(X):
+    """``(first row, rows)``: the whole array at once, or the blocks of a table read in blocks
+    (any object with ``blocks(rows)`` and ``shape``, e.g. an out-of-core file)."""
+    if isinstance(X, np.ndarray):
+        yield 0, as_plain(X)
+        return
+    at, blocks = 0, X.blocks()   # the table's own block size
+    while (B := next(blocks, None)) is not None:
+        m = B.shape[0]
+        yield at, as_plain(B)
+        del B               # one block in memory at a time
+        at += m
 
 
 def _farthest(rows: Rows, C: np.ndarray, shift: np.ndarray, n: int):
@@ -752,6 +780,12 @@ def _farthest(rows: Rows, C: np.ndarray, shift: np.ndarray, n: int):
     Returns ``(dist2, gidx, rows, labels)``, sorted by decreasing distance,
     ties to the smaller global index.  Distances are computed row by row.
     """
+    if _issparse(rows.X):
+        lab = rows.labels.astype(np.int64)
+        d2 = sparse_k.dist_to_assigned(rows.X, C, lab)
+        g = rows.gidx()
+        keep = np.lexsort((g, -d2))[:n]
+        return d2[keep], g[keep], rows.X[keep].toarray(), lab[keep]
     Cs = C - shift
     d2 = np.empty(0)
     g = np.empty(0, np.int64)

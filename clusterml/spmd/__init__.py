@@ -17,7 +17,7 @@ import types
 
 __all__ = [
     "init", "fini", "daalinit", "daalfini", "my_procid", "num_procs",
-    "read_partition", "Partition", "Algorithm", "Result", "REGISTRY",
+    "read_partition", "Partition", "read_csv", "read_hdf5", "Algorithm", "Result", "REGISTRY",
     "low_order_moments", "covariance", "kmeans_init", "kmeans",
     "pca", "pca_transform", "svd",
     "linear_regression_training", "linear_regression_prediction",
@@ -31,7 +31,7 @@ _WHERE = {
     "REGISTRY": "algorithm", "Algorithm": "algorithm", "Result": "algorithm",
     "daalfini": "comm", "daalinit": "comm", "fini": "comm", "init": "comm",
     "my_procid": "comm", "num_procs": "comm",
-    "Partition": "inputs", "read_partition": "inputs",
+    "Partition": "inputs", "read_partition": "inputs", "read_csv": "inputs", "read_hdf5": "inputs",
     "kmeans": "kmeans", "kmeans_init": "kmeans",
     "covariance": "moments", "low_order_moments": "moments",
     "pca": "decomposition", "pca_transform": "decomposition", "svd": "decomposition",

@@ -111,6 +111,11 @@ class Algorithm:
     # True when the algorithm's own kernel reveals NaN/inf (its sums turn
     # non-finite) and calls checked_partial: the loader then skips its pass.
     _kernel_checks_finite = False
+    # Inputs this algorithm takes besides dense in-memory rows (spmd/inputs.py):
+    # a scipy.sparse CSR ``data``, and files larger than the block size as a
+    # blockwise.Stream (one-pass algorithms read them block by block).
+    _accepts_sparse = False
+    _streams = False
     distributed: bool = False
 
     def __init__(self, distributed: bool = False):
@@ -141,7 +146,7 @@ class Algorithm:
         tables = {n: given[n] for n in self._tables}
         extras = {n: given.get(n) for n in self._extras}
         arrays, layout = load_tables(ctx, tables, self._local_check_fn(extras),
-                                     finite=not self._kernel_checks_finite)
+                                     finite=not self._kernel_checks_finite, algorithm=self)
         self._check_global(layout, extras)
         return self._compute(ctx, layout, **arrays, **extras)
 

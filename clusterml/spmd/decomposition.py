@@ -19,6 +19,7 @@ from ..kernels import tsqr
 from ..kernels.blocks import iter_blocks
 from .algorithm import Algorithm, Result, check_choice, check_int, register, require_rows
 from .streaming import Streaming, check_streaming, finalize_tsqr
+from .blockwise import stream_map, streamed
 
 __all__ = ["pca", "pca_transform", "svd"]
 
@@ -81,6 +82,11 @@ class pca(Streaming, Algorithm):
         self.resultsToCompute = resultsToCompute
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
+    @property
+    def _streams(self):
+        """The correlation method reads a large file in blocks (one pass); svdDense does not."""
+        return self.method != "svdDense"
+
     def _check_global(self, layout, extras):
         require_rows(layout, 2, "pca")
         self._check_components(layout.ncols["data"])
@@ -99,7 +105,8 @@ class pca(Streaming, Algorithm):
             fields = ctx.bcast_from(0, pca_k.from_r_factors, Rs, m.n, mean, variance, *opts,
                                     step="pca svd")
         else:
-            cp = ctx.fold(cov_k.partial, cov_k.merge, data, step="pca cross products")
+            cp = ctx.fold(streamed(cov_k.partial, cov_k.merge), cov_k.merge, data,
+                          step="pca cross products")
             fields = ctx.bcast_from(0, pca_k.from_crossproducts, cp, *opts, step="pca eigen")
         return Result("pca_result", **fields)
 
@@ -186,10 +193,12 @@ class pca_transform(Algorithm):
             extra[key] = v
         return T, k, extra
 
+    _streams = True
+
     def _compute(self, ctx, layout, data, eigenvectors, dataForTransform):
         def local():
             T, k, extra = self._inputs(layout.ncols["data"], eigenvectors, dataForTransform)
-            return pca_k.transform(data, T, k, **extra)
+            return stream_map(pca_k.transform)(data, T, k, **extra)
 
         out = ctx.local(local, step="pca transform")
         return Result("pca_transform_result", transformedData=out)

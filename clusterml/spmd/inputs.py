@@ -6,7 +6,15 @@ A *data argument* (data, dependentVariables, labels) may be
 - a path to a ``.csv``, ``.npy`` or ``.parquet`` file, where ``{}`` (or
   ``{rank}``) is replaced by this rank's id: ``"data/part{}.csv"``;
 - :func:`read_partition` of one file shared by all ranks: each rank reads only
-  its own contiguous block of rows.
+  its own contiguous block of rows;
+- an HDF5 dataset (``"data.h5:/group/X"``), or :func:`read_csv` /
+  :func:`read_hdf5` of a per-rank file with reading options;
+- a ``scipy.sparse`` matrix or array, or a ``.npz`` file from
+  ``scipy.sparse.save_npz``, for the algorithms that take sparse input.
+
+File reading lives in :mod:`clusterml.spmd.readers`; a file larger than
+:attr:`readers.settings.block_bytes <clusterml.spmd.readers.InputSettings.block_bytes>`
+reaches an algorithm that streams as a :class:`~clusterml.spmd.blockwise.Stream`.
 
 :func:`load_tables` loads every data argument of a call on every rank, checks
 it locally (numeric, finite, consistent row counts, the algorithm's own
@@ -21,9 +29,7 @@ float64 are used as they are (no copy), others are converted into a new array.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import stat
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,6 +38,9 @@ import numpy as np
 from ..errors import InputError
 from ..kernels.fused import first_bad_value
 from ..kernels.moments import as_plain
+from .blockwise import Stream, iter_aligned
+from .readers import (Partition, RankFile, block_range, frame_to_array,
+                      read_csv, read_hdf5, read_partition, resolve_path, settings)
 
 __all__ = [
     "read_partition",
@@ -42,268 +51,127 @@ __all__ = [
     "load_tables",
     "Layout",
     "check_finite",
+    "read_csv",
+    "read_hdf5",
+    "RankFile",
+    "Rows",
+    "is_sparse",
 ]
 
-def block_range(n: int, rank: int, size: int) -> tuple[int, int]:
-    """Rows ``[start, stop)`` of rank ``rank`` when ``n`` rows are split in ``size`` contiguous blocks.
-
-    The first ``n % size`` ranks get one row more, as in ``numpy.array_split``.
-    """
-    return n * rank // size, n * (rank + 1) // size
+_frame_to_array = frame_to_array
 
 
-def resolve_path(path, rank: int) -> str:
-    """Replace ``{}`` and ``{rank}`` in ``path`` with ``rank``."""
-    p = os.fspath(path)
-    return p.replace("{}", str(rank)).replace("{rank}", str(rank))
-
-
-# --------------------------------------------------------------------------
-# Reading files
-
-
-def _sniff_header(first_line: bytes) -> bool:
-    """True if the first CSV line is a header (a field that is not a number)."""
-    text = first_line.decode("utf-8", "replace").strip()
-    if not text:
-        return False
-    for field_ in text.split(","):
-        f = field_.strip().strip('"')
-        if f == "":
-            continue
-        try:
-            float(f)
-        except ValueError:
-            return True
-    return False
-
-
-def _parse_csv(source, path: str, header: bool, names=None) -> np.ndarray | None:
-    import pandas as pd
-
-    kw = dict(header=0 if header else None, skip_blank_lines=True)
-    if names is not None:
-        kw.update(header=None, names=names)
+def is_sparse(obj) -> bool:
+    """True for a scipy.sparse matrix or array."""
     try:
-        frame = pd.read_csv(source, **kw)
-    except pd.errors.EmptyDataError:
-        return None
-    except pd.errors.ParserError as exc:
-        raise InputError(f"{path}: malformed CSV ({exc})".replace("\n", " ")) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a text CSV file ({exc})") from None
-    return _frame_to_array(frame, path)
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        return False
+    return sp.issparse(obj)
 
 
-def _frame_to_array(frame, what: str) -> np.ndarray:
-    import pandas as pd
+@dataclass
+class Rows:
+    """A rank's block of an array the user passed whole (the facade scatters it).
 
-    if len(frame) == 0:
-        # no rows (a header-only CSV): pandas types the columns as object, yet
-        # this is zero rows of a table with these columns, not text
-        return np.empty((0, frame.shape[1]), dtype=np.float64)
-    bad = [str(c) for c, dt in frame.dtypes.items()
-           if not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt))]
-    if bad:
-        shown = ", ".join(repr(b) for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        raise InputError(f"{what}: non-numeric column(s) {shown}; every column must be a number")
-    return frame.to_numpy(dtype=np.float64)
+    ``offset`` is the index of the block's first row in the user's array, so
+    an error names the user's row.
+    """
+
+    values: object
+    offset: int = 0
+
+
+# Where this rank's rows come from, by input name, for error messages naming
+# the user's row (set by :func:`load_tables`, read by :func:`check_finite`).
+_ORIGINS: dict = {}
+_BLOCK_ROW0 = [0]
 
 
 @contextlib.contextmanager
-def _reading(path: str):
-    """Turn every way of failing to read ``path`` into one InputError naming the file."""
+def rows_from(row0: int):
+    """Within this block, local row r is row ``row0 + r`` of the rank's input (streaming)."""
+    saved = _BLOCK_ROW0[0]
+    _BLOCK_ROW0[0] = row0
     try:
-        _check_regular(path)
         yield
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a file") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
+    finally:
+        _BLOCK_ROW0[0] = saved
 
 
-def _check_regular(path: str) -> None:
-    """Refuse what is not a regular file before opening it: reading a FIFO blocks forever
-    (a hung rank) and a device such as /dev/zero never ends."""
-    mode = os.stat(path).st_mode
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(path)
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{path}: not a regular file (a pipe, socket or device); expected a "
-                         f".csv, .npy or .parquet file")
-
-
-def _read_file(path: str):
-    """Read a whole per-rank file; returns (array or None if empty, ncols or None)."""
-    ext = os.path.splitext(path)[1].lower()
-    with _reading(path):
-        if ext == ".npy":
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            return arr, (arr.shape[1] if arr.ndim == 2 else None)
-        if ext in (".parquet", ".pq"):
-            import pandas as pd
-
-            frame = pd.read_parquet(path)
-            return _frame_to_array(frame, path), frame.shape[1]
-        if ext in (".csv", ".txt", ""):
-            with open(path, "rb") as fh:
-                first = fh.readline()
-                if not first.strip():
-                    rest = fh.read(1 << 16)
-                    if not rest.strip():
-                        return None, None  # an empty file: zero rows, columns from the others
-                    first = rest.splitlines()[0]
-            header = _sniff_header(first)
-            arr = _parse_csv(path, path, header)
-            if arr is None:
-                return None, None
-            return arr, arr.shape[1]
-        raise InputError(f"{path}: unsupported file type {ext!r} (expected .csv, .npy or .parquet)")
-
-
-@dataclass(frozen=True)
-class Partition:
-    """One file shared by all ranks, read as contiguous row blocks.
-
-    Made by :func:`read_partition`; small and picklable, so the notebook
-    facade can send it to engines that then read their own block.
-    """
-
-    path: str
-    header: bool | None = None
-
-    def load(self, rank: int, size: int):
-        """Read rank ``rank``'s block; returns (array, ncols)."""
-        path = self.path
-        ext = os.path.splitext(path)[1].lower()
-        with _reading(path):
-            if ext == ".npy":
-                arr = np.load(path, mmap_mode="r", allow_pickle=False)
-                start, stop = block_range(arr.shape[0], rank, size)
-                return arr[start:stop], (arr.shape[1] if arr.ndim == 2 else None)
-            if ext in (".parquet", ".pq"):
-                return self._load_parquet(rank, size)
-            return self._load_csv(rank, size)
-
-    def _load_parquet(self, rank, size):
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(self.path)
-        meta = pf.metadata
-        n = meta.num_rows
-        start, stop = block_range(n, rank, size)
-        ncols = meta.num_columns
-        groups, first_row, row = [], None, 0
-        for g in range(meta.num_row_groups):
-            g_rows = meta.row_group(g).num_rows
-            if row < stop and row + g_rows > start:
-                groups.append(g)
-                if first_row is None:
-                    first_row = row
-            row += g_rows
-        if not groups or stop <= start:
-            schema = pf.schema_arrow
-            frame = schema.empty_table().to_pandas()
-            return _frame_to_array(frame, self.path), ncols
-        table = pf.read_row_groups(groups)
-        table = table.slice(start - first_row, stop - start)
-        return _frame_to_array(table.to_pandas(), self.path), ncols
-
-    def _load_csv(self, rank, size):
-        path = self.path
-        total = os.path.getsize(path)
-        with open(path, "rb") as fh:
-            first = fh.readline()
-            header = _sniff_header(first) if self.header is None else self.header
-            data_start = len(first) if header else 0
-            names = None
-            if header:
-                names = [c.strip().strip('"') for c in first.decode().strip().split(",")]
-            a = data_start + (total - data_start) * rank // size
-            b = data_start + (total - data_start) * (rank + 1) // size
-            start = _line_start_at_or_after(fh, a, data_start, total)
-            stop = _line_start_at_or_after(fh, b, data_start, total)
-            fh.seek(start)
-            chunk = fh.read(max(0, stop - start))
-        ncols = len(names) if names else len(first.split(b",")) if first.strip() else None
-        if not chunk.strip():
-            return None, ncols
-        arr = _parse_csv(io.BytesIO(chunk), path, False, names=names)
-        return arr, ncols
-
-
-def _line_start_at_or_after(fh, pos: int, data_start: int, total: int) -> int:
-    """Byte offset of the first line that starts at or after ``pos``."""
-    if pos <= data_start:
-        return data_start
-    if pos >= total:
-        return total
-    fh.seek(pos - 1)
-    while True:
-        buf = fh.read(1 << 16)
-        if not buf:
-            return total
-        i = buf.find(b"\n")
-        if i >= 0:
-            return fh.tell() - len(buf) + i + 1
-        # no newline in this buffer: keep scanning
-
-
-def read_partition(path, header: bool | None = None) -> Partition:
-    """Name one file that all ranks share; each rank reads only its contiguous block of rows.
-
-    CSV files are cut by byte ranges at line ends (a header line, detected
-    when ``header`` is None, is skipped), ``.npy`` files are memory-mapped and
-    sliced, Parquet files are read by the row groups that overlap the block.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The shared file (visible to every rank).
-    header : bool, optional
-        Whether a CSV file starts with a header line; detected if None.
-
-    Returns
-    -------
-    Partition
-        A picklable description; pass it wherever a data argument is expected.
-    """
-    return Partition(os.fspath(path), header)
-
+def describe_row(name: str, row: int) -> str:
+    """Where row ``row`` of this rank's input ``name`` is, for the user."""
+    row += _BLOCK_ROW0[0]
+    origin = _ORIGINS.get(name)
+    if origin is None:
+        return f"row {row}"
+    if isinstance(origin, int):
+        return f"row {origin + row} of the array passed"
+    return origin.describe_row(row)
 
 # --------------------------------------------------------------------------
 # Local loading and the collective agreement
 
 
-def load_local(spec, rank: int, size: int, name: str = "data"):
+def load_local(spec, rank: int, size: int, name: str = "data", stream: bool = False):
     """Turn one data argument into this rank's rows.
+
+    Parameters
+    ----------
+    spec : object
+        The user's argument (array, frame, sparse matrix, path, Partition, ...).
+    rank, size : int
+    name : str
+        The input's name, for messages.
+    stream : bool
+        Return a file larger than ``settings.block_bytes`` as a
+        :class:`~clusterml.spmd.blockwise.Stream` instead of reading it.
 
     Returns
     -------
-    values : ndarray of shape (n_local, n_features) or None
+    values : ndarray of shape (n_local, n_features), sparse CSR array, Stream or None
         float64 rows (a view of the user's array when it is already
         float64), or None for an empty per-rank file whose column count is
         unknown here.
     ncols : int or None
     """
-    if isinstance(spec, Partition):
-        arr, ncols = spec.load(rank, size)
-    elif isinstance(spec, (str, os.PathLike)):
-        arr, ncols = _read_file(resolve_path(spec, rank))
+    _ORIGINS.pop(name, None)
+    if isinstance(spec, Rows):
+        _ORIGINS[name] = int(spec.offset)
+        spec = spec.values
+    if isinstance(spec, (str, os.PathLike)):
+        spec = RankFile(os.fspath(spec))
+    if isinstance(spec, (Partition, RankFile)):
+        src = spec.open(rank, size)
+        _ORIGINS[name] = src
+        if src.ncols is None:
+            return None, None
+        if stream and not src.sparse and src.nbytes > settings.block_bytes:
+            return Stream(src, name), src.ncols
+        arr = src.read_all()
+        if arr is None:
+            return None, src.ncols
     else:
-        arr, ncols = _from_object(spec, name), None
-    if arr is None:
-        return None, ncols
+        arr = _from_object(spec, name)
+    if is_sparse(arr):
+        return _as_csr(arr, name), arr.shape[1]
     arr = _as_2d_float(arr, name)
     return arr, arr.shape[1]
+
+
+def _as_csr(M, name):
+    """A sparse input as a float64 CSR array (the user's matrix is not modified)."""
+    import scipy.sparse as sp
+
+    if M.dtype.kind not in "biuf":
+        raise InputError(f"{name}: sparse dtype {M.dtype} is not numeric")
+    if M.ndim != 2:
+        raise InputError(f"{name}: expected a 2-D sparse matrix, got shape {M.shape}")
+    out = sp.csr_array(M, dtype=np.float64)
+    if not out.has_canonical_format:
+        out = out.copy() if out is M else out
+        out.sum_duplicates()
+    return out
 
 
 def _from_object(obj, name):
@@ -317,6 +185,15 @@ def _from_object(obj, name):
         return _frame_to_array(obj.to_frame(), f"{name} (Series)")
     if obj is None:
         raise InputError(f"{name}: no input given (None)")
+    if isinstance(obj, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(obj)
+        if mask.any():
+            where = np.argwhere(mask.reshape(len(mask), -1))[0]
+            raise InputError(f"{name}: a masked array with {int(mask.sum())} masked value(s), the "
+                             f"first at {describe_row(name, int(where[0]))}, column {int(where[1])}; "
+                             f"missing values are not supported (fill or drop them first, e.g. "
+                             f"X.filled(...) or X[~X.mask.any(axis=1)])")
+        return np.ma.getdata(obj)
     return obj
 
 
@@ -351,17 +228,27 @@ def check_finite(X: np.ndarray, name: str = "data") -> None:
     1e150 are refused because their squares, which every algorithm here
     sums, overflow float64.
     """
-    if X.size == 0:
-        return
-    bad = first_bad_value(as_plain(X), OVERFLOW_LIMIT)
-    if bad is None:
-        return
-    r, c = bad
-    v = X[r, c]
+    if is_sparse(X):
+        data = np.ascontiguousarray(X.data).reshape(-1, 1)
+        bad = first_bad_value(data, OVERFLOW_LIMIT) if data.size else None
+        if bad is None:
+            return
+        k = bad[0]
+        r, c = int(np.searchsorted(X.indptr, k, side="right") - 1), int(X.indices[k])
+        v = X.data[k]
+    else:
+        if X.size == 0:
+            return
+        bad = first_bad_value(as_plain(X), OVERFLOW_LIMIT)
+        if bad is None:
+            return
+        r, c = bad
+        v = X[r, c]
+    where = describe_row(name, int(r))
     if np.isfinite(v):
-        raise InputError(f"{name}: {v:.3g} at row {r}, column {c} is too large (|value| must be "
+        raise InputError(f"{name}: {v:.3g} at {where}, column {c} is too large (|value| must be "
                          f"<= {OVERFLOW_LIMIT:.0e}, or squares overflow float64); rescale the data")
-    raise InputError(f"{name}: {v} at row {r}, column {c}; values must be finite")
+    raise InputError(f"{name}: {v} at {where}, column {c}; values must be finite")
 
 
 @dataclass
@@ -396,7 +283,17 @@ class Layout:
         return int(self.counts[self.rank])
 
 
-def load_tables(ctx, specs: dict, local_check: Callable | None = None, finite: bool = True):
+SPARSE_ALGORITHMS = ("low_order_moments", "covariance", "multinomial_naive_bayes_training",
+                     "multinomial_naive_bayes_prediction", "kmeans_init", "kmeans")
+
+
+def _sparse_refused(what: str, name: str) -> InputError:
+    return InputError(f"{what}: sparse input ({name}) is not supported; sparse CSR input works for "
+                      f"{', '.join(SPARSE_ALGORITHMS)} (or pass a dense array)")
+
+
+def load_tables(ctx, specs: dict, local_check: Callable | None = None, finite: bool = True,
+                algorithm=None):
     """Load every table input on every rank and agree on the outcome (one collective).
 
     Parameters
@@ -410,10 +307,15 @@ def load_tables(ctx, specs: dict, local_check: Callable | None = None, finite: b
         It is only called on ranks that hold rows.
     finite : bool
         Check every value is finite.
+    algorithm : Algorithm, optional
+        Its ``_accepts_sparse`` lets a sparse ``data`` through (other tables
+        are made dense); its ``_streams`` lets a large file through as a
+        :class:`~clusterml.spmd.blockwise.Stream` (checked here in one pass
+        of blocks).
 
     Returns
     -------
-    arrays : dict of str to ndarray of shape (n_local, n_features)
+    arrays : dict of str to ndarray of shape (n_local, n_features), CSR array or Stream
     layout : Layout
 
     Raises
@@ -421,19 +323,32 @@ def load_tables(ctx, specs: dict, local_check: Callable | None = None, finite: b
     InputError
         On every rank, naming the failing ranks and causes.
     """
+    what = type(algorithm).__name__ if algorithm is not None else "this algorithm"
+    accept_sparse = bool(getattr(algorithm, "_accepts_sparse", False))
+    stream = bool(getattr(algorithm, "_streams", False))
 
     def local():
         arrays, ncols = {}, {}
         for name, spec in specs.items():
-            arr, nc = load_local(spec, ctx.rank, ctx.size, name)
-            if arr is not None and finite:
+            arr, nc = load_local(spec, ctx.rank, ctx.size, name, stream=stream)
+            if is_sparse(arr):
+                if not accept_sparse:
+                    raise _sparse_refused(what, name)
+                if name != "data":
+                    arr = np.asarray(arr.toarray(), dtype=np.float64)
+            if arr is not None and finite and not isinstance(arr, Stream):
                 check_finite(arr, name)
             arrays[name], ncols[name] = arr, nc
+        streams = [a for a in arrays.values() if isinstance(a, Stream)]
+        if streams and (finite or local_check is not None or
+                        any(a.source.nrows is None for a in streams)):
+            _check_streams(arrays, finite, local_check)
         rows = {n: (0 if a is None else a.shape[0]) for n, a in arrays.items()}
         if len(set(rows.values())) > 1:
             detail = ", ".join(f"{n} has {r}" for n, r in rows.items())
             raise InputError(f"inputs have different numbers of rows: {detail}")
-        if local_check is not None and any(r for r in rows.values()):
+        if local_check is not None and any(r for r in rows.values()) and \
+                not any(isinstance(a, Stream) for a in arrays.values()):
             local_check(arrays)
         return arrays, ncols, next(iter(rows.values())) if rows else 0
 
@@ -443,7 +358,7 @@ def load_tables(ctx, specs: dict, local_check: Callable | None = None, finite: b
     def local_meta():
         arrays, ncols, nrows = local()
         box["arrays"] = arrays
-        return ncols, nrows
+        return ncols, nrows, [n for n, a in arrays.items() if is_sparse(a)]
 
     metas = ctx.allgather(local_meta, step="load input")
     arrays = box["arrays"]
@@ -463,7 +378,27 @@ def load_tables(ctx, specs: dict, local_check: Callable | None = None, finite: b
         agreed[name] = widths[0] if widths else None
     if sum(counts) == 0:
         raise InputError("no rows at all: every rank's input is empty")
+    sparse = {n for m in metas for n in m[2]}
     for name, width in agreed.items():
         if arrays[name] is None:
             arrays[name] = np.empty((0, width or 0), dtype=np.float64)
+        if name in sparse and not is_sparse(arrays[name]):
+            # every rank takes the sparse code path when one does (same collectives)
+            arrays[name] = _as_csr(_materialize(arrays[name]), name)
     return arrays, Layout(counts=counts, rank=ctx.rank, ncols=agreed)
+
+
+def _materialize(a):
+    return a.materialize() if isinstance(a, Stream) else a
+
+
+def _check_streams(arrays: dict, finite: bool, local_check) -> None:
+    """One pass over this rank's blocks: count rows, check values, run the algorithm's checks."""
+    for row0, blocks in iter_aligned(arrays, check_rows=True):
+        with rows_from(row0):
+            if finite:
+                for name in blocks:
+                    check_finite(blocks[name], name)
+            if local_check is not None and len(next(iter(blocks.values()))):
+                local_check(blocks)
+        del blocks  # before the next block is read

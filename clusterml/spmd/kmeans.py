@@ -18,12 +18,15 @@ import numpy as np
 from ..errors import InputError, ParameterError
 from ..kernels import kmeans as km_k
 from .algorithm import Algorithm, Result, check_choice, check_int, check_positive, register
-from .inputs import Partition, check_finite, load_local
+from .inputs import Partition, check_finite, is_sparse, load_local
+from .moments import csr_kernel
 
 __all__ = ["kmeans_init", "kmeans"]
 
 _RESULTS = ("computeCentroids", "computeAssignments", "computeExactObjectiveFunction")
 _DEFAULT_RESULTS = "|".join(_RESULTS)
+# daal4py's CSR initialisation methods that take sparse rows here, and their dense twins
+_CSR_INIT = {"deterministicCSR": "deterministicDense", "randomCSR": "randomDense"}
 
 
 class _RankTeam:
@@ -108,7 +111,7 @@ class kmeans_init(Algorithm):
                  fptype="double", distributed=False):
         super().__init__(distributed)
         self.nClusters = check_int("nClusters", nClusters, 1)
-        self.method = check_choice("method", method, km_k.INIT_METHODS)
+        self.method = check_choice("method", method, km_k.INIT_METHODS + tuple(_CSR_INIT))
         self.nTrials = check_int("nTrials", nTrials, 1)
         self.oversamplingFactor = check_positive("oversamplingFactor", oversamplingFactor)
         self.nRounds = check_int("nRounds", nRounds, 1)
@@ -123,10 +126,26 @@ class kmeans_init(Algorithm):
     def _check_global(self, layout, extras):
         _check_clusters(self.nClusters, layout)
 
+    _accepts_sparse = True
+
+    @property
+    def _streams(self):
+        """First and random rows are read from a large file as needed; the ++ seedings load it."""
+        return _CSR_INIT.get(self.method, self.method) in (
+            "defaultDense", "deterministicDense", "randomDense")
+
     def _compute(self, ctx, layout, data):
+        method = _CSR_INIT.get(self.method, self.method)
+        if is_sparse(data) and method not in ("defaultDense",) + tuple(_CSR_INIT.values()):
+            raise InputError(f"kmeans_init: method={self.method!r} does not take sparse input; for "
+                             f"sparse CSR data use {', '.join(map(repr, _CSR_INIT))} (or the "
+                             f"same methods' Dense names)")
+        if not is_sparse(data) and self.method in _CSR_INIT:
+            raise InputError(f"kmeans_init: method={self.method!r} needs sparse CSR input (a "
+                             f"scipy.sparse matrix or a .npz file); the data is dense")
         team = _RankTeam(ctx, km_k.Rows(data, layout.offset))
         centroids = km_k.init_centroids(
-            team, self.method, self.nClusters, seed=self.seed, n_trials=self.nTrials,
+            team, method, self.nClusters, seed=self.seed, n_trials=self.nTrials,
             oversampling_factor=self.oversamplingFactor, n_rounds=self.nRounds,
             total=layout.total)
         return Result("kmeans_init_result", centroids=centroids)
@@ -211,8 +230,11 @@ class kmeans(Algorithm):
             raise ParameterError(f"assignFlag={assignFlag!r} must be True or False")
         self.assignFlag = bool(assignFlag)
         self._assign = self.assignFlag and "computeAssignments" in flags
-        self.method = check_choice("method", method, ("defaultDense", "lloydDense"))
+        self.method = check_choice("method", method, ("defaultDense", "lloydDense", "lloydCSR"))
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
+
+    _accepts_sparse = True
+    _streams = True   # Lloyd reads a large file once per pass, block by block
 
     def _check_global(self, layout, extras):
         _check_clusters(self.nClusters, layout)
@@ -249,6 +271,7 @@ class kmeans(Algorithm):
             detail = "; ".join("ranks " + ", ".join(map(str, rs)) for rs in groups.values())
             raise InputError(f"inputCentroids differ between ranks ({detail} agree); every rank "
                              f"must pass the same initial centroids")
+        csr_kernel(self, data, None, None)  # lloydCSR needs sparse rows
         rows = km_k.Rows(data, layout.offset)
         info = {"fixed_point": False}
         centroids, objective, n_iter = km_k.lloyd(_RankTeam(ctx, rows), box["C"],

@@ -8,6 +8,7 @@ from ..errors import InputError, ParameterError
 from ..kernels import linear_model as lm_k
 from ..kernels import tsqr
 from .algorithm import Algorithm, Result, check_choice, checked_partial, register
+from .blockwise import stream_map, streamed
 from .streaming import Streaming, check_streaming
 
 __all__ = ["linear_regression_training", "linear_regression_prediction",
@@ -40,6 +41,11 @@ class _RegressionTraining(Streaming, Algorithm):
     # NaN/inf turn the cross products (or R) non-finite: no separate pass over the data.
     _kernel_checks_finite = True
 
+    @property
+    def _streams(self):
+        """Normal equations read a large file in blocks (one pass); qrDense does not."""
+        return getattr(self, "method", "normEqDense") != "qrDense"
+
     def _fit(self, ctx, layout, data, dependentVariables, ridge=None):
         p = layout.ncols["data"]
         centred = self.interceptFlag
@@ -49,8 +55,8 @@ class _RegressionTraining(Streaming, Algorithm):
                                data, dependentVariables, centred, step="regression tsqr")
             beta = ctx.bcast_from(0, lm_k.solve_qr, Rs, p, centred, step="regression solve")
         else:
-            g = ctx.fold(checked_partial(lm_k.gram_partial, _gram_is_finite, names=names),
-                         lm_k.gram_merge, data, dependentVariables, centred,
+            g = ctx.fold(streamed(checked_partial(lm_k.gram_partial, _gram_is_finite, names=names),
+                                  lm_k.gram_merge), lm_k.gram_merge, data, dependentVariables, centred,
                          step="regression cross products")
             beta = ctx.bcast_from(0, lm_k.solve_normal_equations, g, p, ridge, step="regression solve")
         return Result(self._result_kind, model=_model(beta, p, self.interceptFlag, self._model_kind))
@@ -216,6 +222,7 @@ def check_linear_model(model, p: int, who: str) -> np.ndarray:
 
 class _RegressionPrediction(Algorithm):
     _extras = ("model",)
+    _streams = True
 
     def __init__(self, method="defaultDense", fptype="double", distributed=False):
         super().__init__(distributed)
@@ -229,7 +236,7 @@ class _RegressionPrediction(Algorithm):
             # The model is checked inside the guarded step, so a model that
             # differs between ranks still raises everywhere.
             beta = check_linear_model(model, layout.ncols["data"], who)
-            return lm_k.predict(data, beta)
+            return stream_map(lm_k.predict)(data, beta)
 
         pred = ctx.local(local, step="regression prediction")
         return Result(self._result_kind, prediction=pred)

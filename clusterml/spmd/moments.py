@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from ..kernels import covariance as cov_k
+from ..errors import InputError
 from ..kernels import moments as mom_k
+from ..kernels import sparse as sparse_k
 from .algorithm import Algorithm, Result, check_choice, checked_partial, register
 from .streaming import Streaming, check_streaming
+from .blockwise import streamed
+from .inputs import is_sparse
 
-__all__ = ["low_order_moments", "covariance"]
+__all__ = ["low_order_moments", "covariance", "csr_kernel"]
+
+
+def csr_kernel(algo, data, sparse_kernel, dense_kernel):
+    """The kernel for ``data``: the CSR one for sparse rows (every rank alike, see
+    load_tables); ``method="fastCSR"`` with dense rows is refused."""
+    if is_sparse(data):
+        return sparse_kernel
+    if getattr(algo, "method", "") in ("fastCSR", "lloydCSR"):
+        raise InputError(f"{type(algo).__name__}: method={algo.method!r} needs sparse CSR input "
+                         f"(a scipy.sparse matrix or a .npz file); the data is dense")
+    return dense_kernel
 
 
 @register
@@ -43,14 +58,20 @@ class low_order_moments(Streaming, Algorithm):
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
     _kernel_checks_finite = True
+    _accepts_sparse = True
+    _streams = True
+
+    def _partial(self, data):
+        """This rank's partial of ``data``: the CSR or dense kernel, block by block for a large file."""
+        kernel = csr_kernel(self, data, sparse_k.moments_partial, mom_k.partial)
+        return streamed(checked_partial(kernel, mom_k.is_finite), mom_k.merge)
 
     def _compute(self, ctx, layout, data):
-        partial = checked_partial(mom_k.partial, mom_k.is_finite)
-        total = ctx.fold(partial, mom_k.merge, data, step="moments")
+        total = ctx.fold(self._partial(data), mom_k.merge, data, step="moments")
         return Result("low_order_moments_result", **mom_k.finalize(total, self.estimatesToCompute))
 
     def _stream_partial(self, data):
-        return checked_partial(mom_k.partial, mom_k.is_finite)(data)
+        return self._partial(data)(data)
 
     def _stream_merge(self, a, b):
         return mom_k.merge(a, b)
@@ -89,14 +110,20 @@ class covariance(Streaming, Algorithm):
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
     _kernel_checks_finite = True
+    _accepts_sparse = True
+    _streams = True
+
+    def _partial(self, data):
+        """This rank's partial of ``data``: the CSR or dense kernel, block by block for a large file."""
+        kernel = csr_kernel(self, data, sparse_k.cov_partial, cov_k.partial)
+        return streamed(checked_partial(kernel, cov_k.is_finite), cov_k.merge)
 
     def _compute(self, ctx, layout, data):
-        partial = checked_partial(cov_k.partial, cov_k.is_finite)
-        total = ctx.fold(partial, cov_k.merge, data, step="covariance")
+        total = ctx.fold(self._partial(data), cov_k.merge, data, step="covariance")
         return Result("covariance_result", **cov_k.finalize(total))
 
     def _stream_partial(self, data):
-        return checked_partial(cov_k.partial, cov_k.is_finite)(data)
+        return self._partial(data)(data)
 
     def _stream_merge(self, a, b):
         return cov_k.merge(a, b)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from ..errors import InputError, ParameterError
 from ..kernels import naive_bayes as nb_k
+from ..kernels import sparse as sparse_k
 from ..kernels.blocks import iter_blocks
+from ..kernels.sparse import nb_predict as sparse_predict
 from .algorithm import Algorithm, Result, check_choice, check_int, register
-from .inputs import OVERFLOW_LIMIT, check_finite
+from .blockwise import stream_map, streamed
+from .inputs import OVERFLOW_LIMIT, check_finite, describe_row, is_sparse
+from .moments import csr_kernel
 from .streaming import Streaming, check_streaming
 
 __all__ = ["multinomial_naive_bayes_training", "multinomial_naive_bayes_prediction"]
@@ -18,12 +24,19 @@ _EVALUATE = ("computeClassLabels", "computeClassProbabilities", "computeClassLog
 
 def check_counts(X: np.ndarray, name: str = "data") -> None:
     """Raise InputError naming the first negative count of ``X``."""
+    if is_sparse(X):
+        neg = np.flatnonzero(X.data < 0)
+        if neg.size:
+            r = int(np.searchsorted(X.indptr, neg[0], side="right") - 1)
+            raise InputError(f"{name}: {X.data[neg[0]]} at {describe_row(name, r)}, column "
+                             f"{X.indices[neg[0]]}; multinomial naive Bayes needs non-negative counts")
+        return
     offset = 0
     for B in iter_blocks(X):
         if B.size and B.min() < 0:
             r, c = np.argwhere(B < 0)[0]
-            raise InputError(f"{name}: {B[r, c]} at row {offset + r}, column {c}; multinomial naive "
-                             f"Bayes needs non-negative counts")
+            raise InputError(f"{name}: {B[r, c]} at {describe_row(name, int(offset + r))}, column "
+                             f"{c}; multinomial naive Bayes needs non-negative counts")
         offset += B.shape[0]
 
 
@@ -39,11 +52,12 @@ def check_labels(y: np.ndarray, n_classes: int, name: str = "labels") -> None:
     v = y[:, 0]
     bad = np.flatnonzero(v != np.floor(v))
     if bad.size:
-        raise InputError(f"{name}: {v[bad[0]]:g} at row {bad[0]} is not an integer class label; "
-                         f"expected integers in [0, {n_classes})")
+        raise InputError(f"{name}: {v[bad[0]]:g} at {describe_row(name, int(bad[0]))} is not an "
+                         f"integer class label; expected integers in [0, {n_classes})")
     bad = np.flatnonzero((v < 0) | (v >= n_classes))
     if bad.size:
-        raise InputError(f"{name}: {v[bad[0]]:g} at row {bad[0]} is outside [0, {n_classes}) "
+        raise InputError(f"{name}: {v[bad[0]]:g} at {describe_row(name, int(bad[0]))} is outside "
+                         f"[0, {n_classes}) "
                          f"(nClasses={n_classes})")
 
 
@@ -112,8 +126,14 @@ class multinomial_naive_bayes_training(Streaming, Algorithm):
             check_label_column(arrays["labels"])
         return check
 
+    _accepts_sparse = True
+    _streams = True
+
     def _partial(self, data, labels):
-        counts, ok = nb_k.partial(data, labels, self.nClasses, OVERFLOW_LIMIT)
+        if is_sparse(data):
+            counts, ok = sparse_k.nb_partial(data, labels, self.nClasses)
+        else:
+            counts, ok = nb_k.partial(data, labels, self.nClasses, OVERFLOW_LIMIT)
         if not ok:
             # Search for the first problem, with the messages of the separate checks.
             check_finite(data, "data")
@@ -130,11 +150,14 @@ class multinomial_naive_bayes_training(Streaming, Algorithm):
                                  f"give one value or one per feature")
 
     def _compute(self, ctx, layout, data, labels):
-        counts = ctx.sum(self._partial, data, labels, step="naive bayes counts")
+        csr_kernel(self, data, None, None)
+        counts = ctx.sum(streamed(self._partial, operator.add), data, labels,
+                         step="naive bayes counts")
         return self._result(counts)
 
     def _stream_partial(self, data, labels):
-        return self._partial(data, labels)
+        csr_kernel(self, data, None, None)
+        return streamed(self._partial, operator.add)(data, labels)
 
     def _stream_merge(self, a, b):
         return a + b
@@ -211,12 +234,20 @@ class multinomial_naive_bayes_prediction(Algorithm):
             raise InputError(f"the model has {lt.shape[1]} features but the data has {p} columns")
         return lp.reshape(-1, 1), lt
 
+    _accepts_sparse = True
+    _streams = True
+
     def _compute(self, ctx, layout, data, model):
+        csr_kernel(self, data, None, None)
+
         def local():
             lp, lt = self._model(model, layout.ncols["data"])
-            return nb_k.predict(data, lp, lt, labels=self._want["computeClassLabels"],
-                                probabilities=self._want["computeClassProbabilities"],
-                                log_probabilities=self._want["computeClassLogProbabilities"])
+            want = dict(labels=self._want["computeClassLabels"],
+                        probabilities=self._want["computeClassProbabilities"],
+                        log_probabilities=self._want["computeClassLogProbabilities"])
+            if is_sparse(data):
+                return sparse_predict(data, lp, lt, **want)
+            return stream_map(nb_k.predict)(data, lp, lt, **want)
 
         out = ctx.local(local, step="naive bayes prediction")
         return Result("multinomial_naive_bayes_prediction_result", **out)

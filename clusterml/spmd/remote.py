@@ -206,7 +206,8 @@ def store(name: str, obj, bind: bool = False) -> int:
     STORE[name] = obj
     if bind:
         _user_ns()[name] = obj
-    return len(obj) if hasattr(obj, "__len__") else 1
+    n = _nrows(obj)  # scipy.sparse refuses len()
+    return n if n is not None else (len(obj) if hasattr(obj, "__len__") else 1)
 
 
 def fetch(name: str):
@@ -253,6 +254,11 @@ def digest(obj) -> str:
     return hashlib.sha256(pickle.dumps(_canonical(obj), protocol=4)).hexdigest()
 
 
+def _nrows(value):
+    shape = getattr(value, "shape", None)
+    return int(shape[0]) if shape else None
+
+
 def _resolve(value):
     return _lookup(value.name) if isinstance(value, Ref) else value
 
@@ -294,6 +300,7 @@ def run_call(name: str, params: dict, inputs: dict, call_id: str, full_rank: int
     try:
         from . import REGISTRY
         from .algorithm import Result
+        from .inputs import Rows
 
         cls = REGISTRY.get(name)
         if cls is None:
@@ -305,8 +312,12 @@ def run_call(name: str, params: dict, inputs: dict, call_id: str, full_rank: int
 
             def resolve():
                 box.update({k: _resolve(v) for k, v in inputs.items()})
+                return {k: _nrows(box[k]) for k in cls._tables if isinstance(inputs.get(k), Ref)}
 
-            ctx.check(resolve, step="resolve references")
+            counts = ctx.allgather(resolve, step="resolve references")
+            for k in counts[ctx.rank]:
+                # the block's first row in the rows the user scattered: errors name the user's row
+                box[k] = Rows(box[k], sum(c.get(k) or 0 for c in counts[:ctx.rank]))
             inputs = box
         res = algo.compute(**inputs)
         rows = {}

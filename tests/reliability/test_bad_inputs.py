@@ -70,7 +70,7 @@ CATALOGUE = [
     ("missing file", "covariance", (), {}, lambda f: (f["missing.csv"],), E_IN,
      ["missing.csv", "no such file"]),
     ("named pipe", "covariance", (), {}, lambda f: (f["fifo.csv"],), E_IN,
-     ["fifo.csv", "not a regular file", "expected a .csv, .npy or .parquet file"]),
+     ["fifo.csv", "not a regular file", "expected a .csv, .npy, .parquet, .h5 or .npz file"]),
     ("text column in CSV", "covariance", (), {}, lambda f: (f["text.csv"],), E_IN,
      ["text.csv", "non-numeric column(s) 'b'"]),
     ("binary garbage .csv", "covariance", (), {}, lambda f: (f["binary.csv"],), E_IN,
@@ -80,7 +80,7 @@ CATALOGUE = [
     ("object-array .npy", "covariance", (), {}, lambda f: (f["object.npy"],), E_IN,
      ["object.npy", "cannot read"]),
     ("unsupported extension", "covariance", (), {}, lambda f: (f["data.xlsx"],), E_IN,
-     ["unsupported file type '.xlsx'", "expected .csv, .npy or .parquet"]),
+     ["unsupported file type '.xlsx'", "expected .csv, .npy, .parquet, .h5 or .npz"]),
     ("read_partition of a directory", "covariance", (), {},
      lambda f: (cml.read_partition(f["adir"]),), E_IN, ["is a directory"]),
     # -- values
