@@ -263,7 +263,7 @@ class DBSCAN(ClusterMixin, DistributedEstimator):
         self.distributed = distributed
         self.cluster = cluster
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Cluster all ranks' rows.
 
         Parameters
@@ -271,14 +271,19 @@ class DBSCAN(ClusterMixin, DistributedEstimator):
         X : array-like of shape (n_samples, n_features), or the rows on engines / in files
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weight of each row: a row is core when the total weight within
+            ``eps`` reaches ``min_samples`` (scikit-learn's rule; weights may
+            be negative).  When ``distributed``, this rank's rows' weights,
+            given on every rank or on none.  Not supported with ``cluster=``.
 
         Returns
         -------
         self
         """
-        return self._fit(X)
+        return self._fit(X, sample_weight=sample_weight)
 
-    def fit_predict(self, X, y=None):
+    def fit_predict(self, X, y=None, sample_weight=None):
         """Cluster all ranks' rows; ``labels_`` (this rank's rows, or a handle with ``cluster=``).
 
         Parameters
@@ -286,17 +291,25 @@ class DBSCAN(ClusterMixin, DistributedEstimator):
         X : array-like of shape (n_samples, n_features), or the rows on engines / in files
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), optional
+            As for :meth:`fit`.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
         """
-        return self._fit(X).labels_
+        return self._fit(X, sample_weight=sample_weight).labels_
 
-    def _fit_arrays(self, ctx, X, y, y_1d):
+    def _fit_arrays(self, ctx, X, y, y_1d, sample_weight=None):
+        inputs = [X]
+        if sample_weight is not None:
+            w = sample_weight
+            # one weight per row, as the (n x 1) table dbscan takes; paths are loaded by dbscan
+            inputs.append(np.reshape(w, (-1, 1)) if hasattr(w, "__len__") and
+                          not isinstance(w, str) else w)
         res = dbscan(float(self.eps), int(self.min_samples),
                      resultsToCompute="computeCoreIndices|computeCoreObservations",
-                     distributed=ctx.distributed).compute(X)
+                     distributed=ctx.distributed).compute(*inputs)
         self.labels_ = res.assignments.ravel().astype(np.intp)
         self.core_sample_indices_ = res.coreIndices.ravel().astype(np.intp)
         self.components_ = np.ascontiguousarray(res.coreObservations, dtype=np.float64).reshape(

@@ -146,6 +146,8 @@ def test_dbscan_on_engines(cluster, files, how):
         np.testing.assert_array_equal(got.gather(), getattr(ref, name), err_msg=name)
     labels = cs.DBSCAN(eps=2.0, min_samples=5, cluster=cluster).fit_predict(files["X"])
     np.testing.assert_array_equal(labels.gather(), ref.labels_)
+    with pytest.raises(ValueError, match="sample_weight is not supported with cluster"):
+        cs.DBSCAN(cluster=cluster).fit(files["X"], sample_weight=np.ones(60))
 
 
 def test_pipeline_and_clone_on_engines(cluster, files):

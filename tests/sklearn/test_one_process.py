@@ -63,6 +63,18 @@ def test_matches_sklearn_in_one_process(name, params, extra):
         np.testing.assert_array_equal(cs.DBSCAN(**params).fit_predict(X), ref.labels_)
 
 
+def test_dbscan_sample_weight_as_sklearn():
+    X, _ = _data()
+    w = np.random.default_rng(3).uniform(-0.5, 3.0, size=len(X))  # negative: scikit-learn allows it
+    ours = cs.DBSCAN(eps=1.5, min_samples=4).fit(X, sample_weight=w)
+    ref = sklearn.cluster.DBSCAN(eps=1.5, min_samples=4).fit(X, sample_weight=w)
+    assert not np.array_equal(ref.labels_, sklearn.cluster.DBSCAN(eps=1.5, min_samples=4).fit(X).labels_)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_array_equal(ours.core_sample_indices_, ref.core_sample_indices_)
+    with pytest.raises(ValueError, match="sample_weight.shape"):
+        cs.DBSCAN().fit(X, sample_weight=w[:-1])
+
+
 def test_parameters_are_validated_as_sklearn_does():
     from sklearn.utils._param_validation import InvalidParameterError
 

@@ -150,6 +150,20 @@ def test_standard_scaler_matches_sklearn(params):
     same_on_every_rank(fitted(sc), "StandardScaler attributes")
 
 
+def test_dbscan_sample_weight_matches_sklearn():
+    X = blobs(n=150, k=3, seed=6)
+    w = np.random.default_rng(8).uniform(-0.5, 3.0, size=len(X))
+    ref = skc.DBSCAN(eps=1.6, min_samples=5).fit(X, sample_weight=w)
+    db = cs.DBSCAN(eps=1.6, min_samples=5, distributed=True).fit(my_block(X), sample_weight=my_block(w))
+    mpi_assert(np.array_equal(db.labels_, my_block(ref.labels_)), "weighted labels_")
+    core = np.concatenate(world().allgather(db.core_sample_indices_))
+    mpi_assert(np.array_equal(core, ref.core_sample_indices_), "weighted core_sample_indices_")
+    # one weight too few on rank 0: the same error everywhere, nobody waits
+    short = my_block(w)[:-1] if rank() == 0 else my_block(w)
+    expect_distributed_error(lambda: cs.DBSCAN(distributed=True).fit(my_block(X), sample_weight=short),
+                             "different numbers of rows")
+
+
 @pytest.mark.parametrize("cls", ["StandardScaler", "DBSCAN"])
 def test_frames_give_feature_names(cls):
     X = pd.DataFrame(blobs(n=40), columns=["a", "b", "c", "d"])
