@@ -79,8 +79,7 @@ def restore_state(state: dict) -> dict:
     """The fitted attributes from :func:`fitted_state` (or a ``sklearn_fit`` result's fields)."""
     out = {}
     for k, v in state.items():
-        if k.startswith(ROW_PREFIX):
-            k = k[len(ROW_PREFIX):]
+        k = k.removeprefix(ROW_PREFIX)
         if isinstance(v, tuple) and len(v) == 2 and v[0] == "__object_array__":
             v = np.asarray(v[1], dtype=object)
         out[k] = v
