@@ -128,7 +128,9 @@ def core_flags(own: np.ndarray, everything: np.ndarray, eps: float, min_obs: flo
 
     ``everything`` must hold every row within ``eps`` of ``own`` (own + halo).
     With ``weights`` (one per row of ``everything``), the rows' total weight
-    counts instead of their number (scikit-learn's ``sample_weight``).
+    counts instead of their number (scikit-learn's ``sample_weight``); the
+    total is accumulated in float64 whatever the weights' dtype.  Distances
+    are computed in float64 (``cKDTree``) also for float32 rows.
     """
     if len(own) == 0:
         return np.zeros(0, dtype=bool)
@@ -139,7 +141,9 @@ def core_flags(own: np.ndarray, everything: np.ndarray, eps: float, min_obs: flo
     lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
     idx = np.fromiter((i for x in lists for i in x), dtype=np.int64, count=int(lengths.sum()))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return np.add.reduceat(weights[idx], starts) >= min_obs
+    if idx.size == 0:
+        return np.zeros(len(own), dtype=bool)
+    return np.add.reduceat(weights[idx], starts, dtype=np.float64) >= min_obs
 
 
 def local_components(X: np.ndarray, core: np.ndarray, eps: float):

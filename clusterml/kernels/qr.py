@@ -13,6 +13,13 @@ The signs are fixed so that R has a non-negative diagonal (the factor is then
 unique for full-rank ``A``), which makes the result independent of the
 number of ranks up to rounding.
 
+Precision follows the data: float64 rows use LAPACK's ``dgeqrt``/``dgemqrt``
+(:mod:`clusterml.kernels.tsqr`); float32 rows are factored by single-precision
+LAPACK (``sgeqrf``/``sorgqr``), with every product and the stacked-R step in
+float32 too (no float64 accumulation anywhere), so the residual and the loss
+of orthogonality are a modest multiple of float32's epsilon (1.2e-7) instead
+of float64's.
+
 References
 ----------
 J. Demmel, L. Grigori, M. Hoemmen, J. Langou, "Communication-optimal parallel
@@ -23,15 +30,69 @@ tall-and-skinny matrices in MapReduce architectures", IEEE BigData 2013.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
+import scipy.linalg
 
 from . import tsqr
 
-__all__ = ["finalize", "local_qr", "merge_local", "q_rows"]
+__all__ = ["finalize", "local_qr", "merge_local", "q_rows", "explicit_qr"]
 
-local_qr = tsqr.local_qr
+
+def explicit_qr(B: np.ndarray):
+    """Economic QR ``B = Q R`` in the precision of ``B`` (float64 or float32).
+
+    Parameters
+    ----------
+    B : ndarray of shape (m, q), m >= 1
+
+    Returns
+    -------
+    Q : ndarray of shape (m, k), k = min(m, q), orthonormal columns, ``B.dtype``
+    R : ndarray of shape (k, q), upper triangular, ``B.dtype``
+    """
+    if B.dtype == np.float64:
+        return tsqr.explicit_qr(B)
+    # single-precision LAPACK (sgeqrf + sorgqr): scipy keeps float32 in and out
+    return scipy.linalg.qr(np.array(B, order="F"), mode="economic", overwrite_a=True,
+                           check_finite=False)
+
+
+def local_qr(blocks: Iterable[np.ndarray], ncols: int, n_rows: int | None = None,
+             dtype=np.float64) -> tsqr.LocalQR:
+    """Two-level QR of a part's rows in ``dtype``, keeping the Q factors.
+
+    float64: :func:`clusterml.kernels.tsqr.local_qr`.  float32: the same two
+    levels (each block factored, then the stacked block R factors) in single
+    precision; the Q factors are kept per block (no shared ``store``).
+
+    Parameters
+    ----------
+    blocks : iterable of ndarray of shape (m_b, ncols)
+    ncols : int
+    n_rows : int, optional
+        Total rows (float64 only: lets :func:`q_rows` overwrite the factors).
+    dtype : {numpy.float64, numpy.float32}
+
+    Returns
+    -------
+    LocalQR
+    """
+    if np.dtype(dtype) == np.float64:
+        return tsqr.local_qr(blocks, ncols, n_rows=n_rows)
+    qs, rs = [], []
+    for B in blocks:
+        if B.shape[0]:
+            Q, R = explicit_qr(np.asarray(B, dtype=dtype))
+            qs.append(Q)
+            rs.append(R)
+    if not rs:
+        return tsqr.LocalQR([], np.zeros((0, 0), dtype), np.zeros((0, ncols), dtype), None)
+    if len(rs) == 1:
+        return tsqr.LocalQR(qs, np.eye(rs[0].shape[0], dtype=dtype), rs[0], None)
+    Q2, R = explicit_qr(np.vstack(rs))
+    return tsqr.LocalQR(qs, Q2, R, None)
 
 
 def finalize(Rs: Sequence[np.ndarray]) -> dict:
@@ -49,8 +110,8 @@ def finalize(Rs: Sequence[np.ndarray]) -> dict:
         ``matrixR`` (q x q, upper triangular, diagonal >= 0) and
         ``q_factors``: one (k_i x q) array per part.
     """
-    R, Q_s = tsqr.stack_qr(Rs, want_q=True)
-    sign = np.where(np.diag(R) < 0, -1.0, 1.0)
+    R, Q_s = tsqr.stack_qr(Rs, want_q=True)      # scipy's QR keeps the dtype of ``Rs``
+    sign = np.where(np.diag(R) < 0, -1.0, 1.0).astype(R.dtype)
     R = R * sign[:, None]
     Q_s = Q_s * sign[None, :]
     bounds = np.cumsum([0] + [r.shape[0] for r in Rs])
@@ -66,9 +127,10 @@ def merge_local(parts: Sequence[tsqr.LocalQR]):
     """
     q = parts[0].r.shape[1]
     Rs = [p.r for p in parts]
+    dt = Rs[0].dtype
     if sum(r.shape[0] for r in Rs) == 0:
-        return np.zeros((0, q)), lambda W: [np.zeros((0, W.shape[1])) for _ in parts]
-    Q3, R = tsqr.explicit_qr(np.vstack(Rs))
+        return np.zeros((0, q), dt), lambda W: [np.zeros((0, W.shape[1]), dt) for _ in parts]
+    Q3, R = explicit_qr(np.vstack(Rs))
     bounds = np.cumsum([0] + [r.shape[0] for r in Rs])
 
     def split(W):
@@ -79,5 +141,16 @@ def merge_local(parts: Sequence[tsqr.LocalQR]):
 
 
 def q_rows(lq: tsqr.LocalQR, W: np.ndarray) -> np.ndarray:
-    """This part's rows of Q (n_i x q) from its kept local factors and its q-factor ``W``."""
-    return tsqr.apply_q(lq, W)
+    """This part's rows of Q (n_i x q) from its kept local factors and its q-factor ``W``.
+
+    In the dtype of the factors (float32 factors: float32 products).
+    """
+    dt = lq.r.dtype
+    if dt == np.float64:
+        return tsqr.apply_q(lq, W)
+    W = np.asarray(W, dtype=dt)
+    if lq.n_rows == 0:
+        return np.zeros((0, W.shape[1]), dt)
+    V = lq.q2 @ W
+    bounds = np.cumsum([0] + [Q.shape[1] for Q in lq.blocks])
+    return np.vstack([Q @ V[a:b] for Q, a, b in zip(lq.blocks, bounds[:-1], bounds[1:])])

@@ -14,12 +14,12 @@ engines as handles)::
 See docs/sklearn.md.
 """
 
-from .cluster import KMeans
+from .cluster import DBSCAN, KMeans
 from .covariance import EmpiricalCovariance
 from .decomposition import PCA
 from .linear_model import LinearRegression, Ridge
 from .naive_bayes import MultinomialNB
 from .preprocessing import StandardScaler
 
-__all__ = ["KMeans", "PCA", "LinearRegression", "Ridge", "MultinomialNB", "EmpiricalCovariance",
+__all__ = ["KMeans", "DBSCAN", "PCA", "LinearRegression", "Ridge", "MultinomialNB", "EmpiricalCovariance",
            "StandardScaler"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import _check_sample_weight
 
 from ..spmd import comm
 from ..spmd.inputs import load_tables
@@ -68,14 +69,26 @@ class DistributedEstimator(BaseEstimator):
     _y_numeric = True
 
     # -- fitting -----------------------------------------------------------
-    def _fit(self, X, y=None):
+    def _fit(self, X, y=None, sample_weight=None):
+        """Fit in the mode the parameters ask for.
+
+        ``sample_weight`` (only for estimators whose ``fit`` takes it) reaches
+        ``_fit_arrays`` as a keyword: float64 of shape (n_samples,) in one
+        process, this rank's weights as given when ``distributed`` (the
+        algorithm loads and checks them collectively).
+        """
         self._validate_params()
         if self._supervised and y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        weights = {} if sample_weight is None else {"sample_weight": sample_weight}
         if self.cluster is not None:
             if self.distributed:
                 raise ValueError("pass either cluster=... (fit on a cluster's engines from here) "
                                  "or distributed=True (SPMD under mpiexec), not both")
+            if weights:
+                raise ValueError(f"{type(self).__name__}.fit: sample_weight is not supported with "
+                                 f"cluster=...; fit with distributed=True under mpiexec, or in "
+                                 f"one process")
             from ._remote import remote_fit
 
             return remote_fit(self, X, y)
@@ -97,7 +110,9 @@ class DistributedEstimator(BaseEstimator):
                 X = _validate_data(self, X, dtype=np.float64, reset=True)
                 y_1d = True
             X = np.ascontiguousarray(X, dtype=np.float64)
-        self._fit_arrays(ctx, X, y, y_1d)
+            if weights:
+                weights["sample_weight"] = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        self._fit_arrays(ctx, X, y, y_1d, **weights)
         return self
 
     def _load_spmd(self, ctx, X, y):

@@ -31,8 +31,13 @@ __all__ = ["sklearn_fit", "sklearn_apply", "install", "estimator_class", "fitted
            "restore_state", "copy_without_cluster"]
 
 #: Estimators that may be built on engines (module, class name).
-ESTIMATORS = frozenset({"KMeans", "PCA", "LinearRegression", "Ridge", "MultinomialNB",
+ESTIMATORS = frozenset({"KMeans", "DBSCAN", "PCA", "LinearRegression", "Ridge", "MultinomialNB",
                         "EmpiricalCovariance", "StandardScaler"})
+#: Fitted attributes that may hold one value per row (an estimator's ``_per_row_attrs``).
+#: They travel under :data:`ROW_PREFIX` + name, so a per-row ``components_``
+#: (DBSCAN's core rows) is not confused with a fitted ``components_`` (PCA's).
+PER_ROW_ATTRS = ("labels_", "core_sample_indices_", "components_")
+ROW_PREFIX = "rows__"
 #: Per-row methods that may be run on engines.
 METHODS = frozenset({"predict", "transform", "inverse_transform", "predict_proba",
                      "predict_log_proba", "fit_predict", "mahalanobis", "score_samples"})
@@ -71,8 +76,10 @@ def copy_without_cluster(est):
 
 
 def restore_state(state: dict) -> dict:
+    """The fitted attributes from :func:`fitted_state` (or a ``sklearn_fit`` result's fields)."""
     out = {}
     for k, v in state.items():
+        k = k.removeprefix(ROW_PREFIX)
         if isinstance(v, tuple) and len(v) == 2 and v[0] == "__object_array__":
             v = np.asarray(v[1], dtype=object)
         out[k] = v
@@ -93,11 +100,12 @@ class sklearn_fit(Algorithm):
     Notes
     -----
     ``compute(data, target=None)``.  Result: the fitted attributes; those
-    holding one value per row (``labels_``) are this rank's rows.
+    holding one value per row (the estimator's ``_per_row_attrs``, such as
+    ``labels_``) are this rank's rows, named :data:`ROW_PREFIX` + attribute.
     """
 
     _tables = ("data", "target")
-    per_row_fields = ("labels_",)
+    per_row_fields = tuple(ROW_PREFIX + a for a in PER_ROW_ATTRS)
 
     def __init__(self, estimator, params, distributed=False):
         super().__init__(distributed)
@@ -110,7 +118,9 @@ class sklearn_fit(Algorithm):
     def compute(self, data, target=None):
         est = self._est
         est.fit(data) if target is None else est.fit(data, target)
-        return Result("sklearn_fit_result", **fitted_state(est))
+        rows = set(est._per_row_attrs)
+        return Result("sklearn_fit_result", **{(ROW_PREFIX + k if k in rows else k): v
+                                               for k, v in fitted_state(est).items()})
 
 
 class sklearn_apply(Algorithm):

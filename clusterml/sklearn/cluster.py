@@ -1,4 +1,4 @@
-"""``KMeans`` on clusterml's ``kmeans_init`` and ``kmeans`` (Lloyd) algorithms."""
+"""``KMeans`` on clusterml's ``kmeans_init`` and ``kmeans`` (Lloyd); ``DBSCAN`` on ``dbscan``."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..kernels.kmeans import sqdist_rows
+from ..spmd.dbscan import dbscan
 from ..spmd.kmeans import kmeans, kmeans_init
 from ..spmd.moments import low_order_moments
 from ._base import COMMON_CONSTRAINTS, DistributedEstimator, total_rows
 
-__all__ = ["KMeans"]
+__all__ = ["KMeans", "DBSCAN"]
 
 _METHODS = {"k-means++": "plusPlusDense", "random": "randomDense"}
 
@@ -186,5 +187,135 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Di
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64"]
+        tags.input_tags.sparse = False
+        return tags
+
+
+class DBSCAN(ClusterMixin, DistributedEstimator):
+    """Density-based clustering (DBSCAN) over all ranks' rows.
+
+    scikit-learn's :class:`sklearn.cluster.DBSCAN` on clusterml's ``dbscan``
+    (see :mod:`clusterml.spmd.dbscan`): the same clusters, numbered as
+    scikit-learn numbers them, on any number of ranks.  Distributed, the rows
+    are moved between ranks by slabs with ``eps``-wide halos; they are never
+    gathered on one rank.
+
+    Parameters
+    ----------
+    eps : float, default=0.5
+        Neighbourhood radius (Euclidean distance ``<= eps``), > 0.
+    min_samples : int, default=5
+        Rows (the row itself included) within ``eps`` of a core row.
+    metric : {"euclidean"}, default="euclidean"
+        Only the Euclidean distance is supported.
+    metric_params : dict or None, default=None
+        Ignored (the Euclidean distance has no parameters).
+    algorithm : {"auto", "ball_tree", "kd_tree", "brute"}, default="auto"
+        Ignored: neighbours are always found with a k-d tree (same result).
+    leaf_size : int, default=30
+        Ignored.
+    p : float or None, default=None
+        Ignored (the metric is Euclidean).
+    n_jobs : int or None, default=None
+        Ignored.
+    distributed : bool, default=False
+    cluster : clusterml.Cluster, optional
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of each row (from 0; -1 for noise).  This rank's rows when
+        ``distributed``; a handle to the rows on the engines with ``cluster=``.
+    core_sample_indices_ : ndarray of shape (n_core_samples,)
+        Indices of the core rows, counted in all ranks' rows stacked in rank
+        order.  When ``distributed``: this rank's core rows only (a handle with
+        ``cluster=``; ``gather()`` gives scikit-learn's array).
+    components_ : ndarray of shape (n_core_samples, n_features)
+        The core rows (this rank's, as ``core_sample_indices_``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+    """
+
+    _per_row_attrs = ("labels_", "core_sample_indices_", "components_")
+    _parameter_constraints = {
+        "eps": [Interval(Real, 0.0, None, closed="neither")],
+        "min_samples": [Interval(Integral, 1, None, closed="left")],
+        "metric": [StrOptions({"euclidean"})],
+        "metric_params": [dict, None],
+        "algorithm": [StrOptions({"auto", "ball_tree", "kd_tree", "brute"})],
+        "leaf_size": [Interval(Integral, 1, None, closed="left")],
+        "p": [Interval(Real, 0.0, None, closed="left"), None],
+        "n_jobs": [Integral, None],
+        **COMMON_CONSTRAINTS,
+    }
+
+    def __init__(self, eps=0.5, *, min_samples=5, metric="euclidean", metric_params=None,
+                 algorithm="auto", leaf_size=30, p=None, n_jobs=None, distributed=False,
+                 cluster=None):
+        self.eps = eps
+        self.min_samples = min_samples
+        self.metric = metric
+        self.metric_params = metric_params
+        self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.p = p
+        self.n_jobs = n_jobs
+        self.distributed = distributed
+        self.cluster = cluster
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Cluster all ranks' rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or the rows on engines / in files
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weight of each row: a row is core when the total weight within
+            ``eps`` reaches ``min_samples`` (scikit-learn's rule; weights may
+            be negative).  When ``distributed``, this rank's rows' weights,
+            given on every rank or on none.  Not supported with ``cluster=``.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, sample_weight=sample_weight)
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Cluster all ranks' rows; ``labels_`` (this rank's rows, or a handle with ``cluster=``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or the rows on engines / in files
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), optional
+            As for :meth:`fit`.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self._fit(X, sample_weight=sample_weight).labels_
+
+    def _fit_arrays(self, ctx, X, y, y_1d, sample_weight=None):
+        inputs = [X]
+        if sample_weight is not None:
+            w = sample_weight
+            # one weight per row, as the (n x 1) table dbscan takes; paths are loaded by dbscan
+            inputs.append(np.reshape(w, (-1, 1)) if hasattr(w, "__len__") and
+                          not isinstance(w, str) else w)
+        res = dbscan(float(self.eps), int(self.min_samples),
+                     resultsToCompute="computeCoreIndices|computeCoreObservations",
+                     distributed=ctx.distributed).compute(*inputs)
+        self.labels_ = res.assignments.ravel().astype(np.intp)
+        self.core_sample_indices_ = res.coreIndices.ravel().astype(np.intp)
+        self.components_ = np.ascontiguousarray(res.coreObservations, dtype=np.float64).reshape(
+            -1, X.shape[1])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags

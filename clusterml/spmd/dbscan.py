@@ -63,6 +63,11 @@ class dbscan(Algorithm):
         Accepted for daal4py compatibility (neighbourhoods are never stored).
     method : {"defaultDense"}
     fptype : {"double", "float"}
+        ``"float"``: the rows are rounded to float32 and travel between ranks
+        as float32 (half the bytes); ``coreObservations`` is float32.  The
+        distances between those float32 rows are computed in float64 (the
+        k-d tree works in double), and so are sums of weights, so the result is
+        exactly DBSCAN of the float32-rounded rows.
     distributed : bool
 
     Notes
@@ -147,6 +152,9 @@ class dbscan(Algorithm):
         return axis, db_k.slab_cuts(hist, a, b, ctx.size)
 
     def _compute(self, ctx, layout, data, weights=None):
+        if self.fptype == "float":
+            data = data.astype(np.float32)
+            weights = None if weights is None else weights.astype(np.float32)
         eps, k, me = self.epsilon, ctx.size, ctx.rank
         axis, cuts = self._slabs(ctx, data)
         gidx = np.arange(layout.offset, layout.offset + len(data), dtype=np.int64)

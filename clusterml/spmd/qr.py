@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..kernels import qr as qr_k
-from ..kernels import tsqr
 from ..kernels.blocks import iter_blocks
 from ..errors import InputError
 from .algorithm import Algorithm, Result, check_choice, register, require_rows
@@ -20,6 +21,9 @@ class qr(Streaming, Algorithm):
     ----------
     method : {"defaultDense"}
     fptype : {"double", "float"}
+        ``"float"``: the rows are rounded to float32 and factored in single
+        precision throughout (float32 LAPACK and products, no float64
+        accumulation); ``matrixQ`` and ``matrixR`` are float32.
     distributed : bool
         One collective decomposition of all ranks' rows stacked in rank order.
     streaming : bool
@@ -59,12 +63,24 @@ class qr(Streaming, Algorithm):
         p = layout.ncols["data"]
         require_rows(layout, p, f"qr of data with {p} columns")
 
+    @property
+    def _dtype(self):
+        return np.float32 if self.fptype == "float" else np.float64
+
+    def _local_qr(self, data):
+        dt = self._dtype
+        if dt != data.dtype:
+            # a block at a time: the float32 copy never exists next to a second whole one
+            blocks = (b.astype(dt) for b in iter_blocks(data))
+        else:
+            blocks = iter_blocks(data)
+        return qr_k.local_qr(blocks, data.shape[1], n_rows=len(data), dtype=dt)
+
     def _compute(self, ctx, layout, data):
-        p = data.shape[1]
         box = {}
 
         def local():
-            box["qr"] = tsqr.local_qr(iter_blocks(data), p, n_rows=len(data))
+            box["qr"] = self._local_qr(data)
             return box["qr"].r
 
         Rs = ctx.allgather(local, step="qr tsqr")
@@ -73,7 +89,7 @@ class qr(Streaming, Algorithm):
         return Result("qr_result", matrixQ=Q, matrixR=fin["matrixR"])
 
     def _stream_partial(self, data):
-        return [tsqr.local_qr(iter_blocks(data), data.shape[1], n_rows=len(data))]
+        return [self._local_qr(data)]
 
     def _stream_merge(self, a, b):
         return a + b

@@ -133,6 +133,23 @@ def test_regressions_and_naive_bayes_on_engines(cluster, files, how):
     np.testing.assert_allclose(nb.predict_proba(files["counts"]).gather(), ref.predict_proba(C), rtol=1e-10)
 
 
+@pytest.mark.parametrize("how", ["files", "scatter"])
+def test_dbscan_on_engines(cluster, files, how):
+    X, _, _ = _data()
+    db = cs.DBSCAN(eps=2.0, min_samples=5, cluster=cluster).fit(_via(cluster, how, files, "X", X))
+    ref = skc.DBSCAN(eps=2.0, min_samples=5).fit(X)
+    assert ref.labels_.max() >= 1 and (ref.labels_ == -1).any()
+    assert db.n_features_in_ == 4
+    for name in ("labels_", "core_sample_indices_", "components_"):  # per-row: stay on the engines
+        got = getattr(db, name)
+        assert isinstance(got, EngineArray), name
+        np.testing.assert_array_equal(got.gather(), getattr(ref, name), err_msg=name)
+    labels = cs.DBSCAN(eps=2.0, min_samples=5, cluster=cluster).fit_predict(files["X"])
+    np.testing.assert_array_equal(labels.gather(), ref.labels_)
+    with pytest.raises(ValueError, match="sample_weight is not supported with cluster"):
+        cs.DBSCAN(cluster=cluster).fit(files["X"], sample_weight=np.ones(60))
+
+
 def test_pipeline_and_clone_on_engines(cluster, files):
     X, _, _ = _data()
     pipe = make_pipeline(cs.StandardScaler(cluster=cluster), cs.PCA(2, cluster=cluster),

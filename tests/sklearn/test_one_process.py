@@ -39,12 +39,13 @@ def _data():
     ("Ridge", {"alpha": 3.0}, {}),
     ("EmpiricalCovariance", {}, {}),
     ("StandardScaler", {}, {}),
+    ("DBSCAN", {"eps": 1.5, "min_samples": 4}, {}),
 ])
 def test_matches_sklearn_in_one_process(name, params, extra):
     X, y = _data()
     mod = {"KMeans": sklearn.cluster, "PCA": sklearn.decomposition, "LinearRegression": sklearn.linear_model,
            "Ridge": sklearn.linear_model, "EmpiricalCovariance": sklearn.covariance,
-           "StandardScaler": sklearn.preprocessing}[name]
+           "StandardScaler": sklearn.preprocessing, "DBSCAN": sklearn.cluster}[name]
     if name == "KMeans":
         params = dict(params, init=X[[0, 1, 2]])
     ours = getattr(cs, name)(**params).fit(X, y)
@@ -52,9 +53,26 @@ def test_matches_sklearn_in_one_process(name, params, extra):
     attrs = {"KMeans": ["inertia_"], "PCA": ["explained_variance_", "mean_", "singular_values_"],
              "LinearRegression": ["coef_", "intercept_"], "Ridge": ["coef_", "intercept_"],
              "EmpiricalCovariance": ["covariance_", "location_", "precision_"],
-             "StandardScaler": ["mean_", "var_", "scale_"]}[name]
+             "StandardScaler": ["mean_", "var_", "scale_"],
+             "DBSCAN": ["labels_", "core_sample_indices_", "components_"]}[name]
     for a in attrs:
         np.testing.assert_allclose(getattr(ours, a), getattr(ref, a), rtol=1e-7, err_msg=a)
+    if name == "DBSCAN":  # not a trivial case: several clusters, noise and border rows
+        assert ours.labels_.max() >= 1 and (ours.labels_ == -1).any()
+        assert len(ours.core_sample_indices_) < (ours.labels_ >= 0).sum()
+        np.testing.assert_array_equal(cs.DBSCAN(**params).fit_predict(X), ref.labels_)
+
+
+def test_dbscan_sample_weight_as_sklearn():
+    X, _ = _data()
+    w = np.random.default_rng(3).uniform(-0.5, 3.0, size=len(X))  # negative: scikit-learn allows it
+    ours = cs.DBSCAN(eps=1.5, min_samples=4).fit(X, sample_weight=w)
+    ref = sklearn.cluster.DBSCAN(eps=1.5, min_samples=4).fit(X, sample_weight=w)
+    assert not np.array_equal(ref.labels_, sklearn.cluster.DBSCAN(eps=1.5, min_samples=4).fit(X).labels_)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_array_equal(ours.core_sample_indices_, ref.core_sample_indices_)
+    with pytest.raises(ValueError, match="sample_weight.shape"):
+        cs.DBSCAN().fit(X, sample_weight=w[:-1])
 
 
 def test_parameters_are_validated_as_sklearn_does():
@@ -62,7 +80,8 @@ def test_parameters_are_validated_as_sklearn_does():
 
     X, _ = _data()
     for est in (cs.KMeans(n_clusters=0), cs.KMeans(init="bogus"), cs.PCA(svd_solver="arpack"),
-                cs.Ridge(alpha=-1.0), cs.StandardScaler(distributed="yes")):
+                cs.Ridge(alpha=-1.0), cs.StandardScaler(distributed="yes"), cs.DBSCAN(eps=0.0),
+                cs.DBSCAN(min_samples=0), cs.DBSCAN(metric="manhattan")):
         with pytest.raises(InvalidParameterError):
             est.fit(X, X[:, 0])
     with pytest.raises(ValueError, match="n_samples=60 should be >= n_clusters=70"):

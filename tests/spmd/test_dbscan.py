@@ -86,3 +86,28 @@ def test_defaults_serial_and_errors():
     Xbad[-1, 1] = np.inf
     expect_distributed_error(lambda: cml.dbscan(0.5, 3, distributed=True).compute(my_block(Xbad)),
                              "data", cml.InputError)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_float_is_dbscan_of_the_float32_rows(weighted):
+    make, eps, m = CASES["blobs"]
+    X = make()
+    w = np.random.default_rng(2).uniform(0.2, 3.0, size=(len(X), 1)) if weighted else None
+    X32 = X.astype(np.float32)
+    ref = DBSCAN(eps=eps, min_samples=m).fit(X32.astype(np.float64),
+                                             sample_weight=None if w is None else
+                                             w.astype(np.float32).ravel())
+    extra = [] if w is None else [my_block(w)]
+    want = "computeCoreIndices|computeCoreObservations"
+    res = cml.dbscan(eps, m, resultsToCompute=want, fptype="float",
+                     distributed=True).compute(my_block(X), *extra)
+    dbl = cml.dbscan(eps, m, distributed=True).compute(my_block(X), *extra)
+    mpi_assert(res.coreObservations.dtype == np.float32, f"{res.coreObservations.dtype}")
+    mpi_assert(res.assignments.dtype == np.int32, f"{res.assignments.dtype}")
+    labels = np.vstack(world().allgather(res.assignments)).ravel()
+    mpi_assert(np.array_equal(labels, ref.labels_), "float labels vs scikit-learn on float32 rows")
+    # rounding the rows to float32 moves no distance across eps here: the same as double
+    mpi_assert(np.array_equal(res.assignments, dbl.assignments), "float vs double labels")
+    core = np.vstack(world().allgather(res.coreObservations))
+    mpi_assert(np.array_equal(core, X32[ref.core_sample_indices_]), "coreObservations")
+    same_on_every_rank(res.nClusters, "nClusters")

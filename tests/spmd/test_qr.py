@@ -47,3 +47,34 @@ def test_serial_qr_and_errors():
     Xbad[-1, 0] = np.nan
     expect_distributed_error(lambda: cml.qr(distributed=True).compute(my_block(Xbad)), "data",
                              cml.InputError)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_qr_float_is_single_precision_and_close_to_double(streaming):
+    X = conditioned(100.0)
+    mine = my_block(X)
+
+    def run(fptype):
+        algo = cml.qr(fptype=fptype, distributed=True, streaming=streaming)
+        if not streaming:
+            return algo.compute(mine)
+        for chunk in (mine[:7], mine[7:]):  # two chunks, one of them empty on small blocks
+            algo.compute(chunk)
+        return algo.finalize()
+
+    r32, r64 = run("float"), run("double")
+    mpi_assert(r32.matrixQ.dtype == np.float32 and r32.matrixR.dtype == np.float32,
+               f"dtypes {r32.matrixQ.dtype} {r32.matrixR.dtype}")
+    mpi_assert(r32.matrixQ.shape == (len(mine), 6), f"{r32.matrixQ.shape}")
+    Q = np.vstack(world().allgather(r32.matrixQ)).astype(np.float64)
+    R = r32.matrixR.astype(np.float64)
+    rel = np.linalg.norm(Q @ R - X) / np.linalg.norm(X)
+    orth = np.linalg.norm(Q.T @ Q - np.eye(6))
+    # float32: errors of a few float32 epsilons (1.2e-7), not float64's 1e-16
+    mpi_assert(rel < 2e-6 and orth < 2e-6, f"|QR-X|/|X| {rel:.2e}, |Q'Q-I| {orth:.2e}")
+    mpi_assert(np.all(np.diag(R) >= 0) and np.array_equal(R, np.triu(R)), "R triangular, diag >= 0")
+    # against double: the condition number (100) times float32's epsilon
+    dR = np.linalg.norm(R - r64.matrixR) / np.linalg.norm(r64.matrixR)
+    dQ = np.linalg.norm(r32.matrixQ - r64.matrixQ) / max(1.0, np.linalg.norm(r64.matrixQ))
+    mpi_assert(dR < 1e-6 and dQ < 1e-5, f"float vs double: R {dR:.2e}, this rank's Q {dQ:.2e}")
+    same_on_every_rank(r32.matrixR, "float matrixR")

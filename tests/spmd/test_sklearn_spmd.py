@@ -150,9 +150,24 @@ def test_standard_scaler_matches_sklearn(params):
     same_on_every_rank(fitted(sc), "StandardScaler attributes")
 
 
-def test_frames_give_feature_names():
+def test_dbscan_sample_weight_matches_sklearn():
+    X = blobs(n=150, k=3, seed=6)
+    w = np.random.default_rng(8).uniform(-0.5, 3.0, size=len(X))
+    ref = skc.DBSCAN(eps=1.6, min_samples=5).fit(X, sample_weight=w)
+    db = cs.DBSCAN(eps=1.6, min_samples=5, distributed=True).fit(my_block(X), sample_weight=my_block(w))
+    mpi_assert(np.array_equal(db.labels_, my_block(ref.labels_)), "weighted labels_")
+    core = np.concatenate(world().allgather(db.core_sample_indices_))
+    mpi_assert(np.array_equal(core, ref.core_sample_indices_), "weighted core_sample_indices_")
+    # one weight too few on rank 0: the same error everywhere, nobody waits
+    short = my_block(w)[:-1] if rank() == 0 else my_block(w)
+    expect_distributed_error(lambda: cs.DBSCAN(distributed=True).fit(my_block(X), sample_weight=short),
+                             "different numbers of rows")
+
+
+@pytest.mark.parametrize("cls", ["StandardScaler", "DBSCAN"])
+def test_frames_give_feature_names(cls):
     X = pd.DataFrame(blobs(n=40), columns=["a", "b", "c", "d"])
-    sc = cs.StandardScaler(distributed=True).fit(my_block(X))
+    sc = getattr(cs, cls)(distributed=True).fit(my_block(X))
     mpi_assert(list(sc.feature_names_in_) == ["a", "b", "c", "d"] and sc.n_features_in_ == 4,
                f"feature_names_in_ {getattr(sc, 'feature_names_in_', None)}")
 
@@ -192,3 +207,22 @@ def test_too_few_rows_is_the_same_value_error_everywhere():
     else:
         err = None
     mpi_assert(err is not None and "n_samples=5 should be >= n_clusters=8" in err, f"got {err!r}")
+
+
+def test_dbscan_matches_sklearn():
+    X = blobs(n=150, k=3, seed=6)
+    ref = skc.DBSCAN(eps=1.6, min_samples=5).fit(X)
+    db = cs.DBSCAN(eps=1.6, min_samples=5, distributed=True).fit(my_block(X))
+    mpi_assert(db.labels_.shape == (len(my_block(X)),) and db.labels_.dtype == np.intp, "labels_")
+    mpi_assert(np.array_equal(db.labels_, my_block(ref.labels_)), "labels_ of this rank's rows")
+    # core rows: this rank's, as global indices; stacked in rank order they are scikit-learn's
+    core = np.concatenate(world().allgather(db.core_sample_indices_))
+    mpi_assert(np.array_equal(core, ref.core_sample_indices_), "core_sample_indices_")
+    comps = np.vstack(world().allgather(db.components_))
+    mpi_assert(np.array_equal(comps, ref.components_), "components_")
+    mpi_assert(ref.labels_.max() >= 1 and (ref.labels_ == -1).any(), "a case with noise")
+    mpi_assert(np.array_equal(cs.DBSCAN(eps=1.6, min_samples=5, distributed=True)
+                              .fit_predict(my_block(X)), db.labels_), "fit_predict")
+    per_rank = ("core_sample_indices_", "components_")
+    same_on_every_rank({k: v for k, v in fitted(db).items() if k not in per_rank},
+                       "DBSCAN attributes")
