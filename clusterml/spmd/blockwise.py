@@ -12,6 +12,7 @@ block by block with :func:`stream_map`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -119,14 +120,27 @@ def iter_aligned(arrays: dict, rows: int | None = None, check_rows: bool = False
         row0 += m
 
 
+#: First row of the block being computed, within the rank's input (errors name the user's row).
+_BLOCK_ROW0 = [0]
+
+
+@contextlib.contextmanager
+def rows_from(row0: int):
+    """Within this block, local row r is row ``row0 + r`` of the rank's input (streaming)."""
+    saved = _BLOCK_ROW0[0]
+    _BLOCK_ROW0[0] = row0
+    try:
+        yield
+    finally:
+        _BLOCK_ROW0[0] = saved
+
+
 def streamed(partial: Callable, merge: Callable) -> Callable:
     """``partial(*tables, **kw)`` computed block by block and merged when a table is a Stream.
 
     Positional arguments with as many rows as the Stream are cut into
     blocks; other arguments are passed as they are.
     """
-    from .inputs import rows_from
-
     def run(*args, **kwargs):
         streams = [a for a in args if isinstance(a, Stream)]
         if not streams:

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
-from .readers import Source, parse_csv_bytes, reading
+from .sources import Source, parse_csv_bytes, reading
 
 __all__ = ["CSVSource", "sniff_header"]
 
@@ -150,7 +150,7 @@ class CSVSource(Source):
     def read(self, start, stop):
         import pandas as pd
 
-        from .readers import frame_to_array
+        from .sources import frame_to_array
 
         if self.ncols is None or stop <= start:
             return np.empty((0, self.ncols or 0))

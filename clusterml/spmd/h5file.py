@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .readers import Source, block_range, reading
+from .sources import Source, block_range, reading
 
 __all__ = ["HDF5Source"]
 

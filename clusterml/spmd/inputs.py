@@ -28,7 +28,6 @@ float64 are used as they are (no copy), others are converted into a new array.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -38,7 +37,7 @@ import numpy as np
 from ..errors import InputError
 from ..kernels.fused import first_bad_value
 from ..kernels.moments import as_plain
-from .blockwise import Stream, iter_aligned
+from .blockwise import _BLOCK_ROW0, Stream, iter_aligned, rows_from
 from .readers import (Partition, RankFile, block_range, frame_to_array,
                       read_csv, read_hdf5, read_partition, resolve_path, settings)
 
@@ -85,18 +84,6 @@ class Rows:
 # Where this rank's rows come from, by input name, for error messages naming
 # the user's row (set by :func:`load_tables`, read by :func:`check_finite`).
 _ORIGINS: dict = {}
-_BLOCK_ROW0 = [0]
-
-
-@contextlib.contextmanager
-def rows_from(row0: int):
-    """Within this block, local row r is row ``row0 + r`` of the rank's input (streaming)."""
-    saved = _BLOCK_ROW0[0]
-    _BLOCK_ROW0[0] = row0
-    try:
-        yield
-    finally:
-        _BLOCK_ROW0[0] = saved
 
 
 def describe_row(name: str, row: int) -> str:
