@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import glob
 import os
 import re
 import time
@@ -241,6 +242,8 @@ def _remove_cluster_files(pdir: str, cluster_id: str, record: dict) -> list[str]
         os.path.join(pdir, "security", f"{prefix}engine.json"),
         os.path.join(pdir, "log", f"engines{cluster_id}.json"),
     ]
+    # the job scripts clusterml's Slurm launchers wrote for this cluster (launchers._jobs_batch_file)
+    paths += glob.glob(os.path.join(pdir, "jobs", f"slurm_*-{cluster_id or 'default'}.sbatch"))
     ctl = (record.get("controller") or {}).get("state") or {}
     if ctl.get("output_file"):
         paths.append(ctl["output_file"])

@@ -16,10 +16,7 @@ def profile_files(ipython_dir: Path) -> list[str]:
     out = []
     for p in sorted(base.rglob("*")):
         rel = p.relative_to(base)
-        if p.is_dir() or rel.suffix == ".py" or rel.parts[0] in ("startup", "pid"):
-            continue
-        # the engines' batch script is rewritten by every start (one fixed name): not per-cluster state
-        if rel.as_posix() == "jobs/slurm_engine.sbatch":
+        if p.is_dir() or rel.name == "ipcluster_config.json" or rel.parts[0] in ("startup", "pid"):
             continue
         out.append(rel.as_posix())
     return out
