@@ -4,6 +4,8 @@
 #   ./dev.sh test   - make .venv, install clusterml with its test extras, run every test
 #                     (as root it installs and starts a single-node Slurm for the Slurm tests,
 #                     and stops it again afterwards)
+#   ./dev.sh docs   - make .venv, install clusterml[docs], build the documentation site into
+#                     docs/_build/html (the example notebooks are executed during the build)
 # Any further arguments go to `clusterml demo` / pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -39,8 +41,14 @@ case "${1:-}" in
         export PATH="$venv/bin:$PATH"
         exec "$venv/bin/python" -m pytest tests -p no:cacheprovider "$@"
         ;;
+    docs)
+        shift
+        ensure_venv docs,farm
+        export PATH="$venv/bin:$PATH"
+        exec "$venv/bin/python" -m sphinx -W --keep-going -b html docs docs/_build/html "$@"
+        ;;
     *)
-        sed -n '2,8p' "$0"
+        sed -n '2,10p' "$0"
         exit 2
         ;;
 esac

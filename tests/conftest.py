@@ -39,6 +39,11 @@ def pytest_runtest_logreport(report):
         _skipped.append(report.nodeid)
 
 
+def pytest_sessionstart(session):
+    # artefacts written after this moment belong to this run (tests/notebooks/test_site.py)
+    os.environ.setdefault("CLUSTERML_TEST_SESSION_START", str(time.time()))
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _skipped and os.environ.get("CLUSTERML_FAIL_ON_SKIP"):
         print(f"\nCLUSTERML_FAIL_ON_SKIP: {len(_skipped)} test(s) skipped: {', '.join(_skipped[:10])}")
