@@ -14,14 +14,15 @@ initialises MPI; the first distributed computation (or :func:`init`) does.
 """
 
 from ._version import __version__
-from .errors import (ClusterTimeoutError, ComputeError, DistributedError, EngineError,
+from .errors import (ClusterTimeoutError, CollectiveTimeoutError, ComputeError, DistributedError, EngineError,
                      InconsistentResultError, InputError, ParameterError)
 from .spmd import *  # noqa: F401,F403  (the engine API: init, algorithms, read_partition)
 from .spmd import __all__ as _spmd_all
 
 __all__ = [
     "__version__", "DistributedError", "InputError", "ParameterError", "ComputeError",
-    "InconsistentResultError", "EngineError", "ClusterTimeoutError", "Cluster",
+    "InconsistentResultError", "EngineError", "ClusterTimeoutError", "CollectiveTimeoutError",
+    "Cluster",
 ] + list(_spmd_all)
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "InconsistentResultError",
     "EngineError",
     "ClusterTimeoutError",
+    "CollectiveTimeoutError",
 ]
 
 
@@ -83,3 +84,34 @@ class EngineError(DistributedError):
 
 class ClusterTimeoutError(DistributedError, TimeoutError):
     """A wait (engine start, a call) ran out; the message says what was waited for."""
+
+
+class CollectiveTimeoutError(DistributedError, TimeoutError):
+    """A rank waited longer than the collective timeout in one of clusterml's collectives.
+
+    Set by ``clusterml.init(timeout=...)`` or ``CLUSTERML_COLLECTIVE_TIMEOUT``.
+    ``ranks`` are the ranks that never arrived (as far as this rank can
+    tell).  After it, clusterml's communicator is unusable.
+    """
+
+    @staticmethod
+    def describe(missing, step: str = "", timeout: float | None = None) -> str:
+        """The message for ``missing``: ``(rank, lo, hi)`` triples (rank never arrived;
+        ranks lo .. hi-1 report through it)."""
+        ranks = sorted({m[0] for m in missing})
+        names = ", ".join(map(str, ranks))
+        behind = sorted({r for _, lo, hi in missing for r in range(lo, hi)} - set(ranks))
+        where = f" in step '{step}'" if step else ""
+        after = f" after {timeout:g} s" if timeout else ""
+        msg = (f"collective timed out{where}{after}: rank{'s' if len(ranks) > 1 else ''} "
+               f"{names} never arrived")
+        if behind:
+            msg += (f" (ranks {', '.join(map(str, behind))} report through "
+                    f"{'them' if len(ranks) > 1 else 'it'} and were not heard from either)")
+        return msg
+
+    @classmethod
+    def naming(cls, missing, step: str = "", timeout: float | None = None):
+        """The error naming the ``missing`` ranks (see :meth:`describe`)."""
+        msg = cls.describe(missing, step, timeout)
+        return cls(msg, {m[0]: ("CollectiveTimeoutError", "never arrived", "") for m in missing})

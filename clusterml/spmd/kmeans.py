@@ -39,6 +39,9 @@ class _RankTeam:
     def root(self, fn, *args, step=None):
         return self.ctx.bcast_from(0, fn, *args, step=step)
 
+    def fold(self, fn, merge, *args, step=None):
+        return self.ctx.fold(fn, merge, self.rows, *args, step=step)
+
 
 def _check_clusters(n_clusters: int, layout) -> None:
     if n_clusters > layout.total:

@@ -1,0 +1,169 @@
+"""Summaries as one contiguous buffer: the wire format of clusterml's reductions.
+
+A reduction moves per-rank *summaries* (a :class:`~clusterml.kernels.covariance.CrossProducts`,
+a k-means ``LloydPartial``, a tuple of count arrays ...) up and down a tree of
+ranks.  Pickling each one costs more than the arithmetic of merging it, so a
+summary made of arrays and numbers travels as one byte buffer instead::
+
+    b"D" | uint32 header length | header | padding | leaf 0 | leaf 1 | ...
+
+The *header* describes the structure (dataclass types, tuples, dtypes and
+shapes) and is pickled once per distinct structure and cached, so the hot path
+only copies array bytes (and the receiver reads them back as views, without a
+copy).  Anything else (Python ints beyond int64, strings, lists of objects)
+falls back to a pickle (``b"P"``).  Decoding gives back the same types and
+bits, so every rank that decodes one buffer holds the same result.
+
+This module never imports MPI; :mod:`clusterml.spmd.comm` sends the buffers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import struct
+
+import numpy as np
+
+__all__ = ["encode", "decode", "encode_pickle"]
+
+_PACKED, _PICKLED = b"D", b"P"
+_ALIGN = 8
+_KINDS = frozenset("biufc")
+_header_of: dict = {}      # structure -> header bytes
+_structure_of: dict = {}   # header bytes -> structure
+
+
+class _NotPackable(Exception):
+    pass
+
+
+def _flatten(obj, leaves: list):
+    """The structure of ``obj``; its array leaves are appended to ``leaves``."""
+    t = type(obj)
+    if obj is None:
+        return ("none",)
+    if t is bool:
+        leaves.append(np.array([obj], dtype=np.bool_))
+        return ("bool",)
+    if t is int:
+        if not -(1 << 63) <= obj < (1 << 63):
+            raise _NotPackable
+        leaves.append(np.array([obj], dtype=np.int64))
+        return ("int",)
+    if t is float:
+        leaves.append(np.array([obj], dtype=np.float64))
+        return ("float",)
+    if t is np.ndarray:
+        if obj.dtype.kind not in _KINDS:
+            raise _NotPackable
+        leaves.append(obj)
+        return ("array", obj.dtype.str, obj.shape)
+    if isinstance(obj, np.generic) and obj.dtype.kind in _KINDS:
+        leaves.append(np.asarray(obj).reshape(1))
+        return ("scalar", obj.dtype.str)
+    if t is tuple or t is list:
+        return (t.__name__, tuple(_flatten(x, leaves) for x in obj))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = tuple(f.name for f in dataclasses.fields(obj) if f.init)
+        return ("dataclass", t, names, tuple(_flatten(getattr(obj, n), leaves) for n in names))
+    raise _NotPackable
+
+
+def _rebuild(node, leaves):
+    kind = node[0]
+    if kind == "none":
+        return None
+    if kind in ("bool", "int", "float"):
+        return {"bool": bool, "int": int, "float": float}[kind](next(leaves)[0])
+    if kind == "array":
+        return next(leaves)
+    if kind == "scalar":
+        return next(leaves)[0]
+    if kind in ("tuple", "list"):
+        items = [_rebuild(c, leaves) for c in node[1]]
+        return tuple(items) if kind == "tuple" else items
+    cls, names, children = node[1], node[2], node[3]
+    return cls(**{n: _rebuild(c, leaves) for n, c in zip(names, children)})
+
+
+def _leaf_specs(node, out: list):
+    """(dtype, shape) of every leaf, in order."""
+    kind = node[0]
+    if kind in ("bool", "int", "float"):
+        out.append(({"bool": "|b1", "int": "<i8", "float": "<f8"}[kind], (1,)))
+    elif kind == "array":
+        out.append((node[1], node[2]))
+    elif kind == "scalar":
+        out.append((node[1], (1,)))
+    elif kind in ("tuple", "list"):
+        for c in node[1]:
+            _leaf_specs(c, out)
+    elif kind == "dataclass":
+        for c in node[3]:
+            _leaf_specs(c, out)
+    return out
+
+
+def _pad(n: int) -> int:
+    return -n % _ALIGN
+
+
+def encode(obj) -> np.ndarray:
+    """``obj`` as one uint8 buffer (packed arrays, or a pickle when it has other leaves)."""
+    leaves: list = []
+    try:
+        structure = _flatten(obj, leaves)
+        header = _header_of.get(structure)
+    except (_NotPackable, TypeError):  # TypeError: an unhashable structure
+        return encode_pickle(obj)
+    if header is None:
+        header = pickle.dumps(structure, protocol=pickle.HIGHEST_PROTOCOL)
+        _header_of[structure] = header
+        _structure_of[header] = structure
+    start = 5 + len(header)
+    start += _pad(start)
+    sizes = [leaf.nbytes for leaf in leaves]
+    total = start + sum(s + _pad(s) for s in sizes)
+    buf = np.zeros(total, dtype=np.uint8)
+    buf[0] = _PACKED[0]
+    buf[1:5] = np.frombuffer(struct.pack("<I", len(header)), dtype=np.uint8)
+    buf[5:5 + len(header)] = np.frombuffer(header, dtype=np.uint8)
+    pos = start
+    for leaf, size in zip(leaves, sizes):
+        if size:
+            buf[pos:pos + size] = np.ascontiguousarray(leaf).reshape(-1).view(np.uint8)
+        pos += size + _pad(size)
+    return buf
+
+
+def encode_pickle(obj) -> np.ndarray:
+    """``obj`` pickled into a uint8 buffer (for values that are not a set of arrays)."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    buf = np.empty(len(data) + 1, dtype=np.uint8)
+    buf[0] = _PICKLED[0]
+    buf[1:] = np.frombuffer(data, dtype=np.uint8)
+    return buf
+
+
+def decode(buf: np.ndarray):
+    """The object :func:`encode` packed into ``buf`` (arrays are views of ``buf``)."""
+    if buf[0] == _PICKLED[0]:
+        return pickle.loads(buf[1:].tobytes())
+    (hlen,) = struct.unpack("<I", buf[1:5].tobytes())
+    header = buf[5:5 + hlen].tobytes()
+    structure = _structure_of.get(header)
+    if structure is None:
+        structure = pickle.loads(header)
+        _structure_of[header] = structure
+        _header_of.setdefault(structure, header)
+    pos = 5 + hlen
+    pos += _pad(pos)
+    arrays = []
+    for dtype, shape in _leaf_specs(structure, []):
+        dt = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        arrays.append(np.frombuffer(buf, dtype=dt, count=count, offset=pos).reshape(shape))
+        size = count * dt.itemsize
+        pos += size + _pad(size)
+    return _rebuild(structure, iter(arrays))
