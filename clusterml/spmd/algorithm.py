@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from . import comm
+from .guard import is_agreed
 from .inputs import Layout, check_finite, load_tables
 
 __all__ = ["Algorithm", "Result", "REGISTRY", "register", "check_choice", "check_int", "check_positive",
@@ -189,11 +190,24 @@ class Algorithm:
         (``data`` first, then ``dependentVariables`` / ``labels``, then a
         model or initial centroids); keywords by the same names work too.
         """
-        if self.distributed:
-            given = _agree_on_call(self, args, kwargs)
-        else:
+        if not self.distributed:
             given = bind_inputs(type(self).__name__, self._tables, self._extras, args, kwargs)
-        ctx = comm.context(self.distributed)
+            return self._run(comm.context(False), given)
+        given = _agree_on_call(self, args, kwargs)
+        ctx = comm.context(True)
+        try:
+            result = self._run(ctx, given)
+        except Exception as exc:
+            if is_agreed(exc):  # raised on every rank alike already
+                raise
+            # raised here only (e.g. MemoryError outside a guarded step): the others
+            # hear of it in their next collective, or in this closing one
+            ctx.close(exc, step=f"{type(self).__name__}")
+            raise
+        ctx.close(None, step=f"{type(self).__name__}")
+        return result
+
+    def _run(self, ctx, given: dict):
         tables = {n: given[n] for n in self._tables}
         extras = {n: given.get(n) for n in self._extras}
         arrays, layout = load_tables(ctx, tables, self._local_check_fn(extras),

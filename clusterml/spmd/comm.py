@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import CollectiveTimeoutError
 from . import packing
-from .guard import Context, Failure, Outcome, SerialContext, raise_failures
+from .guard import Context, Failure, Outcome, SerialContext, agreed, raise_failures
 
 __all__ = [
     "init",
@@ -298,10 +298,10 @@ class MPIContext(Context):
     # -- waits --------------------------------------------------------------
     def _begin(self, step: str) -> None:
         if _state["broken"] is not None:
-            raise CollectiveTimeoutError(
+            raise agreed(CollectiveTimeoutError(
                 f"step '{step}': clusterml's communicator is unusable after an earlier "
                 f"collective timed out ({_state['broken']}); end the job, or call fini() and "
-                f"init() on every rank")
+                f"init() on every rank"))
         _state["seq"] += 1
         self._tag = (_state["seq"] % 100_000) * 4
         self._t0 = time.monotonic()
@@ -348,18 +348,25 @@ class MPIContext(Context):
         self._begin(step)
         for child, dist in _children(self.rank, self.size):
             buf = self._recv(child, self._tag + _UP, self._deadline(math.log2(dist)))
-            if buf is None:
-                part = Outcome(missing=[(child, child, min(child + dist, self.size))])
-            elif buf[0] == _FAILED:
-                part = packing.decode(buf[1:])
-            else:
-                part = Outcome(packing.decode(buf[1:]))
+            try:
+                if buf is None:
+                    part = Outcome(missing=[(child, child, min(child + dist, self.size))])
+                elif buf[0] == _FAILED:
+                    part = packing.decode(buf[1:])
+                else:
+                    part = Outcome(packing.decode(buf[1:]))
+            except Exception as exc:  # MemoryError: still pass a verdict on
+                part = Outcome(failures=[Failure(self.rank, exc, step)])
             outcome = outcome.combine(part, merge, self.rank)
+        try:
+            message = _encode(outcome, packed)
+        except Exception as exc:
+            message = _encode(Outcome(failures=[Failure(self.rank, exc, step)]), False)
         parent = _parent(self.rank)
         if parent is not None:
-            self._send(_encode(outcome, packed), parent, self._tag + _UP)
+            self._send(message, parent, self._tag + _UP)
             return self._down(None, step)
-        return self._down(_encode(outcome, packed), step)
+        return self._down(message, step)
 
     def _bcast0(self, outcome: Outcome | None, step: str):
         self._begin(step)
@@ -376,7 +383,7 @@ class MPIContext(Context):
                 parent = _parent(self.rank)
                 miss = [(parent, parent, parent + 1)]
                 _state["broken"] = CollectiveTimeoutError.describe(miss, step, self._timeout)
-                raise CollectiveTimeoutError.naming(miss, step, self._timeout)
+                raise agreed(CollectiveTimeoutError.naming(miss, step, self._timeout))
         for child, _ in reversed(_children(self.rank, self.size)):
             self._send(verdict, child, tag)
         # decode a copy: the verdict's buffer may still be in flight to the children
@@ -390,7 +397,7 @@ class MPIContext(Context):
                     self._send(verdict, r, tag)
         if outcome.missing:
             _state["broken"] = CollectiveTimeoutError.describe(outcome.missing, step, self._timeout)
-            raise CollectiveTimeoutError.naming(outcome.missing, step, self._timeout)
+            raise agreed(CollectiveTimeoutError.naming(outcome.missing, step, self._timeout))
         raise_failures(outcome.failures, step)
 
 

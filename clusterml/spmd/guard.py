@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ComputeError, DistributedError
 
-__all__ = ["Failure", "raise_failures", "Context", "SerialContext", "Outcome"]
+__all__ = ["Failure", "raise_failures", "Context", "SerialContext", "Outcome", "agreed", "is_agreed"]
 
 # Fault injection for the reliability tests: "step@rank[:kill][,step@rank...]";
 # a guarded step whose name matches raises on that rank ("*" matches any step
@@ -31,22 +31,30 @@ _FAULT_ENV = "CLUSTERML_INJECT_FAULT"
 class Failure:
     """What a rank contributes to a collective when its local step raised."""
 
-    __slots__ = ("rank", "etype", "message", "tb", "error")
+    __slots__ = ("rank", "etype", "message", "tb", "error", "step")
 
-    def __init__(self, rank: int, exc: BaseException):
+    def __init__(self, rank: int, exc: BaseException, step: str = ""):
         self.rank = rank
         self.etype = type(exc).__name__
         self.message = str(exc)
-        self.tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if isinstance(exc, MemoryError):
+            self.message = (f"out of memory{': ' + self.message if self.message else ''} (the "
+                            f"rank's memory limit was reached: Slurm --mem, ulimit -v or the "
+                            f"node's RAM; use more ranks or a smaller problem)")
+        try:
+            self.tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        except MemoryError:  # pragma: no cover - no memory even for the traceback
+            self.tb = ""
         # Keep the class of clusterml's own errors so every rank re-raises
         # the same subclass (InputError, ParameterError, ...).
         self.error = type(exc) if isinstance(exc, DistributedError) else None
+        self.step = step
 
     def __getstate__(self):
-        return (self.rank, self.etype, self.message, self.tb, self.error)
+        return (self.rank, self.etype, self.message, self.tb, self.error, self.step)
 
     def __setstate__(self, state):
-        self.rank, self.etype, self.message, self.tb, self.error = state
+        self.rank, self.etype, self.message, self.tb, self.error, self.step = state
 
 
 def raise_failures(failures: Sequence[Failure], step: str = ""):
@@ -54,6 +62,9 @@ def raise_failures(failures: Sequence[Failure], step: str = ""):
     if not failures:
         return
     failures = sorted(failures, key=lambda f: f.rank)
+    steps = {f.step for f in failures}
+    if len(steps) == 1 and "" not in steps:
+        step = steps.pop()  # where the failure happened (the same text on every rank)
     classes = {f.error for f in failures}
     cls = classes.pop() if len(classes) == 1 and None not in classes else ComputeError
     lines = []
@@ -66,7 +77,17 @@ def raise_failures(failures: Sequence[Failure], step: str = ""):
     ranks = ", ".join(str(f.rank) for f in failures)
     head = f"failed on rank{'s' if len(failures) > 1 else ''} {ranks}{where}"
     msg = head + (": " + lines[0].split(": ", 1)[1] if len(lines) == 1 else ":\n  " + "\n  ".join(lines))
-    raise cls(msg, {f.rank: (f.etype, f.message, f.tb) for f in failures})
+    raise agreed(cls(msg, {f.rank: (f.etype, f.message, f.tb) for f in failures}))
+
+
+def agreed(exc: BaseException) -> BaseException:
+    """Mark ``exc`` as raised on every rank alike (compute() need not agree on it again)."""
+    exc._clusterml_agreed = True
+    return exc
+
+
+def is_agreed(exc: BaseException) -> bool:
+    return getattr(exc, "_clusterml_agreed", False)
 
 
 def _injected(step: str, rank: int) -> str | None:
@@ -93,7 +114,7 @@ def _run_local(step: str, rank: int, fn: Callable, args, kwargs):
             raise RuntimeError(f"fault injected into step '{step}' ({_FAULT_ENV})")
         return fn(*args, **kwargs), None
     except Exception as exc:  # every rank must reach the collective
-        return None, Failure(rank, exc)
+        return None, Failure(rank, exc, step)
 
 
 
@@ -134,7 +155,7 @@ class Outcome:
             try:
                 return Outcome(merge(self.value, other.value))
             except Exception as exc:  # a merge that fails is this rank's failure
-                return Outcome(failures=[Failure(rank, exc)])
+                return Outcome(failures=[Failure(rank, exc, "merge")])
         return Outcome(failures=self.failures + other.failures,
                        missing=self.missing + other.missing)
 
@@ -220,6 +241,25 @@ class Context:
         """Run a local validation on every rank; raise everywhere if it failed anywhere."""
         self.local(fn, *args, step=step, **kwargs)
 
+    def close(self, exc: BaseException | None, step: str) -> None:
+        """End a distributed ``compute()``: agree that every rank got through it.
+
+        A rank on which the computation raised outside any guarded step
+        (``exc``: a MemoryError in a finalize, say) joins the collective the
+        others are in -- their next step, or this one -- with its failure, so
+        every rank raises the same error instead of waiting.  When every rank
+        raised the same error, that error is raised as it was.
+        """
+        out = Outcome(None) if exc is None else Outcome(failures=[Failure(self.rank, exc, step)])
+        try:
+            self._tree(out, _none, step, packed=True)
+        except DistributedError as err:
+            same = {(c[0], c[1]) for c in err.causes.values()}
+            if exc is not None and len(err.causes) == self.size and \
+                    same == {(type(exc).__name__, str(exc))}:
+                raise agreed(exc) from None
+            raise
+
     def agree(self, key: bytes, describe: Callable[[], dict], failure: BaseException | None,
               step: str = "agree") -> None:
         """Check every rank passed the same ``key`` (a digest); raise ParameterError if not.
@@ -237,7 +277,7 @@ class Context:
         groups = self._tree(out, _group, step, packed=False)
         if len(groups) > 1:
             descs = self.allgather(describe, step=step + " (details)")
-            raise _mismatch(groups, descs)
+            raise agreed(_mismatch(groups, descs))
 
 
 _NOTHING = "__clusterml_nothing__"
@@ -269,6 +309,8 @@ def _mismatch(groups: dict, descs: list):
     ref = descs[max(range(len(descs)), key=lambda r: (reprs.count(reprs[r]), -r))]
     names = sorted({n for d in descs for n in d})
     differing = [n for n in names if len({repr(d.get(n)) for d in descs}) > 1]
+    if "algorithm" in differing:  # different calls: their parameters do not compare
+        differing = ["algorithm"]
     parts = []
     for n in differing:
         by_value: dict = {}
@@ -313,6 +355,6 @@ def _verdict(outcome: Outcome, step: str):
     if outcome.missing:
         from ..errors import CollectiveTimeoutError
 
-        raise CollectiveTimeoutError.naming(outcome.missing, step)
+        raise agreed(CollectiveTimeoutError.naming(outcome.missing, step))
     raise_failures(outcome.failures, step)
     return outcome.value

@@ -6,7 +6,8 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from ..kernels import linear_model as lm_k
-from .algorithm import Algorithm, Result, check_choice, checked_partial, register, require_rows
+from .algorithm import (Algorithm, Result, check_choice, check_model_finite, checked_partial, register,
+                        require_rows)
 
 __all__ = ["linear_regression_training", "linear_regression_prediction",
            "ridge_regression_training", "ridge_regression_prediction"]
@@ -157,6 +158,7 @@ def check_linear_model(model, p: int, who: str) -> np.ndarray:
     if beta.shape[1] - 1 != p:
         raise InputError(f"{who}: the model has {beta.shape[1] - 1} features but the data has {p} "
                          f"columns")
+    check_model_finite(f"{who}: model.Beta", beta)
     return beta
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..kernels import covariance as cov_k
 from ..kernels import moments as mom_k
-from .algorithm import Algorithm, Result, check_choice, checked_partial, register
+from .algorithm import Algorithm, Result, check_choice, checked_partial, register, require_rows
 
 __all__ = ["low_order_moments", "covariance"]
 
@@ -58,7 +58,8 @@ class covariance(Algorithm):
 
     Notes
     -----
-    Covariance divides by n - 1.  A constant column has correlation 0 with
+    Covariance divides by n - 1, so at least 2 rows in total are needed
+    (InputError otherwise, as for pca).  A constant column has correlation 0 with
     every other column and 1 with itself.
     """
 
@@ -72,6 +73,10 @@ class covariance(Algorithm):
         self.fptype = check_choice("fptype", fptype, ("double", "float"))
 
     _kernel_checks_finite = True
+
+    def _check_global(self, layout, extras):
+        # n - 1 = 0: every entry would be NaN; refuse as pca does
+        require_rows(layout, 2, "covariance")
 
     def _compute(self, ctx, layout, data):
         partial = checked_partial(cov_k.partial, cov_k.is_finite)

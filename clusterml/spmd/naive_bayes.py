@@ -7,7 +7,8 @@ import numpy as np
 from ..errors import InputError, ParameterError
 from ..kernels import naive_bayes as nb_k
 from ..kernels.blocks import iter_blocks
-from .algorithm import Algorithm, Result, check_choice, check_int, register
+from .algorithm import (Algorithm, Result, check_choice, check_int, check_memory, check_model_finite,
+                        register)
 from .inputs import OVERFLOW_LIMIT, check_finite
 
 __all__ = ["multinomial_naive_bayes_training", "multinomial_naive_bayes_prediction"]
@@ -87,6 +88,9 @@ class multinomial_naive_bayes_training(Algorithm):
                  fptype="double", distributed=False):
         super().__init__(distributed)
         self.nClasses = check_int("nClasses", nClasses, minimum=2)
+        # the model is nClasses x features float64 (and the counts as much again)
+        check_memory(f"nClasses={self.nClasses} (16 bytes per class and feature, at least)",
+                     16.0 * self.nClasses)
         self.priorClassEstimates = priorClassEstimates
         self.alpha = alpha
         if priorClassEstimates is None:
@@ -106,6 +110,8 @@ class multinomial_naive_bayes_training(Algorithm):
         return check
 
     def _partial(self, data, labels):
+        check_memory(f"nClasses={self.nClasses} with {data.shape[1]} features",
+                     16.0 * self.nClasses * max(1, data.shape[1]))
         counts, ok = nb_k.partial(data, labels, self.nClasses, OVERFLOW_LIMIT)
         if not ok:
             # Search for the first problem, with the messages of the separate checks.
@@ -160,6 +166,8 @@ class multinomial_naive_bayes_prediction(Algorithm):
                  fptype="double", distributed=False):
         super().__init__(distributed)
         self.nClasses = check_int("nClasses", nClasses, minimum=2)
+        check_memory(f"nClasses={self.nClasses} (8 bytes per class and row, at least)",
+                     8.0 * self.nClasses)
         if not isinstance(resultsToEvaluate, str):
             raise ParameterError(f"resultsToEvaluate={resultsToEvaluate!r} must be a string")
         flags = {f.strip() for f in resultsToEvaluate.split("|") if f.strip()}
@@ -188,6 +196,8 @@ class multinomial_naive_bayes_prediction(Algorithm):
             raise ParameterError(f"nClasses={self.nClasses} but the model has {lt.shape[0]} classes")
         if lt.shape[1] != p:
             raise InputError(f"the model has {lt.shape[1]} features but the data has {p} columns")
+        check_model_finite("model.LogP", lp)
+        check_model_finite("model.LogTheta", lt)
         return lp.reshape(-1, 1), lt
 
     def _compute(self, ctx, layout, data, model):
