@@ -206,8 +206,13 @@ def fini():
         _state["comm"] = None
         _state["parent"] = None
         MPI = _mpi()
-        if not MPI.Is_finalized():
+        if _state["broken"] is not None:
+            # Messages of the abandoned collective are still queued: freeing would let MPI
+            # reuse the communicator's context for the next one and deliver them there.
+            _state.setdefault("abandoned", []).append(comm)
+        elif not MPI.Is_finalized():
             comm.Free()
+        _state["broken"] = None
 
 
 daalinit = init
@@ -377,13 +382,12 @@ class MPIContext(Context):
         tag = self._tag + _DOWN
         if verdict is None:
             MPI = _mpi()
-            deadline = self._deadline(math.log2(max(self.size, 1)) + 2)
-            verdict = self._recv(MPI.ANY_SOURCE, tag, deadline)
-            if verdict is None:
+            # deeper ranks wait longer, so a verdict of "timed out" can reach them first
+            levels = math.log2(max(self.size, 1)) + 2 + bin(self.rank).count("1")
+            verdict = self._recv(MPI.ANY_SOURCE, tag, self._deadline(levels))
+            if verdict is None:  # no word from above: the parent stands for what is missing
                 parent = _parent(self.rank)
-                miss = [(parent, parent, parent + 1)]
-                _state["broken"] = CollectiveTimeoutError.describe(miss, step, self._timeout)
-                raise agreed(CollectiveTimeoutError.naming(miss, step, self._timeout))
+                verdict = _encode(Outcome(missing=[(parent, parent, parent + 1)]), False)
         for child, _ in reversed(_children(self.rank, self.size)):
             self._send(verdict, child, tag)
         # decode a copy: the verdict's buffer may still be in flight to the children
