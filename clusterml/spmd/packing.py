@@ -30,8 +30,6 @@ __all__ = ["encode", "decode", "encode_pickle"]
 _PACKED, _PICKLED = b"D", b"P"
 _ALIGN = 8
 _KINDS = frozenset("biufc")
-_header_of: dict = {}      # structure -> header bytes
-_structure_of: dict = {}   # header bytes -> structure
 
 
 class _NotPackable(Exception):
@@ -109,31 +107,54 @@ def _pad(n: int) -> int:
     return -n % _ALIGN
 
 
+class _Plan:
+    """Everything about one structure that does not depend on the values: computed once."""
+
+    __slots__ = ("structure", "header", "prefix", "leaves", "total")
+
+    def __init__(self, structure, header: bytes):
+        self.structure, self.header = structure, header
+        start = 5 + len(header)
+        start += _pad(start)
+        prefix = np.zeros(start, dtype=np.uint8)
+        prefix[0] = _PACKED[0]
+        prefix[1:5] = np.frombuffer(struct.pack("<I", len(header)), dtype=np.uint8)
+        prefix[5:5 + len(header)] = np.frombuffer(header, dtype=np.uint8)
+        self.prefix = prefix
+        self.leaves, pos = [], start
+        for dtype, shape in _leaf_specs(structure, []):
+            dt = np.dtype(dtype)
+            count = int(np.prod(shape, dtype=np.int64))
+            self.leaves.append((dt, count, tuple(shape), pos, count * dt.itemsize))
+            pos += count * dt.itemsize + _pad(count * dt.itemsize)
+        self.total = pos
+
+
+_plan_of_structure: dict = {}
+_plan_of_header: dict = {}
+
+
+def _plan_for(structure) -> _Plan:
+    plan = _plan_of_structure.get(structure)
+    if plan is None:
+        plan = _Plan(structure, pickle.dumps(structure, protocol=pickle.HIGHEST_PROTOCOL))
+        _plan_of_structure[structure] = plan
+        _plan_of_header[plan.header] = plan
+    return plan
+
+
 def encode(obj) -> np.ndarray:
     """``obj`` as one uint8 buffer (packed arrays, or a pickle when it has other leaves)."""
     leaves: list = []
     try:
-        structure = _flatten(obj, leaves)
-        header = _header_of.get(structure)
+        plan = _plan_for(_flatten(obj, leaves))
     except (_NotPackable, TypeError):  # TypeError: an unhashable structure
         return encode_pickle(obj)
-    if header is None:
-        header = pickle.dumps(structure, protocol=pickle.HIGHEST_PROTOCOL)
-        _header_of[structure] = header
-        _structure_of[header] = structure
-    start = 5 + len(header)
-    start += _pad(start)
-    sizes = [leaf.nbytes for leaf in leaves]
-    total = start + sum(s + _pad(s) for s in sizes)
-    buf = np.zeros(total, dtype=np.uint8)
-    buf[0] = _PACKED[0]
-    buf[1:5] = np.frombuffer(struct.pack("<I", len(header)), dtype=np.uint8)
-    buf[5:5 + len(header)] = np.frombuffer(header, dtype=np.uint8)
-    pos = start
-    for leaf, size in zip(leaves, sizes):
+    buf = np.empty(plan.total, dtype=np.uint8)
+    buf[:plan.prefix.size] = plan.prefix
+    for leaf, (_, _, _, pos, size) in zip(leaves, plan.leaves):
         if size:
             buf[pos:pos + size] = np.ascontiguousarray(leaf).reshape(-1).view(np.uint8)
-        pos += size + _pad(size)
     return buf
 
 
@@ -152,18 +173,10 @@ def decode(buf: np.ndarray):
         return pickle.loads(buf[1:].tobytes())
     (hlen,) = struct.unpack("<I", buf[1:5].tobytes())
     header = buf[5:5 + hlen].tobytes()
-    structure = _structure_of.get(header)
-    if structure is None:
-        structure = pickle.loads(header)
-        _structure_of[header] = structure
-        _header_of.setdefault(structure, header)
-    pos = 5 + hlen
-    pos += _pad(pos)
-    arrays = []
-    for dtype, shape in _leaf_specs(structure, []):
-        dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        arrays.append(np.frombuffer(buf, dtype=dt, count=count, offset=pos).reshape(shape))
-        size = count * dt.itemsize
-        pos += size + _pad(size)
-    return _rebuild(structure, iter(arrays))
+    plan = _plan_of_header.get(header)
+    if plan is None:
+        plan = _plan_for(pickle.loads(header))
+        _plan_of_header[header] = plan
+    arrays = [np.frombuffer(buf, dtype=dt, count=count, offset=pos).reshape(shape)
+              for dt, count, shape, pos, _ in plan.leaves]
+    return _rebuild(plan.structure, iter(arrays))
