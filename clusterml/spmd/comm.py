@@ -129,7 +129,11 @@ def init(comm=None, timeout=None):
         fini()
     _state["comm"] = parent.Dup()
     _state["parent"] = parent
-    _state["seq"], _state["broken"], _state["sends"] = 0, None, []
+    # Collectives are numbered (message tags); a fresh communicator starts above every
+    # number any rank used before, so a message of an abandoned collective never matches.
+    _state["seq"] = _state["comm"].allreduce(_state.get("high", 0), op=MPI.MAX)
+    _state["tags"] = max(1, _state["comm"].Get_attr(MPI.TAG_UB) // 4 - 1)
+    _state["broken"], _state["sends"] = None, []
     _state["threads"] = _limit_blas_threads(_state["comm"])
     return _state["comm"]
 
@@ -305,11 +309,13 @@ class MPIContext(Context):
         if _state["broken"] is not None:
             raise agreed(CollectiveTimeoutError(
                 f"step '{step}': clusterml's communicator is unusable after an earlier "
-                f"collective timed out ({_state['broken']}); end the job, or call fini() and "
+                f"collective was abandoned ({_state['broken']}); end the job, or call fini() and "
                 f"init() on every rank"))
         _state["seq"] += 1
-        self._tag = (_state["seq"] % 100_000) * 4
+        _state["high"] = _state["seq"]
+        self._tag = (_state["seq"] % _state["tags"]) * 4
         self._t0 = time.monotonic()
+        self._step = step
         self._timeout = _state["timeout"]
         if _stats["enabled"]:
             _stats["calls"] += 1
@@ -326,21 +332,25 @@ class MPIContext(Context):
         MPI = _mpi()
         status = MPI.Status()
         spins = 0
-        while True:
-            msg = self.comm.Improbe(source=source, tag=tag, status=status)
-            if msg is not None:
-                buf = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
-                msg.Recv([buf, MPI.BYTE])
-                if _stats["enabled"]:
-                    _stats["received"] += buf.nbytes
-                return buf
-            if time.monotonic() > deadline:
-                return None
-            spins += 1
-            if spins > 200:  # long waits: leave the core to oversubscribed ranks
-                time.sleep(min(1e-3, 1e-6 * (spins - 200)))
-            elif spins > 20:
-                os.sched_yield()
+        try:
+            while True:
+                msg = self.comm.Improbe(source=source, tag=tag, status=status)
+                if msg is not None:
+                    buf = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
+                    msg.Recv([buf, MPI.BYTE])
+                    if _stats["enabled"]:
+                        _stats["received"] += buf.nbytes
+                    return buf
+                if time.monotonic() > deadline:
+                    return None
+                spins += 1
+                if spins > 200:  # long waits: leave the core to oversubscribed ranks
+                    time.sleep(min(1e-3, 1e-6 * (spins - 200)))
+                elif spins > 20:
+                    os.sched_yield()
+        except BaseException:  # Ctrl-C / the facade's interrupt: this collective is abandoned
+            _state["broken"] = f"a collective was interrupted ({self._step})"
+            raise
 
     def _send(self, buf: np.ndarray, dest: int, tag: int) -> None:
         MPI = _mpi()
