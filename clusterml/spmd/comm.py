@@ -277,6 +277,7 @@ def mpi_info() -> dict:
 # rank that never arrives becomes CollectiveTimeoutError naming it.
 
 _UP, _DOWN = 1, 2
+_SPIN_SECONDS = 0.05   # poll without sleeping this long, then sleep between polls
 _VALUE, _FAILED = 0, 1
 
 
@@ -341,13 +342,16 @@ class MPIContext(Context):
                     if _stats["enabled"]:
                         _stats["received"] += buf.nbytes
                     return buf
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     return None
                 spins += 1
-                if spins > 200:  # long waits: leave the core to oversubscribed ranks
-                    time.sleep(min(1e-3, 1e-6 * (spins - 200)))
-                elif spins > 20:
-                    os.sched_yield()
+                if spins == 1:
+                    start = now
+                elif now - start < _SPIN_SECONDS:
+                    os.sched_yield()   # a polite busy-poll (as MPICH's blocking calls poll)
+                else:                  # a long wait: leave the core to others
+                    time.sleep(min(1e-3, 1e-5 * spins))
         except BaseException:  # Ctrl-C / the facade's interrupt: this collective is abandoned
             _state["broken"] = f"a collective was interrupted ({self._step})"
             raise
