@@ -63,7 +63,10 @@ def _flatten(obj, leaves: list):
     if t is tuple or t is list:
         return (t.__name__, tuple(_flatten(x, leaves) for x in obj))
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        names = tuple(f.name for f in dataclasses.fields(obj) if f.init)
+        fields = dataclasses.fields(obj)
+        if not all(f.init for f in fields) or len(vars(obj)) != len(fields):
+            raise _NotPackable  # state the constructor does not take: pickle it
+        names = tuple(f.name for f in fields)
         return ("dataclass", t, names, tuple(_flatten(getattr(obj, n), leaves) for n in names))
     raise _NotPackable
 
