@@ -28,6 +28,7 @@ def odd() -> bool:
 
 def same_error_everywhere(fn, cls=cml.ParameterError, match=()):
     """Run ``fn`` on every rank: each raises ``cls`` with one message, within WITHIN seconds."""
+    world().Barrier()   # time the call, not how far apart the ranks reached it
     t0 = time.perf_counter()
     try:
         fn()
