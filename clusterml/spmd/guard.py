@@ -113,7 +113,7 @@ def _run_local(step: str, rank: int, fn: Callable, args, kwargs):
         if fault is not None:
             raise RuntimeError(f"fault injected into step '{step}' ({_FAULT_ENV})")
         return fn(*args, **kwargs), None
-    except Exception as exc:  # every rank must reach the collective
+    except Exception as exc:  # noqa: BLE001 - every rank must reach the collective
         return None, Failure(rank, exc, step)
 
 
