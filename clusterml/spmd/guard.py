@@ -154,7 +154,7 @@ class Outcome:
         if self.ok and other.ok:
             try:
                 return Outcome(merge(self.value, other.value))
-            except Exception as exc:  # a merge that fails is this rank's failure
+            except Exception as exc:  # noqa: BLE001 - a merge that fails is this rank's failure
                 return Outcome(failures=[Failure(rank, exc, "merge")])
         return Outcome(failures=self.failures + other.failures,
                        missing=self.missing + other.missing)
