@@ -62,13 +62,22 @@ def _flatten(obj, leaves: list):
         return ("scalar", obj.dtype.str)
     if t is tuple or t is list:
         return (t.__name__, tuple(_flatten(x, leaves) for x in obj))
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = dataclasses.fields(obj)
-        if not all(f.init for f in fields) or len(vars(obj)) != len(fields):
-            raise _NotPackable  # state the constructor does not take: pickle it
-        names = tuple(f.name for f in fields)
+    names = _field_names(t)
+    if names is not None and len(getattr(obj, "__dict__", ())) == len(names):
         return ("dataclass", t, names, tuple(_flatten(getattr(obj, n), leaves) for n in names))
-    raise _NotPackable
+    raise _NotPackable  # not a dataclass, or state its constructor does not take: pickle it
+
+
+_fields_of: dict = {}
+
+
+def _field_names(t) -> tuple | None:
+    """The constructor fields of dataclass ``t`` (None: not a dataclass that packs)."""
+    if t not in _fields_of:
+        fields = dataclasses.fields(t) if dataclasses.is_dataclass(t) else ()
+        ok = fields and all(f.init for f in fields)
+        _fields_of[t] = tuple(f.name for f in fields) if ok else None
+    return _fields_of[t]
 
 
 def _rebuild(node, leaves):
