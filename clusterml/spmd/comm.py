@@ -277,7 +277,9 @@ def mpi_info() -> dict:
 # rank that never arrives becomes CollectiveTimeoutError naming it.
 
 _UP, _DOWN = 1, 2
-_SPIN_SECONDS = 0.05   # poll without sleeping this long, then sleep between polls
+# A wait polls without yielding for 2 ms (a yielded core comes back a time slice later), then
+# yields between polls until 50 ms, then sleeps between polls.
+_SPIN_SECONDS = (0.002, 0.05)
 _VALUE, _FAILED = 0, 1
 
 
@@ -348,8 +350,10 @@ class MPIContext(Context):
                 spins += 1
                 if spins == 1:
                     start = now
-                elif now - start < _SPIN_SECONDS:
-                    os.sched_yield()   # a polite busy-poll (as MPICH's blocking calls poll)
+                elif now - start < _SPIN_SECONDS[0]:
+                    pass               # busy-poll, as MPICH's blocking calls do
+                elif now - start < _SPIN_SECONDS[1]:
+                    os.sched_yield()   # a polite busy-poll
                 else:                  # a long wait: leave the core to others
                     time.sleep(min(1e-3, 1e-5 * spins))
         except BaseException:  # Ctrl-C / the facade's interrupt: this collective is abandoned
