@@ -14,7 +14,8 @@ initialises MPI; the first distributed computation (or :func:`init`) does.
 """
 
 from ._version import __version__
-from .errors import (ClusterStartError, ClusterTimeoutError, ComputeError, DistributedError, EngineError,
+from .errors import (ClusterStartError, ClusterTimeoutError, CollectiveTimeoutError, ComputeError,
+                     DistributedError, EngineError,
                      InconsistentResultError, InputError, ParameterError)
 
 # The engine API (init, the algorithms, read_partition) is loaded on first use (PEP 562):
@@ -24,7 +25,7 @@ from .spmd import __all__ as _SPMD_NAMES  # noqa: E402  (the package itself is l
 __all__ = [
     "__version__", "DistributedError", "InputError", "ParameterError", "ComputeError",
     "InconsistentResultError", "EngineError", "ClusterTimeoutError", "ClusterStartError",
-    "Cluster",
+    "CollectiveTimeoutError", "Cluster",
 ] + list(_SPMD_NAMES)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "EngineError",
     "ClusterTimeoutError",
     "ClusterStartError",
+    "CollectiveTimeoutError",
 ]
 
 
@@ -128,19 +129,25 @@ class RankFailure:
         ``rank -> (etype, message, traceback)`` of a :class:`DistributedError`.
     exception : bytes, optional
         The pickled exception (only when asked for and it round-trips).
+    step : str, optional
+        The collective step it was raised in, when it travels between ranks.
     """
 
-    __slots__ = ("rank", "etype", "module", "message", "traceback", "causes", "exception")
+    __slots__ = ("rank", "etype", "module", "message", "traceback", "causes", "exception", "step")
 
     def __init__(self, rank: int, etype: str, module: str, message: str, traceback: str = "",
-                 causes: dict | None = None, exception: bytes | None = None):
+                 causes: dict | None = None, exception: bytes | None = None, step: str = ""):
         self.rank, self.etype, self.module, self.message = int(rank), etype, module, message
         self.traceback, self.causes, self.exception = traceback, dict(causes or {}), exception
+        self.step = step
 
     @classmethod
     def from_exception(cls, exc: BaseException, rank: int = -1, skip_frames: int = 0,
-                       keep: bool = False, dumps=None) -> RankFailure:
-        """Describe ``exc``; drop ``skip_frames`` outer frames; with ``keep``, pickle it too."""
+                       keep: bool = False, dumps=None, step: str = "") -> RankFailure:
+        """Describe ``exc``; drop ``skip_frames`` outer frames; with ``keep``, pickle it too.
+
+        ``step`` names the collective step it was raised in (between ranks).
+        """
         tb = exc.__traceback__
         for _ in range(skip_frames):  # drop a runner's own frames: start at the user's code
             if tb is not None and tb.tb_next is not None:
@@ -154,7 +161,7 @@ class RankFailure:
             except Exception:
                 blob = None
         causes = exc.causes if isinstance(exc, DistributedError) else {}
-        return cls(rank, type(exc).__name__, type(exc).__module__, str(exc), text, causes, blob)
+        return cls(rank, type(exc).__name__, type(exc).__module__, str(exc), text, causes, blob, step)
 
     def cause(self) -> tuple:
         """``(etype, message, traceback)``: an entry of :attr:`DistributedError.causes`."""
@@ -186,8 +193,40 @@ class RankFailure:
         return tuple(getattr(self, k) for k in self.__slots__)
 
     def __setstate__(self, state):
+        self.step = ""  # a failure pickled before ``step`` existed
         for k, v in zip(self.__slots__, state):
             setattr(self, k, v)
 
     def __repr__(self):
         return f"RankFailure(rank={self.rank}, {self.etype}: {self.message!r})"
+
+
+class CollectiveTimeoutError(DistributedError, TimeoutError):
+    """A rank waited longer than the collective timeout in one of clusterml's collectives.
+
+    Set by ``clusterml.init(timeout=...)`` or ``CLUSTERML_COLLECTIVE_TIMEOUT``.
+    ``ranks`` are the ranks that never arrived (as far as this rank can
+    tell).  After it, clusterml's communicator is unusable.
+    """
+
+    @staticmethod
+    def describe(missing, step: str = "", timeout: float | None = None) -> str:
+        """The message for ``missing``: ``(rank, lo, hi)`` triples (rank never arrived;
+        ranks lo .. hi-1 report through it)."""
+        ranks = sorted({m[0] for m in missing})
+        names = ", ".join(map(str, ranks))
+        behind = sorted({r for _, lo, hi in missing for r in range(lo, hi)} - set(ranks))
+        where = f" in step '{step}'" if step else ""
+        after = f" after {timeout:g} s" if timeout else ""
+        msg = (f"collective timed out{where}{after}: rank{'s' if len(ranks) > 1 else ''} "
+               f"{names} never arrived")
+        if behind:
+            msg += (f" (ranks {', '.join(map(str, behind))} report through "
+                    f"{'them' if len(ranks) > 1 else 'it'} and were not heard from either)")
+        return msg
+
+    @classmethod
+    def naming(cls, missing, step: str = "", timeout: float | None = None):
+        """The error naming the ``missing`` ranks (see :meth:`describe`)."""
+        msg = cls.describe(missing, step, timeout)
+        return cls(msg, {m[0]: ("CollectiveTimeoutError", "never arrived", "") for m in missing})

@@ -6,7 +6,10 @@ Everything here is a function of one block of rows (:class:`Rows`) plus a
 ``team.allgather(fn, *args, step=...)``
     ``[fn(rows_c, *args) for every chunk c]``, in chunk (rank) order;
 ``team.root(fn, *args, step=...)``
-    ``fn(*args)`` computed once and shared by every chunk.
+    ``fn(*args)`` computed once and shared by every chunk;
+``team.fold(fn, merge, *args, step=...)``
+    the ``allgather`` merged with ``merge`` (in a fixed order; a tree of
+    ranks for MPI, so it costs O(log p) per rank).
 
 :class:`Chunks` is the team of several blocks held by one process (tests,
 and the k-means|| reduction); :mod:`clusterml.spmd.kmeans` supplies the team
@@ -285,6 +288,9 @@ class Chunks:
 
     def root(self, fn, *args, step=None):
         return fn(*args)
+
+    def fold(self, fn, merge, *args, step=None):
+        return reduce(merge, self.allgather(fn, *args, step=step))
 
 
 # --------------------------------------------------------------------------
@@ -835,6 +841,10 @@ def _update_centroids(team, C, shift, total: LloydPartial):
     return C_new, gain
 
 
+def _plus(a, b):
+    return a + b
+
+
 def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float = 0.0,
           info: dict | None = None):
     """Lloyd's algorithm from the centroids ``C0``; assignments stay in each chunk's ``labels``.
@@ -871,9 +881,8 @@ def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float =
     while True:
         # An iteration's objective is read only by the accuracy test (and at the end).
         with_objective = final or accuracy_threshold > 0
-        parts = team.allgather(lloyd_pass, C, shift, not final, with_objective,
-                               step="kmeans iteration")
-        total = reduce(lambda a, b: a + b, parts)
+        total = team.fold(lloyd_pass, _plus, C, shift, not final, with_objective,
+                          step="kmeans iteration")
         if final:
             return C, total.objective, n_iter
         if n_iter > 0 and total.changed == 0 and total.counts.all():

@@ -8,16 +8,21 @@ collective, then runs ``_compute`` which wires kernels to collectives.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import inspect
+import os
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, ParameterError
 from . import comm
+from .guard import is_agreed
 from .inputs import Layout, check_finite, load_tables
 
-__all__ = ["Algorithm", "Result", "REGISTRY", "register", "check_choice", "check_int", "check_positive"]
+__all__ = ["Algorithm", "Result", "REGISTRY", "register", "check_choice", "check_int", "check_positive",
+           "check_memory", "check_model_finite"]
 
 REGISTRY: dict[str, type] = {}
 
@@ -96,6 +101,50 @@ def check_positive(name: str, value, allow_zero: bool = False) -> float:
     return v
 
 
+def check_memory(what: str, nbytes: float) -> None:
+    """Raise ParameterError if ``nbytes`` cannot be had on this process.
+
+    Compared with the memory available now (psutil) and the address-space
+    limit (``ulimit -v``, as ``srun --mem`` may set); the message says how
+    much ``what`` needs.
+    """
+    avail = _available_memory()
+    if nbytes > avail:
+        raise ParameterError(f"{what} needs {_human(nbytes)} of memory but only {_human(avail)} "
+                             f"is available on this process")
+
+
+def _available_memory() -> float:
+    import resource
+
+    import psutil
+
+    avail = float(psutil.virtual_memory().available)
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        avail = min(avail, soft - psutil.Process(os.getpid()).memory_info().vms)
+    return max(avail, 0.0)
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(nbytes) < 1024 or unit == "PiB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024.0
+    return ""  # pragma: no cover
+
+
+def check_model_finite(name: str, values) -> None:
+    """Raise InputError if a model table holds NaN or infinity (a model no training gives)."""
+    arr = np.asarray(values, dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(arr))
+    if bad.size:
+        at = tuple(int(i) for i in bad[0])
+        raise InputError(f"{name} holds {arr[at]} at {list(at)} ({len(bad)} non-finite value"
+                         f"{'s' if len(bad) > 1 else ''}); a model with NaN or infinity cannot "
+                         f"predict -- retrain it or check how it was built")
+
+
 class Algorithm:
     """Base class of every algorithm.
 
@@ -123,6 +172,11 @@ class Algorithm:
             raise ParameterError(f"distributed={distributed!r} must be True or False")
         self.distributed = bool(distributed)
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _holding(cls.__dict__["__init__"])
+
     # -- parameters -------------------------------------------------------
     def get_params(self) -> dict:
         """The constructor's parameters (what the facade sends to engines)."""
@@ -141,8 +195,24 @@ class Algorithm:
         (``data`` first, then ``dependentVariables`` / ``labels``, then a
         model or initial centroids); keywords by the same names work too.
         """
-        given = bind_inputs(type(self).__name__, self._tables, self._extras, args, kwargs)
-        ctx = comm.context(self.distributed)
+        if not self.distributed:
+            given = bind_inputs(type(self).__name__, self._tables, self._extras, args, kwargs)
+            return self._run(comm.context(False), given)
+        given = _agree_on_call(self, args, kwargs)
+        ctx = comm.context(True)
+        try:
+            result = self._run(ctx, given)
+        except Exception as exc:
+            if is_agreed(exc):  # raised on every rank alike already
+                raise
+            # raised here only (e.g. MemoryError outside a guarded step): the others
+            # hear of it in their next collective, or in this closing one
+            ctx.close(exc, step=f"{type(self).__name__}")
+            raise
+        ctx.close(None, step=f"{type(self).__name__}")
+        return result
+
+    def _run(self, ctx, given: dict):
         tables = {n: given[n] for n in self._tables}
         extras = {n: given.get(n) for n in self._extras}
         arrays, layout = load_tables(ctx, tables, self._local_check_fn(extras),
@@ -159,6 +229,81 @@ class Algorithm:
 
     def _compute(self, ctx, layout, **inputs):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _holding(init):
+    """Wrap a constructor so that, with ``distributed=True``, its errors are held.
+
+    A held error is raised on every rank by the first collective of
+    ``compute()`` (see :func:`_agree_on_call`), so the rank whose constructor
+    failed does not leave the others waiting.  Serial use raises at once.
+    """
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        depth = self.__dict__.get("_init_depth", 0)
+        self.__dict__["_init_depth"] = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        except Exception as exc:
+            dist = kwargs.get("distributed", getattr(self, "distributed", False))
+            if depth or not (isinstance(dist, (bool, np.bool_)) and dist):
+                raise
+            if not isinstance(exc, ParameterError):
+                exc = ParameterError(f"{type(self).__name__}(...): {type(exc).__name__}: {exc}")
+            self.__dict__.update(distributed=True, _held_error=exc)
+        finally:
+            self.__dict__["_init_depth"] = depth
+            if depth == 0:
+                del self.__dict__["_init_depth"]
+
+    return wrapper
+
+
+def _input_kind(value) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, (str, os.PathLike)):
+        return "file"
+    return type(value).__name__ if type(value).__name__ in ("Partition", "Result") else "table"
+
+
+def _canonical(value) -> str:
+    """A text that is equal on two ranks iff the parameter values are equal."""
+    if isinstance(value, np.ndarray):
+        arr = np.ascontiguousarray(value)
+        return f"array({arr.dtype.str}, {arr.shape}, {hashlib.sha256(arr.tobytes()).hexdigest()[:16]})"
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_canonical(v) for v in value) + "]"
+    return repr(value)
+
+
+def _agree_on_call(algo: "Algorithm", args, kwargs) -> dict:
+    """The first collective of a distributed ``compute()``: agree on the call.
+
+    Every rank contributes a digest of the algorithm's name, its parameters
+    and the kinds of its inputs (or the error its constructor or input
+    binding raised); any difference raises one ParameterError on every rank
+    naming the ranks and the differing values.  Returns the bound inputs.
+    """
+    name = type(algo).__name__
+    failure = algo.__dict__.get("_held_error")
+    given: dict = {}
+    if failure is None:
+        try:
+            given = bind_inputs(name, algo._tables, algo._extras, args, kwargs)
+        except ParameterError as exc:
+            failure = exc
+    desc: dict = {"algorithm": name}
+    if failure is None:
+        desc.update({k: _canonical(v) for k, v in algo.get_params().items()})
+        desc.update({f"input {n}": _input_kind(given.get(n))
+                     for n in tuple(algo._tables) + tuple(algo._extras)})
+    key = hashlib.sha256(repr(sorted(desc.items())).encode()).digest()[:16]
+    comm.context(True).agree(key, lambda: desc, failure, step=f"{name}: agree on the call")
+    return given
 
 
 def bind_inputs(what: str, tables, extras, args, kwargs) -> dict:

@@ -22,11 +22,16 @@ initialises MPI.
 
 from __future__ import annotations
 
-import functools
+import math
 import os
-from typing import Any, Callable, Sequence
+import time
+from typing import Any
 
-from ..errors import ComputeError, RankFailure
+import numpy as np
+
+from ..errors import CollectiveTimeoutError
+from . import packing
+from .guard import Context, Failure, Outcome, SerialContext, agreed, raise_failures, rank_failure
 
 __all__ = [
     "init",
@@ -49,41 +54,35 @@ __all__ = [
     "enable_stats",
     "reset_stats",
     "stats",
+    "collective_timeout",
 ]
 
-_state: dict[str, Any] = {"comm": None, "parent": None}
+_state: dict[str, Any] = {"comm": None, "parent": None, "timeout": None, "seq": 0,
+                          "broken": None, "sends": []}
 
-# Bytes this rank contributes to collectives (for benchmarks); off by default
-# because measuring means pickling the payload once more.
-_stats = {"enabled": False, "bytes": 0, "calls": 0}
+# What this rank sent and received in clusterml's collectives (SPEC section 1).
+_stats = {"enabled": False, "bytes": 0, "received": 0, "calls": 0}
+
+TIMEOUT_ENV = "CLUSTERML_COLLECTIVE_TIMEOUT"
 
 
 def enable_stats(on: bool = True) -> None:
-    """Count the bytes this rank contributes to clusterml's collectives."""
+    """Count the bytes this rank sends and receives in clusterml's collectives."""
     _stats["enabled"] = bool(on)
 
 
 def reset_stats() -> None:
-    _stats["bytes"] = _stats["calls"] = 0
+    """Zero the counters of :func:`stats`."""
+    _stats["bytes"] = _stats["received"] = _stats["calls"] = 0
 
 
 def stats() -> dict:
-    """``{"bytes": ..., "calls": ...}`` since the last :func:`reset_stats`."""
-    return {"bytes": _stats["bytes"], "calls": _stats["calls"]}
+    """This rank's ``{"bytes": sent, "received": bytes, "calls": collectives}`` since :func:`reset_stats`.
 
-
-def _count(obj) -> None:
-    if _stats["enabled"]:
-        import pickle
-
-        _stats["bytes"] += len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
-        _stats["calls"] += 1
-
-
-# Fault injection for the reliability tests: "step@rank[:kill][,step@rank...]";
-# a guarded step whose name matches raises on that rank ("*" matches any step
-# or rank), or, with ":kill", the process SIGKILLs itself there (a crashed rank).
-_FAULT_ENV = "CLUSTERML_INJECT_FAULT"
+    Counted only while :func:`enable_stats` is on; payload bytes of
+    clusterml's own collectives (not the user's MPI traffic).
+    """
+    return {"bytes": _stats["bytes"], "received": _stats["received"], "calls": _stats["calls"]}
 
 
 def _mpi():
@@ -92,12 +91,12 @@ def _mpi():
     return MPI
 
 
-def init(comm=None, *, defer_blas: bool = False):
+def init(comm=None, timeout=None, *, defer_blas: bool = False):
     """Initialise clusterml's runtime on this process (collective).
 
     Idempotent: calling it again with the same (or no) communicator does
-    nothing.  Every rank of ``comm`` must call it, since the communicator is
-    duplicated.
+    nothing (but sets ``timeout`` if given).  Every rank of ``comm`` must
+    call it, since the communicator is duplicated.
 
     Parameters
     ----------
@@ -105,6 +104,14 @@ def init(comm=None, *, defer_blas: bool = False):
         The ranks that take part in distributed computations; defaults to
         ``MPI.COMM_WORLD``.  Any intracommunicator works (a split of the
         world, for instance).
+    timeout : float, optional
+        Seconds a rank may wait in one of clusterml's collectives before it
+        raises :class:`~clusterml.errors.CollectiveTimeoutError` naming the
+        ranks that never arrived.  Default: the environment variable
+        ``CLUSTERML_COLLECTIVE_TIMEOUT``, else no limit; 0 or a negative
+        value: no limit.  After a timeout the communicator is unusable
+        (messages of the abandoned collective are still in flight): end
+        the job, or ``fini()`` and ``init()`` again on every rank.
     defer_blas : bool
         Decide each rank's BLAS thread count now (that needs a collective)
         but leave applying it to :func:`apply_blas_threads`: applying it
@@ -118,6 +125,8 @@ def init(comm=None, *, defer_blas: bool = False):
     """
     MPI = _mpi()
     parent = MPI.COMM_WORLD if comm is None else comm
+    if timeout is not None or _state["comm"] is None:
+        _state["timeout"] = _parse_timeout(timeout)
     if not isinstance(parent, MPI.Intracomm) or parent == MPI.COMM_NULL:
         raise TypeError(f"clusterml.init needs an MPI intracommunicator, got {parent!r}")
     if _state["comm"] is not None:
@@ -126,10 +135,34 @@ def init(comm=None, *, defer_blas: bool = False):
         fini()
     _state["comm"] = parent.Dup()
     _state["parent"] = parent
+    # Collectives are numbered (message tags); a fresh communicator starts above every
+    # number any rank used before, so a message of an abandoned collective never matches.
+    _state["seq"] = _state["comm"].allreduce(_state.get("high", 0), op=MPI.MAX)
+    _state["tags"] = max(1, _state["comm"].Get_attr(MPI.TAG_UB) // 4 - 1)
+    _state["broken"], _state["sends"] = None, []
     _state["threads"] = _limit_blas_threads(_state["comm"])
     if not defer_blas:
         apply_blas_threads()
     return _state["comm"]
+
+
+def _parse_timeout(timeout) -> float | None:
+    value = os.environ.get(TIMEOUT_ENV) if timeout is None else timeout
+    if value in (None, ""):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"collective timeout {value!r} (argument or {TIMEOUT_ENV}) must be "
+                         f"a number of seconds") from None
+    if math.isnan(seconds):
+        raise ValueError(f"collective timeout {value!r} must be a number of seconds")
+    return seconds if 0 < seconds < math.inf else None
+
+
+def collective_timeout() -> float | None:
+    """Seconds a rank may wait in a clusterml collective (None: no limit)."""
+    return _state["timeout"]
 
 
 _THREAD_VARS = ("CLUSTERML_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -193,8 +226,13 @@ def fini():
         _state["comm"] = None
         _state["parent"] = None
         MPI = _mpi()
-        if not MPI.Is_finalized():
+        if _state["broken"] is not None:
+            # Messages of the abandoned collective are still queued: freeing would let MPI
+            # reuse the communicator's context for the next one and deliver them there.
+            _state.setdefault("abandoned", []).append(comm)
+        elif not MPI.Is_finalized():
             comm.Free()
+        _state["broken"] = None
 
 
 daalinit = init
@@ -241,159 +279,38 @@ def mpi_info() -> dict:
 
 
 # --------------------------------------------------------------------------
-# Guarded steps
+# Collectives: a binomial tree in rank order, over point-to-point messages
+#
+# Up: rank r merges its children r+1, r+2, r+4, ... (each covers the ranks
+# after the previous one) and sends the result to r - lowbit(r); rank 0 ends
+# with every rank's value merged in one fixed bracketing per p.  Down: rank
+# 0's encoded verdict (the value, or the failures) is forwarded byte for byte
+# along the same tree, so every rank decodes the same bits.  Each rank sends
+# and receives at most ceil(log2 p) + 1 messages per collective; failures
+# ride in the same messages, so agreeing on errors costs nothing more.
+#
+# Every wait polls non-blocking MPI calls against the deadline, so that a
+# rank that never arrives becomes CollectiveTimeoutError naming it.
+
+_UP, _DOWN = 1, 2
+# A wait polls without yielding for 2 ms (a yielded core comes back a time slice later), then
+# yields between polls until 50 ms, then sleeps between polls.
+_SPIN_SECONDS = (0.002, 0.05)
+_VALUE, _FAILED = 0, 1
 
 
-#: What a rank contributes to a collective when its local step raised: the one wire
-#: format of a rank's exception (:class:`clusterml.errors.RankFailure`).
-Failure = RankFailure
+def _children(rank: int, size: int) -> list[tuple[int, int]]:
+    """``(child, distance)`` of ``rank`` in the binomial tree, nearest first."""
+    out, s = [], 1
+    while s < size and not rank & s:
+        if rank + s < size:
+            out.append((rank + s, s))
+        s <<= 1
+    return out
 
 
-def raise_failures(failures: Sequence[Failure], step: str = ""):
-    """Raise one DistributedError describing every failure (identically on all ranks)."""
-    if not failures:
-        return
-    failures = sorted(failures, key=lambda f: f.rank)
-    classes = {f.error_class() for f in failures}
-    cls = classes.pop() if len(classes) == 1 and None not in classes else ComputeError
-    lines = []
-    for f in failures:
-        if f.error_class() is not None:
-            lines.append(f"rank {f.rank}: {f.message}")
-        else:
-            lines.append(f"rank {f.rank}: {f.etype}: {f.message}")
-    where = f" in step '{step}'" if step else ""
-    ranks = ", ".join(str(f.rank) for f in failures)
-    head = f"failed on rank{'s' if len(failures) > 1 else ''} {ranks}{where}"
-    msg = head + (": " + lines[0].split(": ", 1)[1] if len(lines) == 1 else ":\n  " + "\n  ".join(lines))
-    raise cls(msg, {f.rank: f.cause() for f in failures})
-
-
-def _injected(step: str, rank: int) -> str | None:
-    """The fault injected into ``step`` on ``rank``: None, "raise" or "kill"."""
-    spec = os.environ.get(_FAULT_ENV)
-    if not spec:
-        return None
-    for item in spec.split(","):
-        name, _, where = item.strip().partition("@")
-        where, _, action = where.partition(":")
-        if name in (step, "*") and where in (str(rank), "*", ""):
-            return action or "raise"
-    return None
-
-
-def _run_local(step: str, rank: int, fn: Callable, args, kwargs):
-    try:
-        fault = _injected(step, rank)
-        if fault == "kill":
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
-        if fault is not None:
-            raise RuntimeError(f"fault injected into step '{step}' ({_FAULT_ENV})")
-        return fn(*args, **kwargs), None
-    except Exception as exc:  # every rank must reach the collective
-        return None, RankFailure.from_exception(exc, rank)
-
-
-class Context:
-    """Collectives an algorithm uses; rank and size of the computation.
-
-    Subclasses implement :meth:`_allgather` (and :meth:`_bcast`); everything
-    else is written once on top of them.
-    """
-
-    rank: int = 0
-    size: int = 1
-    distributed: bool = False
-
-    def _allgather(self, obj) -> list:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _bcast(self, obj, root: int):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def allgather(self, fn: Callable, *args, step: str | None = None, **kwargs) -> list:
-        """Run ``fn(*args, **kwargs)`` locally and gather every rank's value, in rank order.
-
-        If ``fn`` raises on any rank, every rank raises the same
-        :class:`~clusterml.errors.DistributedError`.
-        """
-        step = step or getattr(fn, "__name__", "step")
-        value, failure = _run_local(step, self.rank, fn, args, kwargs)
-        gathered = self._allgather(failure if failure is not None else _Ok(value))
-        raise_failures([g for g in gathered if isinstance(g, Failure)], step)
-        return [g.value for g in gathered]
-
-    def fold(self, fn: Callable, merge: Callable, *args, step: str | None = None, **kwargs):
-        """Gather ``fn``'s per-rank partial results and fold them with ``merge`` in rank order."""
-        parts = self.allgather(fn, *args, step=step, **kwargs)
-        return functools.reduce(merge, parts)
-
-    def sum(self, fn: Callable, *args, step: str | None = None, **kwargs):
-        """Sum ``fn``'s per-rank values (arrays or tuples of arrays) in rank order."""
-        return self.fold(fn, _add, *args, step=step, **kwargs)
-
-    def bcast_from(self, root: int, fn: Callable, *args, step: str | None = None, **kwargs):
-        """Run ``fn`` on ``root`` only and give its value to every rank (guarded)."""
-        step = step or getattr(fn, "__name__", "step")
-        if self.rank == root:
-            value, failure = _run_local(step, self.rank, fn, args, kwargs)
-            payload = failure if failure is not None else _Ok(value)
-        else:
-            payload = None
-        payload = self._bcast(payload, root)
-        if isinstance(payload, Failure):
-            raise_failures([payload], step)
-        return payload.value
-
-    def local(self, fn: Callable, *args, step: str | None = None, **kwargs):
-        """Run local work whose value stays on this rank; agree on errors in one collective.
-
-        Only a success/failure marker crosses the network (the value may be a
-        rank's whole block of predictions), yet a failure on any rank raises the
-        same error on every rank, so nobody is left waiting in a later collective.
-        """
-        step = step or getattr(fn, "__name__", "step")
-        value, failure = _run_local(step, self.rank, fn, args, kwargs)
-        gathered = self._allgather(failure if failure is not None else _Ok(None))
-        raise_failures([g for g in gathered if isinstance(g, Failure)], step)
-        return value
-
-    def check(self, fn: Callable, *args, step: str | None = None, **kwargs) -> None:
-        """Run a local validation on every rank; raise everywhere if it failed anywhere."""
-        self.allgather(fn, *args, step=step, **kwargs)
-
-
-class _Ok:
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-    # A tuple, never the bare value: pickle skips __setstate__ when the state is None,
-    # which would leave a step that returns None without a value after a collective.
-    def __getstate__(self):
-        return (self.value,)
-
-    def __setstate__(self, state):
-        (self.value,) = state
-
-
-def _add(a, b):
-    if isinstance(a, tuple):
-        return tuple(x + y for x, y in zip(a, b))
-    return a + b
-
-
-class SerialContext(Context):
-    """One process, no MPI (``distributed=False``)."""
-
-    def _allgather(self, obj):
-        return [obj]
-
-    def _bcast(self, obj, root):
-        return obj
+def _parent(rank: int) -> int | None:
+    return None if rank == 0 else rank - (rank & -rank)
 
 
 class MPIContext(Context):
@@ -406,14 +323,133 @@ class MPIContext(Context):
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
 
-    def _allgather(self, obj):
-        _count(obj)
-        return self.comm.allgather(obj)
+    # -- waits --------------------------------------------------------------
+    def _begin(self, step: str) -> None:
+        if _state["broken"] is not None:
+            raise agreed(CollectiveTimeoutError(
+                f"step '{step}': clusterml's communicator is unusable after an earlier "
+                f"collective was abandoned ({_state['broken']}); end the job, or call fini() and "
+                f"init() on every rank"))
+        _state["seq"] += 1
+        _state["high"] = _state["seq"]
+        self._tag = (_state["seq"] % _state["tags"]) * 4
+        self._t0 = time.monotonic()
+        self._step = step
+        self._timeout = _state["timeout"]
+        if _stats["enabled"]:
+            _stats["calls"] += 1
+        _state["sends"] = [(r, b) for r, b in _state["sends"] if not r.Test()]
 
-    def _bcast(self, obj, root):
-        if self.rank == root:
-            _count(obj)
-        return self.comm.bcast(obj, root=root)
+    def _deadline(self, levels: float) -> float:
+        if self._timeout is None:
+            return math.inf
+        grace = min(1.0, 0.05 + 0.05 * self._timeout)
+        return self._t0 + self._timeout + grace * levels
+
+    def _recv(self, source: int, tag: int, deadline: float):
+        """Receive one message as a uint8 array; None if the deadline passed first."""
+        MPI = _mpi()
+        status = MPI.Status()
+        spins = 0
+        try:
+            while True:
+                msg = self.comm.Improbe(source=source, tag=tag, status=status)
+                if msg is not None:
+                    buf = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
+                    msg.Recv([buf, MPI.BYTE])
+                    if _stats["enabled"]:
+                        _stats["received"] += buf.nbytes
+                    return buf
+                now = time.monotonic()
+                if now > deadline:
+                    return None
+                spins += 1
+                if spins == 1:
+                    start = now
+                elif now - start < _SPIN_SECONDS[0]:
+                    pass               # busy-poll, as MPICH's blocking calls do
+                elif now - start < _SPIN_SECONDS[1]:
+                    os.sched_yield()   # a polite busy-poll
+                else:                  # a long wait: leave the core to others
+                    time.sleep(min(1e-3, 1e-5 * spins))
+        except BaseException:  # Ctrl-C / the facade's interrupt: this collective is abandoned
+            _state["broken"] = f"a collective was interrupted ({self._step})"
+            raise
+
+    def _send(self, buf: np.ndarray, dest: int, tag: int) -> None:
+        MPI = _mpi()
+        _state["sends"].append((self.comm.Isend([buf, MPI.BYTE], dest=dest, tag=tag), buf))
+        if _stats["enabled"]:
+            _stats["bytes"] += buf.nbytes
+
+    # -- the two primitives ----------------------------------------------------
+    def _tree(self, outcome: Outcome, merge, step: str, packed: bool):
+        self._begin(step)
+        for child, dist in _children(self.rank, self.size):
+            buf = self._recv(child, self._tag + _UP, self._deadline(math.log2(dist)))
+            try:
+                if buf is None:
+                    part = Outcome(missing=[(child, child, min(child + dist, self.size))])
+                elif buf[0] == _FAILED:
+                    part = packing.decode(buf[1:])
+                else:
+                    part = Outcome(packing.decode(buf[1:]))
+            except Exception as exc:  # noqa: BLE001 - a MemoryError too: still pass a verdict on
+                part = Outcome(failures=[rank_failure(self.rank, exc, step)])
+            outcome = outcome.combine(part, merge, self.rank)
+        try:
+            message = _encode(outcome, packed)
+        except Exception as exc:  # noqa: BLE001 - the parent must hear from this rank
+            message = _encode(Outcome(failures=[rank_failure(self.rank, exc, step)]), False)
+        parent = _parent(self.rank)
+        if parent is not None:
+            self._send(message, parent, self._tag + _UP)
+            return self._down(None, step)
+        return self._down(message, step)
+
+    def _bcast0(self, outcome: Outcome | None, step: str):
+        self._begin(step)
+        return self._down(None if outcome is None else _encode(outcome, False), step)
+
+    def _down(self, verdict: np.ndarray | None, step: str):
+        """Forward rank 0's verdict down the tree; decode it and raise a failure."""
+        tag = self._tag + _DOWN
+        if verdict is None:
+            MPI = _mpi()
+            # deeper ranks wait longer, so a verdict of "timed out" can reach them first
+            levels = math.log2(max(self.size, 1)) + 2 + bin(self.rank).count("1")
+            verdict = self._recv(MPI.ANY_SOURCE, tag, self._deadline(levels))
+            if verdict is None:  # no word from above: the parent stands for what is missing
+                parent = _parent(self.rank)
+                verdict = _encode(Outcome(missing=[(parent, parent, parent + 1)]), False)
+        for child, _ in reversed(_children(self.rank, self.size)):
+            self._send(verdict, child, tag)
+        # decode a copy: the verdict's buffer may still be in flight to the children
+        if verdict[0] == _VALUE:
+            return packing.decode(verdict[1:].copy())
+        outcome = packing.decode(verdict[1:])
+        if outcome.missing and self.rank == 0:
+            # ranks behind a missing one wait on it: tell them directly
+            for _, lo, hi in outcome.missing:
+                for r in range(lo, hi):
+                    self._send(verdict, r, tag)
+        if outcome.missing:
+            _state["broken"] = CollectiveTimeoutError.describe(outcome.missing, step, self._timeout)
+            raise agreed(CollectiveTimeoutError.naming(outcome.missing, step, self._timeout))
+        raise_failures(outcome.failures, step)
+
+
+def _encode(outcome: Outcome, packed: bool) -> np.ndarray:
+    """One message: a flag byte, then the value (packed arrays or pickle) or the failures."""
+    if outcome.ok:
+        body = packing.encode(outcome.value) if packed else packing.encode_pickle(outcome.value)
+        flag = _VALUE
+    else:
+        body, flag = packing.encode_pickle(outcome), _FAILED
+    buf = np.empty(body.nbytes + 1, dtype=np.uint8)
+    buf[0] = flag
+    buf[1:] = body
+    return buf
 
 
 def context(distributed: bool) -> Context:

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from ..kernels import kmeans as km_k
-from .algorithm import Algorithm, Result, check_choice, check_int, check_positive, register
+from .algorithm import (Algorithm, Result, check_choice, check_int, check_memory, check_positive,
+                        register)
 from .inputs import Partition, check_finite, is_sparse, load_local
 from .moments import csr_kernel
 
@@ -42,11 +43,21 @@ class _RankTeam:
     def root(self, fn, *args, step=None):
         return self.ctx.bcast_from(0, fn, *args, step=step)
 
+    def fold(self, fn, merge, *args, step=None):
+        return self.ctx.fold(fn, merge, self.rows, *args, step=step)
+
 
 def _check_clusters(n_clusters: int, layout) -> None:
     if n_clusters > layout.total:
         raise InputError(f"nClusters={n_clusters} but only {layout.total} rows in total; "
                          f"k-means needs at least one row per cluster")
+
+
+def _check_clusters_memory(n_clusters: int) -> int:
+    # centroids and per-cluster sums: nClusters x features float64 each
+    check_memory(f"nClusters={n_clusters} (16 bytes per cluster and feature, at least)",
+                 16.0 * n_clusters)
+    return n_clusters
 
 
 def _check_seed(seed) -> int:
@@ -110,7 +121,7 @@ class kmeans_init(Algorithm):
                  nRounds=5, seed=km_k.DEFAULT_SEED, nRowsTotal=0, offset=0, engine=None,
                  fptype="double", distributed=False):
         super().__init__(distributed)
-        self.nClusters = check_int("nClusters", nClusters, 1)
+        self.nClusters = _check_clusters_memory(check_int("nClusters", nClusters, 1))
         self.method = check_choice("method", method, km_k.INIT_METHODS + tuple(_CSR_INIT))
         self.nTrials = check_int("nTrials", nTrials, 1)
         self.oversamplingFactor = check_positive("oversamplingFactor", oversamplingFactor)
@@ -213,7 +224,7 @@ class kmeans(Algorithm):
                  distanceType="euclidean", resultsToEvaluate=_DEFAULT_RESULTS, assignFlag=True,
                  method="defaultDense", fptype="double", distributed=False):
         super().__init__(distributed)
-        self.nClusters = check_int("nClusters", nClusters, 1)
+        self.nClusters = _check_clusters_memory(check_int("nClusters", nClusters, 1))
         self.maxIterations = check_int("maxIterations", maxIterations, 0)
         self.accuracyThreshold = check_positive("accuracyThreshold", accuracyThreshold,
                                                 allow_zero=True)

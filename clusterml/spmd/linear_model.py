@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import InputError, ParameterError
 from ..kernels import linear_model as lm_k
 from ..kernels import tsqr
-from .algorithm import Algorithm, Result, check_choice, checked_partial, register
+from .algorithm import (Algorithm, Result, check_choice, check_model_finite, checked_partial, register)
 from .blockwise import stream_map, streamed
 from .streaming import Streaming, check_streaming
 
@@ -217,6 +217,7 @@ def check_linear_model(model, p: int, who: str) -> np.ndarray:
     if beta.shape[1] - 1 != p:
         raise InputError(f"{who}: the model has {beta.shape[1] - 1} features but the data has {p} "
                          f"columns")
+    check_model_finite(f"{who}: model.Beta", beta)
     return beta
 
 

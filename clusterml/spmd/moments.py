@@ -6,10 +6,10 @@ from ..kernels import covariance as cov_k
 from ..errors import InputError
 from ..kernels import moments as mom_k
 from ..kernels import sparse as sparse_k
-from .algorithm import Algorithm, Result, check_choice, checked_partial, register
-from .streaming import Streaming, check_streaming
+from .algorithm import Algorithm, Result, check_choice, checked_partial, register, require_rows
 from .blockwise import streamed
 from .inputs import is_sparse
+from .streaming import Streaming, check_streaming
 
 __all__ = ["low_order_moments", "covariance", "csr_kernel"]
 
@@ -95,7 +95,8 @@ class covariance(Streaming, Algorithm):
 
     Notes
     -----
-    Covariance divides by n - 1.  A constant column has correlation 0 with
+    Covariance divides by n - 1, so at least 2 rows in total are needed
+    (InputError otherwise, as for pca).  A constant column has correlation 0 with
     every other column and 1 with itself.
     """
 
@@ -117,6 +118,10 @@ class covariance(Streaming, Algorithm):
         """This rank's partial of ``data``: the CSR or dense kernel, block by block for a large file."""
         kernel = csr_kernel(self, data, sparse_k.cov_partial, cov_k.partial)
         return streamed(checked_partial(kernel, cov_k.is_finite), cov_k.merge)
+
+    def _check_global(self, layout, extras):
+        # n - 1 = 0: every entry would be NaN; refuse as pca does
+        require_rows(layout, 2, "covariance")
 
     def _compute(self, ctx, layout, data):
         total = ctx.fold(self._partial(data), cov_k.merge, data, step="covariance")

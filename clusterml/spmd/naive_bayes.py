@@ -11,7 +11,8 @@ from ..kernels import naive_bayes as nb_k
 from ..kernels import sparse as sparse_k
 from ..kernels.blocks import iter_blocks
 from ..kernels.sparse import nb_predict as sparse_predict
-from .algorithm import Algorithm, Result, check_choice, check_int, register
+from .algorithm import (Algorithm, Result, check_choice, check_int, check_memory, check_model_finite,
+                        register)
 from .blockwise import stream_map, streamed
 from .inputs import OVERFLOW_LIMIT, check_finite, describe_row, is_sparse
 from .moments import csr_kernel
@@ -108,6 +109,9 @@ class multinomial_naive_bayes_training(Streaming, Algorithm):
         super().__init__(distributed)
         self.streaming = check_streaming(streaming)
         self.nClasses = check_int("nClasses", nClasses, minimum=2)
+        # the model is nClasses x features float64 (and the counts as much again)
+        check_memory(f"nClasses={self.nClasses} (16 bytes per class and feature, at least)",
+                     16.0 * self.nClasses)
         self.priorClassEstimates = priorClassEstimates
         self.alpha = alpha
         if priorClassEstimates is None:
@@ -130,6 +134,8 @@ class multinomial_naive_bayes_training(Streaming, Algorithm):
     _streams = True
 
     def _partial(self, data, labels):
+        check_memory(f"nClasses={self.nClasses} with {data.shape[1]} features",
+                     16.0 * self.nClasses * max(1, data.shape[1]))
         if is_sparse(data):
             counts, ok = sparse_k.nb_partial(data, labels, self.nClasses)
         else:
@@ -204,6 +210,8 @@ class multinomial_naive_bayes_prediction(Algorithm):
                  fptype="double", distributed=False):
         super().__init__(distributed)
         self.nClasses = check_int("nClasses", nClasses, minimum=2)
+        check_memory(f"nClasses={self.nClasses} (8 bytes per class and row, at least)",
+                     8.0 * self.nClasses)
         if not isinstance(resultsToEvaluate, str):
             raise ParameterError(f"resultsToEvaluate={resultsToEvaluate!r} must be a string")
         flags = {f.strip() for f in resultsToEvaluate.split("|") if f.strip()}
@@ -232,6 +240,8 @@ class multinomial_naive_bayes_prediction(Algorithm):
             raise ParameterError(f"nClasses={self.nClasses} but the model has {lt.shape[0]} classes")
         if lt.shape[1] != p:
             raise InputError(f"the model has {lt.shape[1]} features but the data has {p} columns")
+        check_model_finite("model.LogP", lp)
+        check_model_finite("model.LogTheta", lt)
         return lp.reshape(-1, 1), lt
 
     _accepts_sparse = True

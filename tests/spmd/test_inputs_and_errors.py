@@ -155,9 +155,11 @@ def test_no_rows_anywhere():
 
 
 def test_bad_parameters_raise_everywhere():
-    expect_distributed_error(lambda: cml.low_order_moments(estimatesToCompute="nope", distributed=True),
+    # distributed=True: the constructor's error is held and raised by compute() on every rank
+    expect_distributed_error(lambda: cml.low_order_moments(estimatesToCompute="nope", distributed=True)
+                             .compute(data()),
                              match="estimatesToCompute='nope'", cls=cml.ParameterError)
-    expect_distributed_error(lambda: cml.covariance(outputMatrixType=3, distributed=True),
+    expect_distributed_error(lambda: cml.covariance(outputMatrixType=3, distributed=True).compute(data()),
                              match="outputMatrixType", cls=cml.ParameterError)
     expect_distributed_error(lambda: cml.covariance(distributed=True).compute(data(), data()),
                              match="takes 1 input", cls=cml.ParameterError)
