@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 __all__ = ["HOPELESS_REASONS", "LOOPBACK_MPI_ENV", "job_over", "job_line", "stop_data",
            "start_error_text"]
@@ -82,7 +83,13 @@ def _nodes(job_id: str) -> str:
         return "the compute node"
     fields = dict(kv.split("=", 1) for kv in proc.stdout.split() if "=" in kv)
     nodes = fields.get("NodeList") or fields.get("BatchHost") or ""
-    return nodes if nodes and nodes != "(null)" else "the compute node"
+    if not nodes or nodes == "(null)":
+        return "the compute node"
+    try:  # node[1-2] -> node1, node2
+        names = S._run(["scontrol", "show", "hostnames", nodes], None, 10).stdout.split()
+    except S.SlurmError:
+        names = []
+    return ", ".join(names) if names else nodes
 
 
 def _pending_cause(reason: str, profile: str) -> tuple[str, str]:
@@ -110,7 +117,9 @@ def _cause(launcher, info, tail: list[str]) -> tuple[str, str]:
     if info is not None and info.state.startswith("PENDING"):
         return _pending_cause(_reason(info), profile)
     if "Registration timed out" in text or "registration" in text.lower() and "timed out" in text:
-        where = _controller_address(launcher.profile_dir, launcher.cluster_id)
+        # the address the engines actually tried (the connection file may hold a host name)
+        tried = re.search(r"Registering with controller at tcp://(\S+)", text)
+        where = tried.group(1) if tried else _controller_address(launcher.profile_dir, launcher.cluster_id)
         return (f"controller address {where} is not reachable from {_nodes(launcher.job_id)}",
                 f"clusterml profile set {profile} controller_ip=<an address of this host that "
                 f"the compute nodes reach> (clusterml doctor lists them)")
@@ -142,6 +151,8 @@ def start_error_text(headline: str, data: dict | None) -> str:
     if data.get("output"):
         lines.append("engine log (last lines):")
         lines += ["  " + line for line in data["output"].splitlines()]
+    elif data.get("slurm"):
+        lines += ["engine log (last lines):", "  (none: the job's engines never started)"]
     if data.get("cause"):
         lines.append(f"cause: {data['cause']}")
     if data.get("fix"):

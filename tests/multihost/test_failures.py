@@ -115,8 +115,8 @@ def check_start_error(out: dict, *, cli: bool):
     assert out["error"] is not None, f"the start did not fail: {out}"
     if not cli:
         assert out["has_ClusterStartError"], "clusterml.ClusterStartError is missing"
-        assert out["error"] == "ClusterStartError", out
-        assert {"DistributedError", "RuntimeError"} <= set(out["mro"]), out["mro"]
+        # ClusterStartError or its subclass ClusterStartTimeoutError (when the wait ran out)
+        assert {"ClusterStartError", "DistributedError", "RuntimeError"} <= set(out["mro"]), out["mro"]
     else:
         assert out["rc"] == 1, out
     msg = out["msg"]
@@ -185,7 +185,7 @@ def test_busy_partition_shows_pending_reason_and_honours_profile_timeout(multiho
         assert m and m.group(1) != blocker, f"{name} did not show the pending job:\n{t[-3000:]}"
         assert re.search(shown, o["msg"]), o["msg"]
         assert 20 <= o["raised_at"] < 60, f"{name} gave up after {o['raised_at']:.0f} s, not the profile's 25 s"
-    assert out["error"] == "ClusterStartError", out
+    assert "ClusterStartError" in out["mro"], out
     nothing_left(multihost)
 
 
