@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["moments_pass", "shift_and_sum", "first_bad_value", "assign_accumulate", "class_sums"]
+__all__ = ["moments_pass", "shift_and_sum", "column_sums", "first_bad_value", "assign_accumulate", "class_sums"]
 
 
 @njit(cache=True, nogil=True)
@@ -43,7 +43,9 @@ def moments_pass(X: np.ndarray, shift: np.ndarray):
 
     Parameters
     ----------
-    X : ndarray of shape (n, d), C-contiguous float64
+    X : ndarray of shape (n, d), C-contiguous float32 or float64
+        Read as it is (no conversion); every statistic is accumulated in
+        float64, so float32 data loses nothing beyond its own rounding.
     shift : ndarray of shape (d,)
         A value near the column means (for example the mean of the first
         rows). The centred sum of squares is ``css - cs**2 / n``; with the
@@ -76,16 +78,42 @@ def shift_and_sum(B: np.ndarray, shift: np.ndarray, out: np.ndarray) -> np.ndarr
 
     Parameters
     ----------
-    B : ndarray of shape (m, d), C-contiguous
+    B : ndarray of shape (m, d), C-contiguous float32 or float64
     shift : ndarray of shape (d,)
     out : ndarray of shape (>= m, d), C-contiguous, reused between blocks
+        float32 or float64: a block of another type is converted here, a
+        cache-sized piece at a time (the column sums stay float64).
 
     Returns
     -------
-    ndarray of shape (d,)
+    ndarray of shape (d,), float64
     """
     colsum = np.zeros(B.shape[1])
     _shift_and_sum(B, shift, out, colsum)
+    return colsum
+
+
+@njit(cache=True, nogil=True)
+def _column_sums(B, colsum):
+    n, d = B.shape
+    for i in range(n):
+        for j in range(d):
+            colsum[j] += B[i, j]
+
+
+def column_sums(B: np.ndarray) -> np.ndarray:
+    """Column sums of ``B`` accumulated in float64 (one pass, any float input type).
+
+    Parameters
+    ----------
+    B : ndarray of shape (m, d), C-contiguous float32 or float64
+
+    Returns
+    -------
+    ndarray of shape (d,), float64
+    """
+    colsum = np.zeros(B.shape[1])
+    _column_sums(B, colsum)
     return colsum
 
 
@@ -228,9 +256,10 @@ def class_sums(X: np.ndarray, y: np.ndarray, n_classes: int, limit: float):
 
     Parameters
     ----------
-    X : ndarray of shape (n, d), C-contiguous float64
-        Counts: finite, non-negative, at most ``limit``.
-    y : ndarray of shape (n,), float64
+    X : ndarray of shape (n, d), C-contiguous float32 or float64
+        Counts: finite, non-negative, at most ``limit``.  Read as it is;
+        the sums are accumulated in float64.
+    y : ndarray of shape (n,), float32 or float64
         Class labels, integers in ``[0, n_classes)``.
     n_classes : int
     limit : float

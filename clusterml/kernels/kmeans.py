@@ -681,7 +681,7 @@ def _needs_shifted_copy(C: np.ndarray, shift: np.ndarray) -> bool:
 
 
 def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = True,
-               with_objective: bool = True) -> LloydPartial:
+               with_objective: bool = True, dtype=np.float64) -> LloydPartial:
     """Assign each row to its nearest centroid; accumulate sums, counts and the objective.
 
     A block at a time: ``X_b C^T`` by BLAS ``dgemm`` (the ``n x k`` matrix never
@@ -704,6 +704,11 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
         assign-only pass).
     with_objective : bool
         Also sum the squared distances (0 otherwise).
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the GEMM (``sgemm`` for float32).  Rows of the other
+        type go through the block buffer (converted a block at a time, never
+        as a whole).  Cluster sums, counts and the objective are float64
+        either way: a float32 distance only decides the nearest centroid.
 
     Returns
     -------
@@ -712,7 +717,7 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     k, d = C.shape
     Cs = np.ascontiguousarray(C - shift)
     cc = np.einsum("ij,ij->i", Cs, Cs)
-    m2CsT = -2.0 * Cs.T                             # G = -2 B Cs^T in one GEMM, no extra pass
+    m2CsT = (-2.0 * Cs.T).astype(dtype)             # G = -2 B Cs^T in one GEMM, no extra pass
     if rows.labels is None:
         rows.labels = np.full(rows.n, -1, dtype=np.int32)
     sums = np.zeros((k, d))
@@ -721,10 +726,10 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     # Small blocks: the block and G stay in L2 between the GEMM and the pass
     # that follows it (8192-row blocks measured 1.5x slower).
     br = max(1, min(_LLOYD_BLOCK_BYTES // (8 * max(d, k)), rows.block_rows, rows.n))
-    G = np.empty((br, k))
+    G = np.empty((br, k), dtype=dtype)
     X = as_plain(rows.X)
-    if _needs_shifted_copy(C, shift):
-        buf, zero = np.empty((br, d)), np.zeros(d)
+    if _needs_shifted_copy(C, shift) or X.dtype != dtype:
+        buf, zero = np.empty((br, d), dtype=dtype), np.zeros(d)
     else:
         # (x - s).(c - s) = x.(c - s) - s.(c - s): the GEMM reads the rows in place and
         # the per-centroid constant moves into cc.
@@ -801,7 +806,8 @@ def _update_centroids(team, C, shift, total: LloydPartial):
     return C_new, gain
 
 
-def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float = 0.0):
+def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float = 0.0,
+          dtype=np.float64):
     """Lloyd's algorithm from the centroids ``C0``; assignments stay in each chunk's ``labels``.
 
     One reduction per iteration carries the per-cluster sums, counts, the
@@ -815,7 +821,8 @@ def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float =
     and left no cluster empty (its centroids could not move again).  A final
     pass assigns the rows to the returned centroids, so assignments and
     objective always match them.  ``max_iterations == 0`` only assigns
-    (prediction).
+    (prediction).  ``dtype`` is the precision of the distance GEMM (see
+    :func:`lloyd_pass`); centroids, sums and the objective stay float64.
 
     Returns
     -------
@@ -832,7 +839,7 @@ def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float =
     while True:
         # An iteration's objective is read only by the accuracy test (and at the end).
         with_objective = final or accuracy_threshold > 0
-        parts = team.allgather(lloyd_pass, C, shift, not final, with_objective,
+        parts = team.allgather(lloyd_pass, C, shift, not final, with_objective, dtype,
                                step="kmeans iteration")
         total = reduce(lambda a, b: a + b, parts)
         if final:

@@ -17,7 +17,7 @@ from ..errors import InputError, ParameterError
 from . import comm
 from .inputs import Layout, check_finite, load_tables
 
-__all__ = ["Algorithm", "Result", "REGISTRY", "register", "check_choice", "check_int", "check_positive"]
+__all__ = ["Algorithm", "Result", "as_fptype", "REGISTRY", "register", "check_choice", "check_int", "check_positive"]
 
 REGISTRY: dict[str, type] = {}
 
@@ -143,7 +143,18 @@ class Algorithm:
         arrays, layout = load_tables(ctx, tables, self._local_check_fn(extras),
                                      finite=not self._kernel_checks_finite)
         self._check_global(layout, extras)
-        return self._compute(ctx, layout, **arrays, **extras)
+        return as_fptype(self._compute(ctx, layout, **arrays, **extras), self.dtype)
+
+    @property
+    def dtype(self) -> type:
+        """The precision the kernels compute in: float32 for ``fptype="float"``, else float64.
+
+        Inputs are not converted to it as a whole: float32 and float64 arrays
+        reach the kernels as they are, and a kernel whose input has the other
+        type converts one cache-sized block at a time (or reads it directly,
+        accumulating in float64).
+        """
+        return np.float32 if getattr(self, "fptype", "double") == "float" else np.float64
 
     def _local_check_fn(self, extras):
         """Return a function that checks this rank's rows (or None)."""
@@ -154,6 +165,25 @@ class Algorithm:
 
     def _compute(self, ctx, layout, **inputs):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def as_fptype(result, dtype):
+    """``result`` with its floating-point arrays in ``dtype`` (float32 for ``fptype="float"``).
+
+    Integer fields (labels, counts) and scalars keep their type; nested
+    results (a model) are converted too.  Conversion happens once, on the
+    small merged results and on per-row outputs; float64 results are returned
+    as they are.
+    """
+    if dtype == np.float64 or not isinstance(result, Result):
+        return result
+    for name in result.fields():
+        v = getattr(result, name)
+        if isinstance(v, Result):
+            as_fptype(v, dtype)
+        elif isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.dtype != dtype:
+            result.__dict__[name] = v.astype(dtype)
+    return result
 
 
 def bind_inputs(what: str, tables, extras, args, kwargs) -> dict:

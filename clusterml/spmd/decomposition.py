@@ -8,6 +8,8 @@ hold the same bits.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import InputError, ParameterError
@@ -89,7 +91,8 @@ class pca(Algorithm):
             fields = ctx.bcast_from(0, pca_k.from_r_factors, Rs, m.n, mean, variance, *opts,
                                     step="pca svd")
         else:
-            cp = ctx.fold(cov_k.partial, cov_k.merge, data, step="pca cross products")
+            cp = ctx.fold(functools.partial(cov_k.partial, dtype=self.dtype), cov_k.merge, data,
+                          step="pca cross products")
             fields = ctx.bcast_from(0, pca_k.from_crossproducts, cp, *opts, step="pca eigen")
         return Result("pca_result", **fields)
 
@@ -158,7 +161,7 @@ class pca_transform(Algorithm):
     def _compute(self, ctx, layout, data, eigenvectors, dataForTransform):
         def local():
             T, k, extra = self._inputs(layout.ncols["data"], eigenvectors, dataForTransform)
-            return pca_k.transform(data, T, k, **extra)
+            return pca_k.transform(data, T, k, dtype=self.dtype, **extra)
 
         out = ctx.local(local, step="pca transform")
         return Result("pca_transform_result", transformedData=out)

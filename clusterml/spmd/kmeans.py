@@ -248,7 +248,8 @@ class kmeans(Algorithm):
                              f"must pass the same initial centroids")
         rows = km_k.Rows(data, layout.offset)
         centroids, objective, n_iter = km_k.lloyd(_RankTeam(ctx, rows), box["C"],
-                                                  self.maxIterations, self.accuracyThreshold)
+                                                  self.maxIterations, self.accuracyThreshold,
+                                                  self.dtype)
         assignments = rows.labels.reshape(-1, 1) if self._assign else None
         return Result("kmeans_result", centroids=centroids, assignments=assignments,
                       objectiveFunction=np.array([[objective]]),

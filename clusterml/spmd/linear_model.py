@@ -48,7 +48,7 @@ class _RegressionTraining(Algorithm):
             beta = ctx.bcast_from(0, lm_k.solve_qr, Rs, p, centred, step="regression solve")
         else:
             g = ctx.fold(checked_partial(lm_k.gram_partial, _gram_is_finite, names=names),
-                         lm_k.gram_merge, data, dependentVariables, centred,
+                         lm_k.gram_merge, data, dependentVariables, centred, None, self.dtype,
                          step="regression cross products")
             beta = ctx.bcast_from(0, lm_k.solve_normal_equations, g, p, ridge, step="regression solve")
         return Result(self._result_kind, model=_model(beta, p, self.interceptFlag, self._model_kind))
@@ -175,7 +175,7 @@ class _RegressionPrediction(Algorithm):
             # The model is checked inside the guarded step, so a model that
             # differs between ranks still raises everywhere.
             beta = check_linear_model(model, layout.ncols["data"], who)
-            return lm_k.predict(data, beta)
+            return lm_k.predict(data, beta, dtype=self.dtype)
 
         pred = ctx.local(local, step="regression prediction")
         return Result(self._result_kind, prediction=pred)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from ..kernels import covariance as cov_k
 from ..kernels import moments as mom_k
 from .algorithm import Algorithm, Result, check_choice, checked_partial, register
@@ -74,6 +76,6 @@ class covariance(Algorithm):
     _kernel_checks_finite = True
 
     def _compute(self, ctx, layout, data):
-        partial = checked_partial(cov_k.partial, cov_k.is_finite)
+        partial = checked_partial(functools.partial(cov_k.partial, dtype=self.dtype), cov_k.is_finite)
         total = ctx.fold(partial, cov_k.merge, data, step="covariance")
         return Result("covariance_result", **cov_k.finalize(total))

@@ -195,7 +195,8 @@ class multinomial_naive_bayes_prediction(Algorithm):
             lp, lt = self._model(model, layout.ncols["data"])
             return nb_k.predict(data, lp, lt, labels=self._want["computeClassLabels"],
                                 probabilities=self._want["computeClassProbabilities"],
-                                log_probabilities=self._want["computeClassLogProbabilities"])
+                                log_probabilities=self._want["computeClassLogProbabilities"],
+                                dtype=self.dtype)
 
         out = ctx.local(local, step="naive bayes prediction")
         return Result("multinomial_naive_bayes_prediction_result", **out)
