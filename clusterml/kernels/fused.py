@@ -5,8 +5,9 @@ NumPy's column reductions on a tall, narrow block (``X.sum(axis=0)``,
 slower per byte than one BLAS call. Low-order moments need seven of them. The
 loops below read each value once and update every statistic of its column,
 with the inner loop over contiguous columns so LLVM vectorises it. Measured on
-1,000,000 x 32 float64 with one thread: 0.06 s here vs 1.2 s for the NumPy
-passes (README, "Design").
+1,000,000 x 32 float64 with one thread (AMD EPYC Zen 4): low-order moments in
+8 ms against 6 ms for a bare read of the block, vs 1.2 s for the NumPy passes.
+They accept float32 or float64 blocks as they are and accumulate in float64.
 
 Compiled on first use and cached on disk (``cache=True``), so later
 processes (every MPI rank, every engine) load the machine code instead of
@@ -21,18 +22,44 @@ from numba import njit
 __all__ = ["moments_pass", "shift_and_sum", "column_sums", "first_bad_value", "assign_accumulate", "class_sums"]
 
 
+# Column statistics of a C-ordered block: the loops below take the rows 8 at a
+# time and keep each column's partial results in registers across those 8 rows,
+# then update the per-column accumulators once.  Updating the accumulator arrays
+# for every row instead (load and store per value) ran at a third of the memory
+# read speed; in this form the passes run within 1.4x of a bare read of the block
+# (1,000,000 x 32, one thread, float64 and float32; benchmarks/kernels.py).
+_CHUNK = 8
+
+
 @njit(cache=True, nogil=True)
-def _moments_pass(X, shift, mn, mx, s, ss, cs, css):
+def _moments_pass(X, shift, mn, mx, cs, css):
     n, d = X.shape
-    for i in range(n):
+    top = n - n % _CHUNK
+    for i in range(0, top, _CHUNK):
         for j in range(d):
-            x = X[i, j]
-            if x < mn[j]:
-                mn[j] = x
-            if x > mx[j]:
-                mx[j] = x
-            s[j] += x
-            ss[j] += x * x
+            s = shift[j]
+            x = np.float64(X[i, j])
+            lo = x
+            hi = x
+            y = x - s
+            c1 = y
+            c2 = y * y
+            for r in range(1, _CHUNK):
+                x = np.float64(X[i + r, j])
+                lo = min(lo, x)
+                hi = max(hi, x)
+                y = x - s
+                c1 += y
+                c2 += y * y
+            mn[j] = min(mn[j], lo)
+            mx[j] = max(mx[j], hi)
+            cs[j] += c1
+            css[j] += c2
+    for i in range(top, n):
+        for j in range(d):
+            x = np.float64(X[i, j])
+            mn[j] = min(mn[j], x)
+            mx[j] = max(mx[j], x)
             y = x - shift[j]
             cs[j] += y
             css[j] += y * y
@@ -40,6 +67,11 @@ def _moments_pass(X, shift, mn, mx, s, ss, cs, css):
 
 def moments_pass(X: np.ndarray, shift: np.ndarray):
     """Column minimum, maximum, sum, sum of squares, and shifted sum / sum of squares.
+
+    One pass that accumulates only the extremes and the sums of ``y = x -
+    shift`` and ``y**2`` (in float64); the raw sums follow exactly in
+    algebra, ``sum x = cs + n shift`` and ``sum x**2 = css + 2 shift cs +
+    n shift**2``, with a rounding error of a few ulps of their own size.
 
     Parameters
     ----------
@@ -54,17 +86,22 @@ def moments_pass(X: np.ndarray, shift: np.ndarray):
 
     Returns
     -------
-    mn, mx, s, ss, cs, css : ndarray of shape (d,)
+    mn, mx, s, ss, cs, css : ndarray of shape (d,), float64
     """
-    d = X.shape[1]
+    n, d = X.shape
+    shift = np.ascontiguousarray(shift, dtype=np.float64)
     mn, mx = np.full(d, np.inf), np.full(d, -np.inf)
-    s, ss, cs, css = (np.zeros(d) for _ in range(4))
-    _moments_pass(X, np.ascontiguousarray(shift, dtype=np.float64), mn, mx, s, ss, cs, css)
+    cs, css = np.zeros(d), np.zeros(d)
+    _moments_pass(X, shift, mn, mx, cs, css)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite data: the caller checks
+        s = cs + n * shift
+        ss = css + 2.0 * shift * cs + n * shift * shift
     return mn, mx, s, ss, cs, css
 
 
 @njit(cache=True, nogil=True)
 def _shift_and_sum(B, shift, out, colsum):
+    # Row by row (the chunked form above slowed the strided stores down).
     n, d = B.shape
     for i in range(n):
         for j in range(d):
@@ -96,7 +133,14 @@ def shift_and_sum(B: np.ndarray, shift: np.ndarray, out: np.ndarray) -> np.ndarr
 @njit(cache=True, nogil=True)
 def _column_sums(B, colsum):
     n, d = B.shape
-    for i in range(n):
+    top = n - n % _CHUNK
+    for i in range(0, top, _CHUNK):
+        for j in range(d):
+            acc = np.float64(B[i, j])
+            for r in range(1, _CHUNK):
+                acc += np.float64(B[i + r, j])
+            colsum[j] += acc
+    for i in range(top, n):
         for j in range(d):
             colsum[j] += B[i, j]
 
