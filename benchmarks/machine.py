@@ -18,24 +18,30 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from numba import njit
 
 __all__ = ["cpu_model", "blas_libraries", "blas_summary", "read_seconds", "gemm_gflops", "best_of"]
 
 
 def cpu_model() -> str:
-    """``model name`` of the first CPU in /proc/cpuinfo, with the number of logical CPUs."""
-    name, count = "unknown CPU", 0
+    """The first CPU of /proc/cpuinfo: model name, family / model numbers, AVX-512, CPU count."""
+    info, count = {}, 0
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("model name"):
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "processor":
                     count += 1
-                    if count == 1:
-                        name = line.split(":", 1)[1].strip()
+                if count == 1 and key in ("model name", "cpu family", "model", "flags"):
+                    info[key] = value.strip()
     except OSError:
-        pass
-    return f"{name} ({count} logical CPUs)" if count else name
+        return "unknown CPU"
+    name = info.get("model name", "unknown CPU")
+    extra = [f"family {info['cpu family']} model {info['model']}"] if "cpu family" in info else []
+    if "avx512f" in info.get("flags", "").split():
+        extra.append("AVX-512")
+    extra.append(f"{count} logical CPUs")
+    return f"{name} ({', '.join(extra)})"
 
 
 def blas_libraries() -> list:
@@ -69,12 +75,23 @@ def best_of(fn, repeat: int = 5) -> float:
     return best
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _read_all(flat):
-    acc = 0.0
-    for i in range(flat.shape[0]):
-        acc += flat[i]
-    return acc
+_READ = []
+
+
+def _read_all():
+    """The compiled read loop (numba imported here: daal4py's environment has no numba)."""
+    if not _READ:
+        from numba import njit
+
+        @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+        def read_all(flat):
+            acc = 0.0
+            for i in range(flat.shape[0]):
+                acc += flat[i]
+            return acc
+
+        _READ.append(read_all)
+    return _READ[0]
 
 
 def read_seconds(arrays, repeat: int = 5) -> float:
@@ -83,10 +100,11 @@ def read_seconds(arrays, repeat: int = 5) -> float:
     A vectorised sum of each array as one flat vector: loads only, so its time
     is what any one-pass algorithm over the same arrays must at least take.
     """
+    read_all = _read_all()
     flats = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
     for f in flats:                     # compile / load outside the clock
-        _read_all(f[:16])
-    return best_of(lambda: [_read_all(f) for f in flats], repeat)
+        read_all(f[:16])
+    return best_of(lambda: [read_all(f) for f in flats], repeat)
 
 
 def gemm_gflops(n: int = 256, dtype=np.float64, repeat: int = 20) -> float:
