@@ -270,27 +270,55 @@ def assign_accumulate(B, shift, G, cc, Cs, labels, sums, counts, accumulate=True
     return _assign_accumulate(B, shift, G, cc, Cs, labels, sums, counts, accumulate, objective)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _label(v, n_classes):
+    # the class of label v, or -1 if v is not an integer in [0, n_classes) (NaN too)
+    if not (v >= 0.0 and v < n_classes):
+        return -1
+    c = int(v)
+    return c if c == v else -1
+
+
 @njit(cache=True, nogil=True)
-def _class_sums(X, y, n_classes, limit, out, z, mn, mx):
-    # One pass: per-class sums of the rows, plus branch-free summaries that
-    # reveal NaN/inf (z), negative values (mn) and huge values (mx) per column.
-    # A label that is not an integer in [0, n_classes) stops the pass.
+def _class_sums(X, y, n_classes, limit, out, mn, mx):
+    # One pass: per-class sums of the rows (a row at a time, vectorised over
+    # the columns), and each column's extremes over 8 rows at a time kept in
+    # registers (see _CHUNK) while those rows are still in L1; they reveal
+    # negative and huge values, and NaN/inf turn the sums non-finite.  A label
+    # that is not an integer in [0, n_classes) stops the pass.
     n, d = X.shape
-    for i in range(n):
-        v = y[i]
-        if not (v >= 0.0 and v < n_classes):    # NaN fails too
-            return i
-        c = int(v)
-        if c != v:
+    top = n - n % _CHUNK
+    for i0 in range(0, top, _CHUNK):
+        for r in range(_CHUNK):
+            c = _label(y[i0 + r], n_classes)
+            if c < 0:
+                return i0 + r
+            for j in range(d):
+                out[c, j] += X[i0 + r, j]
+        for j in range(d):
+            lo = mn[j]
+            hi = mx[j]
+            for r in range(_CHUNK):
+                x = np.float64(X[i0 + r, j])
+                lo = min(lo, x)
+                hi = max(hi, x)
+            mn[j] = lo
+            mx[j] = hi
+    for i in range(top, n):
+        c = _label(y[i], n_classes)
+        if c < 0:
             return i
         for j in range(d):
-            x = X[i, j]
+            x = np.float64(X[i, j])
             out[c, j] += x
-            z[j] += x * 0.0
             mn[j] = min(mn[j], x)
             mx[j] = max(mx[j], x)
+    for c in range(out.shape[0]):
+        for j in range(d):
+            if not np.isfinite(out[c, j]):
+                return n
     for j in range(d):
-        if z[j] != 0.0 or not (mn[j] >= 0.0) or not (mx[j] <= limit):
+        if not (mn[j] >= 0.0) or not (mx[j] <= limit):
             return n
     return -1
 
@@ -317,8 +345,8 @@ def class_sums(X: np.ndarray, y: np.ndarray, n_classes: int, limit: float):
     """
     d = X.shape[1]
     out = np.zeros((n_classes, d))
-    z, mn, mx = np.zeros(d), np.full(d, np.inf), np.full(d, -np.inf)
-    bad = _class_sums(X, y, n_classes, limit, out, z, mn, mx)
+    mn, mx = np.full(d, np.inf), np.full(d, -np.inf)
+    bad = _class_sums(X, y, n_classes, limit, out, mn, mx)
     return out, bad < 0
 
 
