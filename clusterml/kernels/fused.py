@@ -164,11 +164,22 @@ def column_sums(B: np.ndarray) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def _finite_summary(X, z, m):
     # z[j] stays 0 unless a NaN/inf passes through x * 0; m[j] is max |x|.
-    # Branch-free, so the column loop vectorises.
+    # Branch-free, 8 rows at a time in registers (see _CHUNK): at read speed.
     n, d = X.shape
-    for i in range(n):
+    top = n - n % _CHUNK
+    for i in range(0, top, _CHUNK):
         for j in range(d):
-            x = X[i, j]
+            zz = 0.0
+            mm = m[j]
+            for r in range(_CHUNK):
+                x = np.float64(X[i + r, j])
+                zz += x * 0.0
+                mm = max(mm, abs(x))
+            z[j] += zz
+            m[j] = mm
+    for i in range(top, n):
+        for j in range(d):
+            x = np.float64(X[i, j])
             z[j] += x * 0.0
             m[j] = max(m[j], abs(x))
 
