@@ -64,6 +64,19 @@ def _raw_is_safe(cols, n: int) -> bool:
     return True
 
 
+def _cancelled(gram: np.ndarray, total: np.ndarray, n: int) -> bool:
+    """True if centring the raw Gram matrix would cancel more than ~6 bits of some column.
+
+    ``G_jj / C_jj = 1 + mean_j**2 / var_j``: the first rows promised at most
+    ``1 + _RAW_RATIO``; data whose later rows drift far from the first ones
+    break that promise, and are then summed again around a shift.
+    """
+    g = np.diag(gram)
+    with np.errstate(over="ignore", invalid="ignore"):
+        c = g - total * total / n
+        return bool(np.any(g > 64.0 * c))        # NaN (non-finite data): False, reported later
+
+
 def _gram_blocks(cols, rows: int, dtype, gram, shift=None):
     """Accumulate the Gram matrix of ``[*cols]`` into ``gram`` (float64), a block at a time.
 
@@ -119,9 +132,11 @@ def partial(X: np.ndarray, *more: np.ndarray, block_rows: int | None = None,
     decided on the first rows, see ``_RAW_RATIO``) the blocks of ``X`` and
     ``more`` are read in place: per block one GEMM per pair of inputs and a
     column sum, and the centred matrix is ``G - s s^T / n`` for the raw Gram
-    ``G`` and sums ``s`` (losing at most ~2 bits).  Otherwise each block is
-    first shifted by a value near the column means into a reused cache-sized
-    buffer, so data offset by 1e9 keeps its covariance.
+    ``G`` and sums ``s`` (losing at most ~2 bits; if the whole data turn out
+    to lose more than ~6, see :func:`_cancelled`, they are read again the
+    other way).  Otherwise each block is first shifted by a value near the
+    column means into a reused cache-sized buffer, so data offset by 1e9
+    keeps its covariance.
 
     Parameters
     ----------
@@ -164,6 +179,11 @@ def partial(X: np.ndarray, *more: np.ndarray, block_rows: int | None = None,
         total = _gram_blocks(cols, rows, dtype, gram)
     else:
         shift = np.concatenate([shift_for(a) for a in cols]) if centre else np.zeros(d)
+        total = _gram_blocks(cols, rows, dtype, gram, shift)
+    if centre and _cancelled(gram, total, n):
+        # the first rows misled the estimate: a second pass around the true means
+        shift = shift + total / n
+        gram[:] = 0.0
         total = _gram_blocks(cols, rows, dtype, gram, shift)
     upper = np.triu(gram)
     cp = upper + np.triu(upper, 1).T
