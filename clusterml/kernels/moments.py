@@ -130,8 +130,8 @@ def partial(X: np.ndarray) -> Moments:
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite data: see is_finite
         if np.any(css > 64.0 * (css - cs * cs / n)):
             # the first rows were far from the mean: ~6 bits would cancel; again around it
-            mn, mx, s, ss, cs, css = moments_pass(X, shift + cs / n)
             shift = shift + cs / n
+            mn, mx, s, ss, cs, css = moments_pass(X, shift)
         m2 = np.maximum(css - cs * cs / n, 0.0)
         mean = shift + cs / n
     return Moments(n, mean, m2, mn, mx, s, ss)
