@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -27,6 +28,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.dirname(HERE))
 
 import machine  # noqa: E402
+
+#: Single-threaded in-process timings: this thread's CPU time (steady on a shared machine).
+CLOCK = time.thread_time
 
 
 def _cases(cml, fp):
@@ -50,13 +54,12 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64,float32")
     p.add_argument("--repeat", type=int, default=7)
     args = p.parse_args(argv)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
     import clusterml as cml
     from clusterml.spmd.remote import warm_up
+    from threadpoolctl import threadpool_limits
 
-    warm_up()
+    warm_up()                       # loads SciPy's BLAS too: limit the threads after it
+    threadpool_limits(1)
     print(f"CPU: {machine.cpu_model()}")
     print(f"BLAS: {machine.blas_summary()}")
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
@@ -69,7 +72,8 @@ def main(argv=None):
     Y64 = X64 @ beta + 0.1 * rng.standard_normal((n, 4))
     L64 = rng.integers(0, 20, size=(n, 1)).astype(np.float64)
     NB64 = rng.poisson(2.0, size=(n, d)).astype(np.float64)
-    print(f"\n{n:,} x {d} block, one process, one thread, best of {args.repeat}")
+    print(f"\n{n:,} x {d} block, one process, one thread, best of {args.repeat} "
+          f"(thread CPU time); load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     head = f"{'algorithm':<18} {'dtype':<8} {'read ms':>8} {'time ms':>8} {'t/read':>7} {'GEMM GFLOP/s':>12}"
     print(head)
     print("-" * len(head))
@@ -80,10 +84,10 @@ def main(argv=None):
                 "Y4": Y64.astype(dt), "L": L64.astype(dt), "NB": NB64.astype(dt)}
         for label, (fn, reads, gram) in _cases(cml, fp).items():
             arrays = [data[r] for r in reads]
-            read = machine.read_seconds(arrays, args.repeat)
+            read = machine.read_seconds(arrays, args.repeat, CLOCK)
             call = lambda: fn(data)  # noqa: E731
             call()
-            t = machine.best_of(call, args.repeat)
+            t = machine.best_of(call, args.repeat, CLOCK)
             cols = sum(a.shape[1] for a in arrays)
             gf = f"{2.0 * n * cols * cols / t / 1e9:12.1f}" if gram else f"{'-':>12}"
             print(f"{label:<18} {name:<8} {read * 1e3:8.2f} {t * 1e3:8.2f} {t / read:7.2f} {gf}")

@@ -65,13 +65,18 @@ def blas_summary(libs=None) -> str:
     return "; ".join(parts) or "no BLAS seen by threadpoolctl"
 
 
-def best_of(fn, repeat: int = 5) -> float:
-    """Smallest wall time of ``repeat`` calls of ``fn()``."""
+def best_of(fn, repeat: int = 5, clock=time.perf_counter) -> float:
+    """Smallest time of ``repeat`` calls of ``fn()`` by ``clock`` (wall time by default).
+
+    ``clock=time.thread_time`` counts only the CPU time this thread got: on a
+    machine shared with other jobs it is far steadier than wall time for a
+    single-threaded kernel (memory stalls count; waiting for a core does not).
+    """
     best = float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return best
 
 
@@ -94,7 +99,7 @@ def _read_all():
     return _READ[0]
 
 
-def read_seconds(arrays, repeat: int = 5) -> float:
+def read_seconds(arrays, repeat: int = 5, clock=time.perf_counter) -> float:
     """Time to read every value of ``arrays`` once (best of ``repeat``).
 
     A vectorised sum of each array as one flat vector: loads only, so its time
@@ -104,7 +109,7 @@ def read_seconds(arrays, repeat: int = 5) -> float:
     flats = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
     for f in flats:                     # compile / load outside the clock
         read_all(f[:16])
-    return best_of(lambda: [read_all(f) for f in flats], repeat)
+    return best_of(lambda: [read_all(f) for f in flats], repeat, clock)
 
 
 def gemm_gflops(n: int = 256, dtype=np.float64, repeat: int = 20) -> float:
