@@ -124,6 +124,23 @@ def _gram_blocks(cols, rows: int, dtype, gram, shift=None):
     return total
 
 
+def _accumulate(cols, rows, dtype, gram, centre, in_place):
+    """The pass (or, rarely, two) behind :func:`partial`: returns the column sums and the shift."""
+    n, d = cols[0].shape[0], gram.shape[0]
+    if in_place:
+        shift = np.zeros(d)
+        total = _gram_blocks(cols, rows, dtype, gram)
+    else:
+        shift = np.concatenate([shift_for(a) for a in cols]) if centre else np.zeros(d)
+        total = _gram_blocks(cols, rows, dtype, gram, shift)
+    if centre and _cancelled(gram, total, n):
+        # the first rows misled the estimate: a second pass around the true means
+        shift = shift + total / n
+        gram[:] = 0.0
+        total = _gram_blocks(cols, rows, dtype, gram, shift)
+    return total, shift
+
+
 def partial(X: np.ndarray, *more: np.ndarray, block_rows: int | None = None,
             centre: bool = True, dtype=None) -> CrossProducts:
     """Centred cross products of the rows of ``[X, *more]``, one read of the data.
@@ -174,17 +191,8 @@ def partial(X: np.ndarray, *more: np.ndarray, block_rows: int | None = None,
     rows = block_rows or block_rows_for(d)
     gram = np.zeros((d, d))
     in_place = all(a.dtype == dtype for a in cols) and (not centre or _raw_is_safe(cols, n))
-    if in_place:
-        shift = np.zeros(d)
-        total = _gram_blocks(cols, rows, dtype, gram)
-    else:
-        shift = np.concatenate([shift_for(a) for a in cols]) if centre else np.zeros(d)
-        total = _gram_blocks(cols, rows, dtype, gram, shift)
-    if centre and _cancelled(gram, total, n):
-        # the first rows misled the estimate: a second pass around the true means
-        shift = shift + total / n
-        gram[:] = 0.0
-        total = _gram_blocks(cols, rows, dtype, gram, shift)
+    with np.errstate(over="ignore", invalid="ignore"):   # non-finite data: see is_finite
+        total, shift = _accumulate(cols, rows, dtype, gram, centre, in_place)
     upper = np.triu(gram)
     cp = upper + np.triu(upper, 1).T
     if centre:

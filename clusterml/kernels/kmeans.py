@@ -43,7 +43,7 @@ computed in pieces:
   never drawn twice.
 * **One pass per centre.**  The pass that lowers each row's ``D(x)^2`` with
   the newest centre also runs the race
-  (:func:`clusterml.kernels.fused.seed_pass`), and it skips the logarithm of
+  (:func:`clusterml.kernels.seeding.seed_pass`), and it skips the logarithm of
   a row whose bound ``-log(u) >= 1 - u`` already loses to the best key so far
   (almost every row, after the first few): the pass costs little more than
   reading the rows.
@@ -119,7 +119,7 @@ class ExactSum:
 
     Each value contributes its 53-bit integer significand to the bin of its
     exponent, in int64 halves that cannot overflow for 2**36 values
-    (:func:`clusterml.kernels.fused.exact_bins`, one compiled pass); the
+    (:func:`clusterml.kernels.seeding.exact_bins`, one compiled pass); the
     bins are then combined in Python's unbounded integers.  Merging two sums
     is exact, hence associative and independent of how the values were
     split: ``float(s)`` is the correctly rounded sum of all values.
@@ -290,7 +290,7 @@ def sqdist_rows(Bs: np.ndarray, Cs: np.ndarray) -> np.ndarray:
     """Squared distances of rows to centres, each row computed on its own.
 
     ``sum_j (x_j - c_j)**2`` in a compiled loop with a fixed order of
-    operations (:func:`clusterml.kernels.fused.sqdist_into`), so a row's
+    operations (:func:`clusterml.kernels.seeding.sqdist_into`), so a row's
     distances do not depend on where the row sits; from the differences,
     so data far from the origin keeps its precision.
 
