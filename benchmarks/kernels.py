@@ -54,9 +54,10 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64,float32")
     p.add_argument("--repeat", type=int, default=7)
     args = p.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
     import clusterml as cml
     from clusterml.spmd.remote import warm_up
-    from threadpoolctl import threadpool_limits
 
     warm_up()                       # loads SciPy's BLAS too: limit the threads after it
     threadpool_limits(1)
@@ -85,7 +86,7 @@ def main(argv=None):
         for label, (fn, reads, gram) in _cases(cml, fp).items():
             arrays = [data[r] for r in reads]
             read = machine.read_seconds(arrays, args.repeat, CLOCK)
-            call = lambda: fn(data)  # noqa: E731
+            call = lambda fn=fn, data=data: fn(data)
             call()
             t = machine.best_of(call, args.repeat, CLOCK)
             cols = sum(a.shape[1] for a in arrays)

@@ -15,9 +15,11 @@ and arbitrary-order statistical moments", Sandia report SAND2008-6212, 2008.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
+
 from .blocks import block_rows as block_rows_for
 from .fused import column_sums, shift_and_sum
 from .moments import as_plain, chan_mean, shift_for
@@ -100,7 +102,7 @@ def _gram_blocks(cols, rows: int, dtype, gram, shift=None):
     offsets = np.cumsum([0] + widths)
     d = int(offsets[-1])
     total = np.zeros(d)
-    spans = list(zip(offsets[:-1], offsets[1:]))
+    spans = list(itertools.pairwise(offsets))
     if shift is not None:
         buf = np.empty((min(rows, n), d), dtype=dtype)
         tmp = np.empty((d, d), dtype=dtype)

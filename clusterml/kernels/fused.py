@@ -362,4 +362,4 @@ def class_sums(X: np.ndarray, y: np.ndarray, n_classes: int, limit: float):
 
 
 # The k-means seeding loops moved to seeding.py; importing them from here still works.
-from .seeding import bernoulli_pick, exact_bins, seed_pass, sqdist_into, uniforms  # noqa: E402,F401
+from .seeding import bernoulli_pick, exact_bins, seed_pass, sqdist_into, uniforms  # noqa: F401

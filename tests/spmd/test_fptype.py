@@ -11,10 +11,9 @@ statistics (accumulated in float64, products rounded within a block), times
 
 import numpy as np
 import pytest
+from mpihelpers import mpi_allclose, mpi_assert, my_block, same_on_every_rank
 
 import clusterml as cml
-
-from mpihelpers import mpi_allclose, mpi_assert, my_block, same_on_every_rank
 
 EPS32 = float(np.finfo(np.float32).eps)
 
