@@ -62,7 +62,7 @@ def blas_summary(libs=None) -> str:
         name = (lib.get("filepath") or "").rsplit("/", 1)[-1]
         arch = f" {lib['architecture']}" if lib.get("architecture") else ""
         parts.append(f"{lib.get('internal_api')} {lib.get('version')}{arch} x{lib.get('num_threads')} ({name})")
-    return "; ".join(parts) or "no BLAS seen by threadpoolctl"
+    return "; ".join(sorted(set(parts))) or "no BLAS seen by threadpoolctl"
 
 
 def best_of(fn, repeat: int = 5, clock=time.perf_counter) -> float:
