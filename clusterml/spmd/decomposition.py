@@ -211,7 +211,7 @@ class svd(Algorithm):
             box = {}
 
             def local():
-                box["qr"] = tsqr.local_qr(iter_blocks(data), p, n_rows=len(data))
+                box["qr"] = tsqr.local_qr(iter_blocks(data), p, n_rows=len(data), dtype=self.dtype)
                 return box["qr"].r
 
             Rs = ctx.allgather(local, step="svd tsqr")
