@@ -290,7 +290,7 @@ def apply_q(lq: LocalQR, W: np.ndarray) -> np.ndarray:
     out = lq.store if in_place else np.empty((lq.n_rows, c))
     if lq.n_rows == 0:
         return out
-    V = lq.q2 @ W
+    V = (lq.q2 @ W).astype(out.dtype)   # float32 U: one sgemm per block on the float32 Q factors
     row = kb0 = 0
     tmp = np.empty((max(Q.shape[0] for Q in lq.blocks), c), dtype=out.dtype) if in_place else None
     for Q in lq.blocks:
