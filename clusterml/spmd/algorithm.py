@@ -224,7 +224,9 @@ def checked_partial(partial, is_finite, names: tuple = ("data",)):
         if not is_finite(part):
             for arr, nm in zip(args, names):
                 check_finite(arr, nm)
-            raise InputError(f"{', '.join(names)}: sums overflow float64; rescale the data")
+            raise InputError(f"{', '.join(names)}: sums or products overflow (float32 products "
+                             f"above ~1e18 with fptype='float', float64 sums otherwise); rescale "
+                             f"the data or use fptype='double'")
         return part
 
     run.__name__ = getattr(partial, "__name__", "partial")
