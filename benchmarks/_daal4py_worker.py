@@ -35,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import cases  # noqa: E402
+import machine  # noqa: E402  (numpy only at import)
 from worker import reset_peak, rss_now_bytes, rss_peak_bytes  # noqa: E402
 
 # Positional parameters of daal4py's constructors that cases.py gives by name.
@@ -42,8 +43,8 @@ POSITIONAL = {"kmeans": ("nClusters",), "kmeans_init": ("nClusters",),
               "multinomial_naive_bayes_training": ("nClasses",)}
 
 
-def load(paths, names, rank, size):
-    """This rank's contiguous block of each input, in memory, C-contiguous float64.
+def load(paths, names, rank, size, dtype="float64"):
+    """This rank's contiguous block of each input, in memory, C-contiguous ``dtype``.
 
     ``C0`` (the k-means start) is the first ``cases.K`` rows of X on every rank; labels and
     responses are already n x 1 (or n x r) in their files.
@@ -57,7 +58,7 @@ def load(paths, names, rank, size):
             blk = arr[len(arr) * rank // size: len(arr) * (rank + 1) // size]
         # np.array copies always (np.ascontiguousarray would return the contiguous memory-mapped
         # slice itself: reading it during the call would then count the file pages as peak RSS)
-        blk = np.array(blk, dtype=np.float64, order="C")
+        blk = np.array(blk, dtype=dtype, order="C")
         out.append(blk.reshape(-1, 1) if blk.ndim == 1 else blk)
     return out
 
@@ -83,7 +84,8 @@ def main(spec):
     for name in spec["algorithms"]:
         case = cases.CASES[name]
         d4p_name, params = case["daal4py"]
-        inputs = load(spec["paths"], case["inputs"], rank, size)
+        inputs = load(spec["paths"], case["inputs"], rank, size, spec.get("dtype", "float64"))
+        params = {**params, "fptype": cases.fptype_of(inputs)}
         block_bytes = sum(x.nbytes for x in inputs if x.shape[0] > cases.K) or 1
         reset_peak()
         base = rss_now_bytes()
@@ -115,6 +117,7 @@ def main(spec):
         del inputs
     assert "clusterml" not in sys.modules, "the daal4py worker must not load clusterml"
     if rank == 0:
+        out["_blas"] = machine.blas_summary() + f"; daal4py {version} (oneDAL's own kernels)"
         print("BENCH " + json.dumps(out), flush=True)
     comm.Barrier()
     # daal4py 2024.x finalises MPI here (else its exit-time destructor calls MPI_Finalize

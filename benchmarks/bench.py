@@ -34,6 +34,13 @@ sys.path.insert(0, HERE)
 sys.path.insert(1, ROOT)  # this checkout's clusterml, also when not installed
 
 import cases  # noqa: E402  (benchmarks/cases.py: what each algorithm runs per implementation)
+import machine  # noqa: E402  (CPU model, BLAS libraries, read / GEMM reference speeds)
+
+#: Per implementation, the BLAS libraries its worker had loaded (threadpoolctl), filled by run_worker.
+BLAS: dict = {}
+#: Set from --dtype / --keep-openblas-env in main.
+DTYPE = "float64"
+KEEP_OPENBLAS_ENV = False
 
 
 def make_data(datadir: str, rows: int, features: int, needs: set) -> dict:
@@ -61,6 +68,12 @@ def _env(threads: int, python: str) -> dict:
     env["PATH"] = os.path.dirname(python) + os.pathsep + env.get("PATH", "")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
+    if not KEEP_OPENBLAS_ENV:
+        # This machine sets OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE) for old OpenBLAS builds;
+        # they make a current OpenBLAS run its Haswell kernels on this AVX-512 CPU. Benchmarks
+        # unset both together (the BLAS line of the table shows the kernels that then ran).
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -79,7 +92,7 @@ def _mpiexec(python: str) -> str:
 def run_worker(impl: str, python: str, ranks: int, threads: int, algorithms, paths, repeat: int,
                timeout: float) -> dict:
     spec = json.dumps({"impl": impl, "algorithms": algorithms, "paths": paths, "repeat": repeat,
-                       "threads": threads})
+                       "threads": threads, "dtype": DTYPE})
     worker = os.path.join(HERE, "_daal4py_worker.py" if impl == "daal4py" else "worker.py")
     cmd = [python, worker, spec]
     if ranks > 1 or impl in ("clusterml", "daal4py"):
@@ -92,7 +105,11 @@ def run_worker(impl: str, python: str, ranks: int, threads: int, algorithms, pat
         raise RuntimeError(f"{impl} worker failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-5000:]}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")]
-    return json.loads(lines[-1][6:])
+    got = json.loads(lines[-1][6:])
+    blas = got.pop("_blas", None)
+    if blas:
+        BLAS.setdefault(impl, set()).add(blas)
+    return got
 
 
 def fmt(x, spec="{:.3f}"):
@@ -118,10 +135,19 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=1,
                    help="run every implementation this many times, interleaved, and keep each one's "
                         "best: background load then hits all of them alike")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="precision of the blocks every implementation gets; float32 runs clusterml "
+                        "and daal4py with fptype='float'")
+    p.add_argument("--keep-openblas-env", action="store_true",
+                   help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE in the workers' environment "
+                        "(by default both are unset for them)")
     p.add_argument("--weak-scaling", action="store_true",
                    help="clusterml only: rows/ranks rows on 1 rank vs rows on --ranks ranks "
                         "(the same rows per rank); prints the efficiency t(1) / t(ranks)")
     args = p.parse_args(argv)
+    global DTYPE, KEEP_OPENBLAS_ENV
+    DTYPE, KEEP_OPENBLAS_ENV = args.dtype, args.keep_openblas_env
+    load_before = os.getloadavg()
     if args.quick:
         args.rows, args.features, args.repeat = 20_000, 8, 1
     algorithms = [a for a in args.algorithms.split(",") if a]
@@ -159,12 +185,14 @@ def main(argv=None):
                   file=sys.stderr, flush=True)
         merge_round(results, this)
 
-    when = time.strftime("%Y-%m-%d")
-    print(f"\n{args.rows:,} x {args.features} float64, {args.ranks} rank(s) x {args.threads} thread(s), "
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"\n{args.rows:,} x {args.features} {args.dtype}, {args.ranks} rank(s) x {args.threads} thread(s), "
           f"compute call only, best of {args.repeat}"
           f"{f' in each of {args.rounds} interleaved rounds' if args.rounds > 1 else ''}; {when}")
+    print_machine(load_before)
     head = (f"{'algorithm':<22} {'clusterml s':>11} {'numpy s':>9} {'sklearn s':>9} {'daal4py s':>9} "
-            f"{'vs daal4py':>10} {'vs numpy':>9} {'peak/block':>10} {'d4p peak':>8} {'bytes/rank':>10}")
+            f"{'vs daal4py':>10} {'vs numpy':>9} {'t/read':>6} {'peak/block':>10} {'d4p peak':>8} "
+            f"{'bytes/rank':>10}")
     print(head)
     print("-" * len(head))
     table = []
@@ -180,10 +208,14 @@ def main(argv=None):
         row["daal4py_version"] = d4p.get(a, {}).get("version") if row["daal4py"] else None
         row["vs_daal4py"] = (row["clusterml"] / row["daal4py"]) if row["clusterml"] and row["daal4py"] else None
         row["vs_numpy"] = (row["clusterml"] / row["numpy"]) if row["clusterml"] and row["numpy"] else None
+        row["read_seconds"] = c.get("read_seconds")
+        row["over_read"] = (row["clusterml"] / row["read_seconds"]) if row["clusterml"] and row["read_seconds"] \
+            else None
         table.append(row)
         print(f"{a:<22} {fmt(row['clusterml']):>11} {fmt(row['numpy']):>9} {fmt(row['sklearn']):>9} "
               f"{fmt(row['daal4py']):>9} {fmt(row['vs_daal4py'], '{:.2f}x'):>10} "
-              f"{fmt(row['vs_numpy'], '{:.2f}x'):>9} {fmt(row['peak_over_block'], '{:.2f}'):>10} "
+              f"{fmt(row['vs_numpy'], '{:.2f}x'):>9} {fmt(row['over_read'], '{:.2f}'):>6} "
+              f"{fmt(row['peak_over_block'], '{:.2f}'):>10} "
               f"{fmt(row['daal4py_peak_over_block'], '{:.2f}'):>8} {fmt(row['bytes'], '{:,.0f}'):>10}")
     ran = [r["daal4py_version"] for r in table if r["daal4py_version"]]
     if ran:
@@ -194,10 +226,26 @@ def main(argv=None):
     for a, r in d4p.items():
         if r.get("error"):
             print(f"daal4py could not run {a}: {r['error']}")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"date": when, "args": vars(args), "table": table}, fh, indent=2)
+            json.dump({"date": when, "args": vars(args), "cpu": machine.cpu_model(),
+                       "blas": {k: sorted(v) for k, v in BLAS.items()}, "table": table}, fh, indent=2)
     return 0
+
+
+def print_machine(load_before) -> None:
+    """The CPU, the BLAS each implementation ran (threadpoolctl, in its worker) and the load."""
+    print(f"CPU: {machine.cpu_model()}; load average at the start "
+          f"{' '.join(f'{x:.2f}' for x in load_before)}")
+    for impl in sorted(BLAS):
+        for line in sorted(BLAS[impl]):
+            print(f"BLAS {impl}: {line}")
+    print("OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: " + (
+        f"kept ({os.environ.get('OPENBLAS_CORETYPE')}, {os.environ.get('OPENBLAS_L2_SIZE')})"
+        if KEEP_OPENBLAS_ENV else "unset for the workers"))
+    print("t/read: clusterml's time over the time to read its block once (max over ranks; "
+          "one-pass algorithms)")
 
 
 def merge_round(results: dict, this: dict) -> None:

@@ -40,13 +40,23 @@ def generate(name: str, rows: int, features: int, rng) -> np.ndarray:
     raise KeyError(name)
 
 
+def fptype_of(inputs) -> str:
+    """daal4py's fptype for the loaded inputs: "float" for float32 data, else "double"."""
+    return "float" if inputs[0].dtype == np.float32 else "double"
+
+
 def _cml(name, **params):
     def run(inputs):
         import clusterml as cml
 
-        return getattr(cml, name)(distributed=True, **params).compute(*inputs)
+        return getattr(cml, name)(distributed=True, fptype=fptype_of(inputs), **params).compute(*inputs)
 
     return run
+
+
+#: Algorithms that read their block once (their time is also reported over the read time).
+ONE_PASS = ("moments", "covariance", "correlation", "linreg1", "linreg4", "ridge1", "ridge4",
+            "naive_bayes")
 
 
 # name -> dict(inputs=(...), clusterml=fn, numpy=fn, sklearn=fn, daal4py=(d4p name, params))

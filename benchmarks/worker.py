@@ -48,17 +48,17 @@ def rss_now_bytes() -> int:
     return 0
 
 
-def load(paths, names, rank, size):
-    """This rank's contiguous block of each input, in memory (not a memory map)."""
+def load(paths, names, rank, size, dtype="float64"):
+    """This rank's contiguous block of each input, in memory (not a memory map), in ``dtype``."""
     out = []
     for n in names:
         src = paths["X" if n == "C0" else n]
         arr = np.load(src, mmap_mode="r")
         if n == "C0":
-            out.append(np.array(arr[: cases.K]))
+            out.append(np.array(arr[: cases.K], dtype=dtype))
             continue
         a, b = len(arr) * rank // size, len(arr) * (rank + 1) // size
-        out.append(np.array(arr[a:b]))
+        out.append(np.array(arr[a:b], dtype=dtype))
     return out
 
 
@@ -89,10 +89,12 @@ def main(spec):
     except ImportError:
         pass
 
+    import machine
+
     out = {}
     for name in spec["algorithms"]:
         case = cases.CASES[name]
-        inputs = load(spec["paths"], case["inputs"], rank, size)
+        inputs = load(spec["paths"], case["inputs"], rank, size, spec.get("dtype", "float64"))
         block_bytes = sum(x.nbytes for x in inputs if x.ndim == 2 and x.shape[0] > cases.K) or 1
         fn = case[impl]
         reset_peak()
@@ -111,12 +113,18 @@ def main(spec):
                 nbytes = cml_comm.stats()["bytes"]
             best = min(best, dt)
         grow = rss_peak_bytes() - base
+        read = None
+        if distributed and name in cases.ONE_PASS:
+            # the time to read this rank's block once, measured here (max over ranks, as the call)
+            read = comm.allreduce(machine.read_seconds([x for x in inputs if x.shape[0] > cases.K],
+                                                       max(5, spec["repeat"])), op=MPI.MAX)
         if comm is not None:
             grow = comm.allreduce(grow, op=MPI.MAX)
         out[name] = {"seconds": best, "peak_over_block": (block_bytes + grow) / block_bytes,
-                     "bytes": nbytes}
+                     "bytes": nbytes, "read_seconds": read}
         del inputs
     if rank == 0:
+        out["_blas"] = machine.blas_summary()
         print("BENCH " + json.dumps(out), flush=True)
 
 

@@ -63,6 +63,20 @@ def test_benchmark_harness_quick(tmp_path):
 
 
 @pytest.mark.timeout(600)
+def test_benchmark_float32_names_cpu_blas_and_read_ratio(tmp_path):
+    out_json = tmp_path / "bench32.json"
+    out = run([sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--quick", "--dtype", "float32",
+               "--algorithms", "moments,linreg1,lloyd10", "--skip", "numpy,sklearn",
+               "--datadir", str(tmp_path / "data"), "--json", str(out_json)], 540)
+    doc = json.loads(out_json.read_text())
+    rows = {r["algorithm"]: r for r in doc["table"]}
+    assert rows["moments"]["read_seconds"] > 0 and rows["moments"]["over_read"] > 0
+    assert rows["linreg1"]["over_read"] > 0 and rows["lloyd10"]["over_read"] is None  # not one-pass
+    assert "20,000 x 8 float32" in out and "CPU: " in out and "BLAS clusterml: " in out, out
+    assert doc["cpu"] and doc["blas"]["clusterml"]
+
+
+@pytest.mark.timeout(600)
 def test_benchmark_weak_scaling_quick(tmp_path):
     out_json = tmp_path / "weak.json"
     out = run([sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--quick", "--weak-scaling",

@@ -46,7 +46,7 @@ computed in pieces:
   never drawn twice.
 * **One pass per centre.**  The pass that lowers each row's ``D(x)^2`` with
   the newest centre also runs the race
-  (:func:`clusterml.kernels.fused.seed_pass`), and it skips the logarithm of
+  (:func:`clusterml.kernels.seeding.seed_pass`), and it skips the logarithm of
   a row whose bound ``-log(u) >= 1 - u`` already loses to the best key so far
   (almost every row, after the first few): the pass costs little more than
   reading the rows.
@@ -127,7 +127,7 @@ class ExactSum:
 
     Each value contributes its 53-bit integer significand to the bin of its
     exponent, in int64 halves that cannot overflow for 2**36 values
-    (:func:`clusterml.kernels.fused.exact_bins`, one compiled pass); the
+    (:func:`clusterml.kernels.seeding.exact_bins`, one compiled pass); the
     bins are then combined in Python's unbounded integers.  Merging two sums
     is exact, hence associative and independent of how the values were
     split: ``float(s)`` is the correctly rounded sum of all values.
@@ -301,7 +301,7 @@ def sqdist_rows(Bs: np.ndarray, Cs: np.ndarray) -> np.ndarray:
     """Squared distances of rows to centres, each row computed on its own.
 
     ``sum_j (x_j - c_j)**2`` in a compiled loop with a fixed order of
-    operations (:func:`clusterml.kernels.fused.sqdist_into`), so a row's
+    operations (:func:`clusterml.kernels.seeding.sqdist_into`), so a row's
     distances do not depend on where the row sits; from the differences,
     so data far from the origin keeps its precision.
 
@@ -696,7 +696,7 @@ def _needs_shifted_copy(C: np.ndarray, shift: np.ndarray) -> bool:
 
 
 def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = True,
-               with_objective: bool = True) -> LloydPartial:
+               with_objective: bool = True, dtype=np.float64) -> LloydPartial:
     """Assign each row to its nearest centroid; accumulate sums, counts and the objective.
 
     A block at a time: ``X_b C^T`` by BLAS ``dgemm`` (the ``n x k`` matrix never
@@ -719,6 +719,11 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
         assign-only pass).
     with_objective : bool
         Also sum the squared distances (0 otherwise).
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the GEMM (``sgemm`` for float32).  Rows of the other
+        type go through the block buffer (converted a block at a time, never
+        as a whole).  Cluster sums, counts and the objective are float64
+        either way: a float32 distance only decides the nearest centroid.
 
     Returns
     -------
@@ -731,7 +736,7 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
         return LloydPartial(*sparse_k.lloyd_assign(rows.X, C, shift, rows.labels, accumulate))
     Cs = np.ascontiguousarray(C - shift)
     cc = np.einsum("ij,ij->i", Cs, Cs)
-    m2CsT = -2.0 * Cs.T                             # G = -2 B Cs^T in one GEMM, no extra pass
+    m2CsT = (-2.0 * Cs.T).astype(dtype)             # G = -2 B Cs^T in one GEMM, no extra pass
     if rows.labels is None:
         rows.labels = np.full(rows.n, -1, dtype=np.int32)
     sums = np.zeros((k, d))
@@ -740,9 +745,10 @@ def lloyd_pass(rows: Rows, C: np.ndarray, shift: np.ndarray, accumulate: bool = 
     # Small blocks: the block and G stay in L2 between the GEMM and the pass
     # that follows it (8192-row blocks measured 1.5x slower).
     br = max(1, min(_LLOYD_BLOCK_BYTES // (8 * max(d, k)), rows.block_rows, rows.n))
-    G = np.empty((br, k))
-    if _needs_shifted_copy(C, shift):
-        buf, zero = np.empty((br, d)), np.zeros(d)
+    G = np.empty((br, k), dtype=dtype)
+    xdtype = getattr(rows.X, "dtype", np.dtype(np.float64))  # a table read in blocks: float64 blocks
+    if _needs_shifted_copy(C, shift) or xdtype != dtype:
+        buf, zero = np.empty((br, d), dtype=dtype), np.zeros(d)
     else:
         # (x - s).(c - s) = x.(c - s) - s.(c - s): the GEMM reads the rows in place and
         # the per-centroid constant moves into cc.
@@ -846,7 +852,7 @@ def _plus(a, b):
 
 
 def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float = 0.0,
-          info: dict | None = None):
+          dtype=np.float64, info: dict | None = None):
     """Lloyd's algorithm from the centroids ``C0``; assignments stay in each chunk's ``labels``.
 
     One reduction per iteration carries the per-cluster sums, counts, the
@@ -860,7 +866,8 @@ def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float =
     and left no cluster empty (its centroids could not move again).  A final
     pass assigns the rows to the returned centroids, so assignments and
     objective always match them.  ``max_iterations == 0`` only assigns
-    (prediction).
+    (prediction).  ``dtype`` is the precision of the distance GEMM (see
+    :func:`lloyd_pass`); centroids, sums and the objective stay float64.
 
     Returns
     -------
@@ -881,7 +888,7 @@ def lloyd(team, C0: np.ndarray, max_iterations: int, accuracy_threshold: float =
     while True:
         # An iteration's objective is read only by the accuracy test (and at the end).
         with_objective = final or accuracy_threshold > 0
-        total = team.fold(lloyd_pass, _plus, C, shift, not final, with_objective,
+        total = team.fold(lloyd_pass, _plus, C, shift, not final, with_objective, dtype,
                           step="kmeans iteration")
         if final:
             return C, total.objective, n_iter

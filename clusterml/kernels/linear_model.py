@@ -76,21 +76,28 @@ def _paired_blocks(X, Y, rows=None):
     return zip(iter_blocks(X, rows), iter_blocks(Y, rows))
 
 
-def gram_partial(X: np.ndarray, Y: np.ndarray, centred: bool, block_rows=None) -> Gram:
-    """Cross products of ``[X, Y]``, a block at a time (BLAS ``dsyrk``).
+def gram_partial(X: np.ndarray, Y: np.ndarray, centred: bool, block_rows=None, dtype=None) -> Gram:
+    """Cross products of ``[X, Y]`` in one read of X and Y (:func:`covariance.partial`).
+
+    No stacked ``[X, Y]`` copy is made and the responses take no separate
+    pass: per cache-sized block, one GEMM per pair of ``X`` / ``Y``.
 
     Parameters
     ----------
-    X : ndarray of shape (n_local, p)
-    Y : ndarray of shape (n_local, r)
+    X : ndarray of shape (n_local, p), float32 or float64
+    Y : ndarray of shape (n_local, r), float32 or float64
     centred : bool
         Keep mean and centred cross products (for an intercept) or the raw Gram.
+    dtype : {numpy.float64, numpy.float32}, optional
+        Precision of the per-block products; they are accumulated in float64
+        (see :func:`clusterml.kernels.covariance.partial`), and the merges and
+        the solve are float64 whatever ``dtype``.
 
     Returns
     -------
     Gram
     """
-    c = cov_k.partial(X, Y, block_rows=block_rows, centre=centred)
+    c = cov_k.partial(X, Y, block_rows=block_rows, centre=centred, dtype=dtype)
     return Gram(centred, c.n, c.mean if centred else np.zeros(c.mean.shape), c.cp)
 
 
@@ -210,25 +217,28 @@ def solve_qr(Rs: Sequence[np.ndarray], p: int, intercept: bool) -> np.ndarray:
     return beta
 
 
-def predict(X: np.ndarray, beta: np.ndarray, block_rows=None) -> np.ndarray:
+def predict(X: np.ndarray, beta: np.ndarray, block_rows=None, dtype=np.float64) -> np.ndarray:
     """``X beta[:, 1:]^T + beta[:, 0]``, a block at a time.
 
     Parameters
     ----------
-    X : ndarray of shape (n_local, p)
+    X : ndarray of shape (n_local, p), float32 or float64
     beta : ndarray of shape (r, p + 1)
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the products and of the result; a block of ``X`` of the
+        other type is converted on its own.
 
     Returns
     -------
-    ndarray of shape (n_local, r)
+    ndarray of shape (n_local, r), ``dtype``
     """
-    W = np.ascontiguousarray(beta[:, 1:].T)
-    b0 = beta[:, 0]
-    out = np.empty((X.shape[0], beta.shape[0]))
+    W = np.ascontiguousarray(beta[:, 1:].T, dtype=dtype)
+    b0 = beta[:, 0].astype(dtype)
+    out = np.empty((X.shape[0], beta.shape[0]), dtype=dtype)
     row = 0
     for B in iter_blocks(X, block_rows):
         m = B.shape[0]
-        np.matmul(B, W, out=out[row:row + m])
+        np.matmul(B if B.dtype == dtype else B.astype(dtype), W, out=out[row:row + m])
         out[row:row + m] += b0
         row += m
     return out

@@ -106,7 +106,10 @@ def partial(X: np.ndarray) -> Moments:
     (:func:`shift_for`), and the centred sum of squares is
     ``sum((x - shift)**2) - sum(x - shift)**2 / n``, which loses only a few
     ulps when the shift is within a few standard deviations of the mean; data
-    offset by 1e9 keeps its variance.
+    offset by 1e9 keeps its variance.  If the first rows were unrepresentative
+    (more than ~6 bits would cancel), the block is summed again around the
+    mean the first pass found.  Float32 blocks are read as they are and
+    accumulated in float64.
 
     Parameters
     ----------
@@ -125,6 +128,10 @@ def partial(X: np.ndarray) -> Moments:
     shift = shift_for(X)
     mn, mx, s, ss, cs, css = moments_pass(X, shift)
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite data: see is_finite
+        if np.any(css > 64.0 * (css - cs * cs / n)):
+            # the first rows were far from the mean: ~6 bits would cancel; again around it
+            shift = shift + cs / n
+            mn, mx, s, ss, cs, css = moments_pass(X, shift)
         m2 = np.maximum(css - cs * cs / n, 0.0)
         mean = shift + cs / n
     return Moments(n, mean, m2, mn, mx, s, ss)

@@ -38,8 +38,8 @@ def partial(X: np.ndarray, labels: np.ndarray, n_classes: int, limit: float = np
 
     Parameters
     ----------
-    X : ndarray of shape (n_local, p)
-        Non-negative counts.
+    X : ndarray of shape (n_local, p), float32 or float64
+        Non-negative counts, read in place; sums accumulate in float64.
     labels : ndarray of shape (n_local, 1) or (n_local,)
         Class labels, integers in ``[0, n_classes)``.
     n_classes : int
@@ -54,8 +54,11 @@ def partial(X: np.ndarray, labels: np.ndarray, n_classes: int, limit: float = np
         negative, non-finite or above ``limit`` (``counts`` is then partial:
         the caller searches the data for a precise message).
     """
-    y = np.ascontiguousarray(np.asarray(labels, dtype=np.float64).reshape(-1))
-    return class_sums(as_plain(np.asarray(X, dtype=np.float64)), y, int(n_classes), float(limit))
+    y = np.asarray(labels)
+    if y.dtype.kind != "f":
+        y = y.astype(np.float64)
+    # float32 or float64 rows are read as they are (no copy); sums accumulate in float64
+    return class_sums(as_plain(X), as_plain(y.reshape(-1)), int(n_classes), float(limit))
 
 
 def finalize(counts: np.ndarray, alpha: np.ndarray, priors: np.ndarray) -> dict:
@@ -81,7 +84,8 @@ def finalize(counts: np.ndarray, alpha: np.ndarray, priors: np.ndarray) -> dict:
 
 
 def predict(X: np.ndarray, log_p: np.ndarray, log_theta: np.ndarray, labels: bool = True,
-            probabilities: bool = False, log_probabilities: bool = False, block_rows=None) -> dict:
+            probabilities: bool = False, log_probabilities: bool = False, block_rows=None,
+            dtype=np.float64) -> dict:
     """Class labels and (log-)posteriors of this rank's rows, a block at a time.
 
     Parameters
@@ -91,6 +95,9 @@ def predict(X: np.ndarray, log_p: np.ndarray, log_theta: np.ndarray, labels: boo
     log_theta : ndarray of shape (n_classes, p)
     labels, probabilities, log_probabilities : bool
         Which outputs to fill.
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the products and outputs; a block of ``X`` of the other
+        type is converted on its own.
 
     Returns
     -------
@@ -99,14 +106,14 @@ def predict(X: np.ndarray, log_p: np.ndarray, log_theta: np.ndarray, labels: boo
         ``logProbabilities`` (n_local x n_classes); None when not asked for.
     """
     n, c = X.shape[0], log_theta.shape[0]
-    W = np.ascontiguousarray(log_theta.T)
-    b = log_p.reshape(-1)
-    lab = np.empty((n, 1)) if labels else None
-    logprob = np.empty((n, c)) if (probabilities or log_probabilities) else None
+    W = np.ascontiguousarray(log_theta.T, dtype=dtype)
+    b = log_p.reshape(-1).astype(dtype)
+    lab = np.empty((n, 1), dtype=dtype) if labels else None
+    logprob = np.empty((n, c), dtype=dtype) if (probabilities or log_probabilities) else None
     row = 0
     for B in iter_blocks(X, block_rows or _block_rows(X.shape[1] + c)):
         m = B.shape[0]
-        jll = B @ W
+        jll = (B if B.dtype == dtype else B.astype(dtype)) @ W
         jll += b
         if lab is not None:
             lab[row:row + m, 0] = np.argmax(jll, axis=1)

@@ -167,7 +167,7 @@ def from_r_factors(Rs: Sequence[np.ndarray], n: int, mean: np.ndarray, variance:
 
 
 def transform(X: np.ndarray, eigenvectors: np.ndarray, n_components: int = 0, mean=None,
-              variance=None, eigenvalue=None, block_rows=None) -> np.ndarray:
+              variance=None, eigenvalue=None, block_rows=None, dtype=np.float64) -> np.ndarray:
     """Project rows on the leading principal components (oneDAL's PCA transform).
 
     ``Y = ((X - mean) / sqrt(variance)) T_k^T / sqrt(eigenvalue_k)``, each
@@ -185,10 +185,13 @@ def transform(X: np.ndarray, eigenvectors: np.ndarray, n_components: int = 0, me
         Leading components to use (0: all k).
     mean, variance : ndarray of shape (p,) or (1, p), optional
     eigenvalue : ndarray of shape (>= n_components,) or (1, ...), optional
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the projection GEMM and of the result (the centring is
+        done in float64 on each block, then rounded).
 
     Returns
     -------
-    ndarray of shape (n_local, n_components)
+    ndarray of shape (n_local, n_components), ``dtype``
     """
     k = n_components or eigenvectors.shape[0]
     T = eigenvectors[:k]
@@ -205,13 +208,15 @@ def transform(X: np.ndarray, eigenvectors: np.ndarray, n_components: int = 0, me
         ev = np.asarray(eigenvalue, dtype=np.float64).ravel()[:k]
         root = np.sqrt(np.clip(ev, 0.0, None))
         P = P * np.where(root > 0, 1.0 / np.where(root > 0, root, 1.0), 0.0)
-    out = np.empty((X.shape[0], k))
+    P = P.astype(dtype)
+    out = np.empty((X.shape[0], k), dtype=dtype)
     row = 0
     for B in iter_blocks(X, block_rows):
         m = B.shape[0]
         # Centre before projecting (not x P - m P): data far from the origin
         # would otherwise lose its digits to cancellation.
-        np.matmul(B - shift if mean is not None else B, P, out=out[row:row + m])
+        Z = B - shift if mean is not None else B
+        np.matmul(Z if Z.dtype == dtype else Z.astype(dtype), P, out=out[row:row + m])
         row += m
     return out
 

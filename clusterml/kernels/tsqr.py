@@ -182,7 +182,8 @@ class LocalQR:
         return int(sum(Q.shape[0] for Q in self.blocks))
 
 
-def local_qr(blocks: Iterable[np.ndarray], ncols: int, n_rows: int | None = None) -> LocalQR:
+def local_qr(blocks: Iterable[np.ndarray], ncols: int, n_rows: int | None = None,
+             dtype=np.float64) -> LocalQR:
     """Two-level QR of a rank's rows, keeping the Q factors for :func:`apply_q`.
 
     Each block is factored on its own (``B_b = Q_b R_b``), then the stacked
@@ -207,12 +208,16 @@ def local_qr(blocks: Iterable[np.ndarray], ncols: int, n_rows: int | None = None
     ncols : int
     n_rows : int, optional
         Total rows of the blocks: keep the Q factors in one array (``store``).
+    dtype : {numpy.float64, numpy.float32}
+        Type of ``store`` (and so of U, which overwrites it): float32 for
+        ``fptype="float"``, so the result needs no second, converted copy.
+        The factorisations themselves are float64 (LAPACK ``dgeqrt``).
 
     Returns
     -------
     LocalQR
     """
-    store = None if n_rows is None else np.empty((n_rows, ncols))
+    store = None if n_rows is None else np.empty((n_rows, ncols), dtype=dtype)
     qs, rs = [], []
     row = 0
     for B in blocks:
@@ -285,9 +290,9 @@ def apply_q(lq: LocalQR, W: np.ndarray) -> np.ndarray:
     out = lq.store if in_place else np.empty((lq.n_rows, c))
     if lq.n_rows == 0:
         return out
-    V = lq.q2 @ W
+    V = (lq.q2 @ W).astype(out.dtype)   # float32 U: one sgemm per block on the float32 Q factors
     row = kb0 = 0
-    tmp = np.empty((max(Q.shape[0] for Q in lq.blocks), c)) if in_place else None
+    tmp = np.empty((max(Q.shape[0] for Q in lq.blocks), c), dtype=out.dtype) if in_place else None
     for Q in lq.blocks:
         m, kb = Q.shape
         if in_place:                   # Q is a view of these rows of out: a block-sized temporary

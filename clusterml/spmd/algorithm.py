@@ -21,8 +21,8 @@ from . import comm
 from .guard import is_agreed
 from .inputs import Layout, check_finite, load_tables
 
-__all__ = ["Algorithm", "Result", "REGISTRY", "register", "check_choice", "check_int", "check_positive",
-           "check_memory", "check_model_finite"]
+__all__ = ["Algorithm", "Result", "as_fptype", "REGISTRY", "register", "check_choice", "check_int",
+           "check_positive", "check_memory", "check_model_finite"]
 
 REGISTRY: dict[str, type] = {}
 
@@ -218,7 +218,18 @@ class Algorithm:
         arrays, layout = load_tables(ctx, tables, self._local_check_fn(extras),
                                      finite=not self._kernel_checks_finite, algorithm=self)
         self._check_global(layout, extras)
-        return self._compute(ctx, layout, **arrays, **extras)
+        return as_fptype(self._compute(ctx, layout, **arrays, **extras), self.dtype)
+
+    @property
+    def dtype(self) -> type:
+        """The precision the kernels compute in: float32 for ``fptype="float"``, else float64.
+
+        Inputs are not converted to it as a whole: float32 and float64 arrays
+        reach the kernels as they are, and a kernel whose input has the other
+        type converts one cache-sized block at a time (or reads it directly,
+        accumulating in float64).
+        """
+        return np.float32 if getattr(self, "fptype", "double") == "float" else np.float64
 
     def _local_check_fn(self, extras):
         """Return a function that checks this rank's rows (or None)."""
@@ -306,6 +317,25 @@ def _agree_on_call(algo: "Algorithm", args, kwargs) -> dict:
     return given
 
 
+def as_fptype(result, dtype):
+    """``result`` with its floating-point arrays in ``dtype`` (float32 for ``fptype="float"``).
+
+    Integer fields (labels, counts) and scalars keep their type; nested
+    results (a model) are converted too.  Conversion happens once, on the
+    small merged results and on per-row outputs; float64 results are returned
+    as they are.
+    """
+    if dtype == np.float64 or not isinstance(result, Result):
+        return result
+    for name in result.fields():
+        v = getattr(result, name)
+        if isinstance(v, Result):
+            as_fptype(v, dtype)
+        elif isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.dtype != dtype:
+            result.__dict__[name] = v.astype(dtype)
+    return result
+
+
 def bind_inputs(what: str, tables, extras, args, kwargs) -> dict:
     """Map ``compute``'s positional and keyword inputs to their names; check none is missing.
 
@@ -344,7 +374,9 @@ def checked_partial(partial, is_finite, names: tuple = ("data",)):
         if not is_finite(part):
             for arr, nm in zip(args, names):
                 check_finite(arr, nm)
-            raise InputError(f"{', '.join(names)}: sums overflow float64; rescale the data")
+            raise InputError(f"{', '.join(names)}: sums or products overflow (float32 products "
+                             f"above ~1e18 with fptype='float', float64 sums otherwise); rescale "
+                             f"the data or use fptype='double'")
         return part
 
     run.__name__ = getattr(partial, "__name__", "partial")

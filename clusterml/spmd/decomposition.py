@@ -8,6 +8,8 @@ hold the same bits.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import InputError, ParameterError
@@ -105,7 +107,8 @@ class pca(Streaming, Algorithm):
             fields = ctx.bcast_from(0, pca_k.from_r_factors, Rs, m.n, mean, variance, *opts,
                                     step="pca svd")
         else:
-            cp = ctx.fold(streamed(cov_k.partial, cov_k.merge), cov_k.merge, data,
+            cp = ctx.fold(streamed(functools.partial(cov_k.partial, dtype=self.dtype), cov_k.merge),
+                          cov_k.merge, data,
                           step="pca cross products")
             fields = ctx.bcast_from(0, pca_k.from_crossproducts, cp, *opts, step="pca eigen")
         return Result("pca_result", **fields)
@@ -198,7 +201,7 @@ class pca_transform(Algorithm):
     def _compute(self, ctx, layout, data, eigenvectors, dataForTransform):
         def local():
             T, k, extra = self._inputs(layout.ncols["data"], eigenvectors, dataForTransform)
-            return stream_map(pca_k.transform)(data, T, k, **extra)
+            return stream_map(pca_k.transform)(data, T, k, dtype=self.dtype, **extra)
 
         out = ctx.local(local, step="pca transform")
         return Result("pca_transform_result", transformedData=out)
@@ -254,7 +257,7 @@ class svd(Streaming, Algorithm):
             box = {}
 
             def local():
-                box["qr"] = tsqr.local_qr(iter_blocks(data), p, n_rows=len(data))
+                box["qr"] = tsqr.local_qr(iter_blocks(data), p, n_rows=len(data), dtype=self.dtype)
                 return box["qr"].r
 
             Rs = ctx.allgather(local, step="svd tsqr")

@@ -23,7 +23,9 @@ same :class:`~clusterml.errors.InputError` on every rank.  A rank may hold
 zero rows; an empty per-rank file takes its column count from the others.
 
 Nothing here modifies the user's arrays or files: arrays that are already
-float64 are used as they are (no copy), others are converted into a new array.
+float64 or float32 are used as they are (no copy; the kernels convert a
+cache-sized piece at a time when the algorithm's ``fptype`` differs), others
+are converted into a new float64 array.
 """
 
 from __future__ import annotations
@@ -117,8 +119,8 @@ def load_local(spec, rank: int, size: int, name: str = "data", stream: bool = Fa
     Returns
     -------
     values : ndarray of shape (n_local, n_features), sparse CSR array, Stream or None
-        float64 rows (a view of the user's array when it is already
-        float64), or None for an empty per-rank file whose column count is
+        float64 or float32 rows (a view of the user's array when it is
+        already one of those), or None for an empty per-rank file whose column count is
         unknown here.
     ncols : int or None
     """
@@ -199,7 +201,7 @@ def _as_2d_float(arr, name) -> np.ndarray:
         a = a.reshape(-1, 1)
     elif a.ndim != 2:
         raise InputError(f"{name}: expected a 1-D or 2-D array, got {a.ndim}-D with shape {a.shape}")
-    if a.dtype != np.float64:
+    if a.dtype not in (np.float64, np.float32):
         a = a.astype(np.float64)  # a new array: the user's stays as it was
     return a
 

@@ -57,6 +57,7 @@ class _RegressionTraining(Streaming, Algorithm):
         else:
             g = ctx.fold(streamed(checked_partial(lm_k.gram_partial, _gram_is_finite, names=names),
                                   lm_k.gram_merge), lm_k.gram_merge, data, dependentVariables, centred,
+                         None, self.dtype,
                          step="regression cross products")
             beta = ctx.bcast_from(0, lm_k.solve_normal_equations, g, p, ridge, step="regression solve")
         return Result(self._result_kind, model=_model(beta, p, self.interceptFlag, self._model_kind))
@@ -237,7 +238,7 @@ class _RegressionPrediction(Algorithm):
             # The model is checked inside the guarded step, so a model that
             # differs between ranks still raises everywhere.
             beta = check_linear_model(model, layout.ncols["data"], who)
-            return stream_map(lm_k.predict)(data, beta)
+            return stream_map(lm_k.predict)(data, beta, dtype=self.dtype)
 
         pred = ctx.local(local, step="regression prediction")
         return Result(self._result_kind, prediction=pred)

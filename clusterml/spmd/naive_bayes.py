@@ -257,7 +257,7 @@ class multinomial_naive_bayes_prediction(Algorithm):
                         log_probabilities=self._want["computeClassLogProbabilities"])
             if is_sparse(data):
                 return sparse_predict(data, lp, lt, **want)
-            return stream_map(nb_k.predict)(data, lp, lt, **want)
+            return stream_map(nb_k.predict)(data, lp, lt, dtype=self.dtype, **want)
 
         out = ctx.local(local, step="naive bayes prediction")
         return Result("multinomial_naive_bayes_prediction_result", **out)

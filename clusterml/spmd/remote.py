@@ -153,14 +153,15 @@ def warm_up() -> None:
     from . import load_algorithms
     from .inputs import check_finite
 
-    tiny = np.arange(4.0).reshape(2, 2)
-    moments.partial(tiny)
-    covariance.partial(tiny)
-    check_finite(tiny)
-    labels = np.zeros(2, dtype=np.int32)
-    fused.assign_accumulate(tiny, np.zeros(2), tiny, np.zeros(2), tiny, labels, np.zeros((2, 2)),
-                            np.zeros(2, np.int64))
-    naive_bayes.partial(tiny, np.zeros(2), 2)
+    for dt in (np.float64, np.float32):      # both precisions (fptype, float32 inputs)
+        tiny = np.arange(4.0, dtype=dt).reshape(2, 2)
+        moments.partial(tiny)
+        covariance.partial(tiny)
+        check_finite(tiny)
+        labels = np.zeros(2, dtype=np.int32)
+        fused.assign_accumulate(tiny, np.zeros(2), tiny, np.zeros(2), tiny.astype(np.float64),
+                                labels, np.zeros((2, 2)), np.zeros(2, np.int64))
+        naive_bayes.partial(tiny, np.zeros(2, dtype=dt), 2)
     rows = np.arange(16.0).reshape(8, 2)
     for method in ("plusPlusDense", "parallelPlusDense"):   # the seeding passes, exact sums
         kmeans.init_centroids(kmeans.Chunks([kmeans.Rows(rows)]), method, 3)

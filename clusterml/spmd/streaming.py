@@ -80,8 +80,10 @@ class Streaming:
                                  f"call compute(...) instead")
         if self._acc is None:
             raise ParameterError(f"{type(self).__name__}.finalize() before any compute(chunk)")
+        from .algorithm import as_fptype
+
         ctx = comm.context(self.distributed)
-        return self._stream_finalize(ctx)
+        return as_fptype(self._stream_finalize(ctx), self.dtype)
 
     def _stream_finalize(self, ctx):
         acc = self._acc

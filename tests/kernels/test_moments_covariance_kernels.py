@@ -85,3 +85,27 @@ def test_results_pickle():
     out = cov_k.finalize(cov_k.partial(np.eye(3)))
     again = pickle.loads(pickle.dumps(out))
     np.testing.assert_array_equal(again["covariance"], out["covariance"])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cross_products_of_drifting_data_stay_accurate(dtype):
+    # The first rows sit near 0 (so the kernel starts reading in place, raw products),
+    # the rest far away: centring the raw products would cancel ~7 bits (G/C ~ 100);
+    # the kernel notices and sums around a shift instead.
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(100_000, 2))
+    X[1024:] += 1e4
+    Y = X[:, :1] * 2.0 + rng.normal(size=(len(X), 1))
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    ref = np.cov(np.hstack([X, Y]).astype(np.float64), rowvar=False) * (len(X) - 1)
+    assert cov_k._raw_is_safe([X, Y], len(X))
+    got = cov_k.partial(X, Y, block_rows=7000)
+    eps = np.finfo(dtype).eps
+    assert np.abs(got.cp - ref).max() <= 16 * eps * np.abs(ref).max()
+    m = mom_k.partial(X)
+    assert np.allclose(m.m2, np.diag(ref)[:2], rtol=64 * eps, atol=0)  # np.cov itself: ~20 eps
+    # in place (raw products) when that is safe, with the same result
+    Z = rng.normal(size=(3000, 4)).astype(dtype)
+    refz = np.cov(Z.astype(np.float64), rowvar=False) * (len(Z) - 1)
+    assert cov_k._raw_is_safe([Z], len(Z))
+    assert np.abs(cov_k.partial(Z, block_rows=500).cp - refz).max() <= 64 * eps * np.abs(refz).max()
