@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from . import comm
-from .algorithm import bind_inputs
+from .algorithm import as_fptype, bind_inputs
 from .inputs import load_tables
 
 __all__ = ["Streaming", "check_streaming"]
@@ -80,8 +80,6 @@ class Streaming:
                                  f"call compute(...) instead")
         if self._acc is None:
             raise ParameterError(f"{type(self).__name__}.finalize() before any compute(chunk)")
-        from .algorithm import as_fptype
-
         ctx = comm.context(self.distributed)
         return as_fptype(self._stream_finalize(ctx), self.dtype)
 
