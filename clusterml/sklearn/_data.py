@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from ..spmd import comm
-from ..spmd.inputs import Partition, load_local
+from ..spmd.inputs import Partition, Rows, load_local
 from ..spmd.remote import Ref
 
 __all__ = ["on_engines"]
@@ -19,7 +19,7 @@ __all__ = ["on_engines"]
 
 def on_engines(X) -> bool:
     """True if ``X`` names rows that live on engines or in files (not in this process)."""
-    return isinstance(X, (Ref, Partition, str, os.PathLike))
+    return isinstance(X, (Ref, Partition, Rows, str, os.PathLike))
 
 
 def _load_block(spec):
