@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import _check_sample_weight
 
 from ..spmd import comm
-from ..spmd.inputs import load_tables
+from ..spmd.inputs import Rows, load_tables
 from ._data import _load_block, on_engines
 
 try:  # scikit-learn >= 1.6
@@ -43,6 +43,8 @@ COMMON_CONSTRAINTS = {"distributed": ["boolean"], "cluster": "no_validation"}
 
 def feature_names(X):
     """Column names of a frame as scikit-learn keeps them (all strings), else None."""
+    if isinstance(X, Rows):  # a scattered block (with its offset in the user's rows)
+        X = X.values
     cols = getattr(X, "columns", None)
     if cols is None:
         return None
