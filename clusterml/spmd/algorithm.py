@@ -386,4 +386,5 @@ def checked_partial(partial, is_finite, names: tuple = ("data",)):
 def require_rows(layout: Layout, needed: int, what: str) -> None:
     """Raise InputError (on every rank alike) if fewer than ``needed`` rows in total."""
     if layout.total < needed:
-        raise InputError(f"{what} needs at least {needed} rows in total, got {layout.total}")
+        raise InputError(f"{what} needs at least {needed} rows in total, got {layout.total} "
+                         f"(n_samples={layout.total})")
