@@ -40,6 +40,7 @@ collective: the other ranks are not taking part.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import math
 import pickle
@@ -49,12 +50,9 @@ import time
 import weakref
 
 from ..errors import ClusterTimeoutError, ComputeError, EngineError, ParameterError, RankFailure
+from .shared import CURRENT, _dumps, _with_shared
 
-# ClusterBackend too (module __getattr__: it needs joblib, an optional extra)
-__all__ = ["JOBLIB_BACKEND_NAME", "TaskError", "farm_map", "joblib_config", "register_joblib_backend"]
-
-#: Name under which :func:`register_joblib_backend` (and ``cluster.joblib()``) registers the backend.
-JOBLIB_BACKEND_NAME = "clusterml"
+__all__ = ["TaskError", "farm_map", "farm_imap", "chunk_plan"]
 
 log = logging.getLogger("clusterml.client")
 
@@ -92,30 +90,6 @@ class TaskError(ComputeError):
 
 
 # --------------------------------------------------------------------------
-# Serialization: cloudpickle (also ships functions defined in __main__)
-
-
-def _pickler():
-    """cloudpickle, or the copy joblib vendors, or plain pickle as a last resort."""
-    try:
-        import cloudpickle
-
-        return cloudpickle
-    except ImportError:
-        pass
-    try:
-        from joblib.externals import cloudpickle
-
-        return cloudpickle
-    except ImportError:
-        return pickle
-
-
-def _dumps(obj) -> bytes:
-    return _pickler().dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-# --------------------------------------------------------------------------
 # The engine side (runs inside an engine; imports nothing from ipyparallel)
 
 
@@ -128,26 +102,44 @@ def _describe(exc: BaseException, skip_frames: int = 1) -> RankFailure:
     return RankFailure.from_exception(exc, -1, skip_frames, keep=True, dumps=_dumps)
 
 
-def _run_chunk(fbytes: bytes, argbytes: bytes, start: int) -> bytes:
+def _run_chunk(fbytes: bytes, argbytes: bytes, start: int, opbytes: bytes | None = None) -> bytes:
     """Run ``f(*args)`` for one chunk of tasks; stop at the first task that raises.
 
-    Returns (pickled) ``("ok", [results])`` or ``("error", index, description)``.
+    Returns (pickled) ``("ok", [results], seconds)`` or ``("error", index, description, stage)``;
+    with ``opbytes`` (map_reduce) the results are folded here with ``op`` into one.
     Every exception is caught, ``KeyboardInterrupt`` and ``SystemExit`` too, so
-    the engine lives on and the client hears which task failed.
+    the engine lives on and the client hears which task failed.  While the tasks
+    run, a distributed call on this engine raises (:func:`clusterml.spmd.comm.refuse_in_farm_task`).
     """
+    from ..spmd import comm
+
     try:
-        f = pickle.loads(fbytes)
+        f = _with_shared(pickle.loads(fbytes))
         arglists = pickle.loads(argbytes)
+        op = None if opbytes is None else _with_shared(pickle.loads(opbytes))
     except BaseException as exc:  # noqa: BLE001
         return _dumps(("error", start, _describe(exc, 0), "unpickling the function or its arguments"))
     out = []
-    for i, args in enumerate(arglists):
-        try:
-            out.append(f(*args))
-        except BaseException as exc:  # noqa: BLE001
-            return _dumps(("error", start + i, _describe(exc), None))
+    t0 = time.perf_counter()
+    comm._farm_task["what"] = f"task {start}"
     try:
-        return _dumps(("ok", out))
+        for i, args in enumerate(arglists):
+            comm._farm_task["what"] = f"task {start + i}"
+            try:
+                value = f(*args)
+                if op is None:
+                    out.append(value)
+                elif not out:
+                    out = [value]
+                else:
+                    out[0] = op(out[0], value)
+            except BaseException as exc:  # noqa: BLE001
+                return _dumps(("error", start + i, _describe(exc), None))
+    finally:
+        comm._farm_task["what"] = None
+    seconds = time.perf_counter() - t0
+    try:
+        return _dumps(("ok", out, seconds))
     except BaseException as exc:  # noqa: BLE001
         return _dumps(("error", start, _describe(exc, 0), "pickling the results"))
 
@@ -174,6 +166,9 @@ def _run_call(fbytes: bytes) -> bytes:
 
 def _lview(cluster):
     """A load-balanced view over every engine of the cluster (cached per engine generation)."""
+    from ..spmd.comm import refuse_in_farm_task
+
+    refuse_in_farm_task("a farm call (map, submit, imap, ...) on a cluster")
     health = cluster.health
     health.check_usable()
     cache = _VIEWS.get(cluster)
@@ -181,10 +176,43 @@ def _lview(cluster):
         return cache[1]
     view = cluster.client.load_balanced_view(targets=sorted(cluster.client.ids))
     _VIEWS[cluster] = (health.generation, view)
+    from .shared import SHARES, send_shared
+
+    share = SHARES.get(cluster)
+    if share and share["values"] and share["generation"] != health.generation:
+        send_shared(cluster, share["values"])  # new engines (restart): share again
     return view
 
 
 _VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def nested_use_error(what: str):
+    """The error for a cluster used from inside a farm task (or sent to the engines)."""
+    from ..spmd.comm import NestedUseError
+
+    return NestedUseError(
+        f"{what} is not allowed: farm tasks run one per engine, outside the MPI world, and a task "
+        f"cannot drive the cluster it runs on (no nested cluster.map / submit, no distributed "
+        f"algorithm). Inside a task use a non-distributed call (the built-in map, NumPy, "
+        f"scikit-learn, a clusterml algorithm with distributed=False); pass data, not the cluster, "
+        f"to the task, or share it once with cluster.share(name=value).")
+
+
+def current_cluster(live=()):
+    """``Cluster.current()``: the cluster of ``clusterml run``, else the one running cluster of ``live``."""
+    from ..spmd.comm import refuse_in_farm_task
+
+    refuse_in_farm_task("Cluster.current()")
+    if CURRENT:
+        return CURRENT[-1]
+    live = [c for c in list(live) if c.running]
+    if len(live) == 1:
+        return live[0]
+    raise EngineError(
+        ("no current cluster: " if not live else f"{len(live)} clusters run in this process: ")
+        + "run the script with `clusterml run -n N script.py` (Cluster.current() is then its cluster), "
+        "or create one here with cml.Cluster(n).")
 
 
 def _engine_of(cluster, ar):
@@ -358,16 +386,213 @@ def _in_notebook() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
-def _chunk_size(ntasks: int, nengines: int, chunksize) -> int:
+# Per-chunk cost of the round trip through the controller (apply, schedule, reply), in
+# seconds, measured on 2 busy cores (benchmarks/farm.py --overhead): a chunk shorter than a few
+# of these is mostly overhead.
+_ROUND_TRIP = 0.005
+# A chunk should run at least this long before splitting the map further pays off.
+_MIN_CHUNK_SECONDS = 40 * _ROUND_TRIP
+# Measured seconds per task of recent functions: ``key -> seconds`` (see chunk_plan).
+_COSTS: dict = {}
+
+
+def _cost_key(f):
+    fn = f.func if isinstance(f, functools.partial) else f
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return (code.co_filename, code.co_firstlineno, code.co_name)
+    return (type(fn).__module__, type(fn).__qualname__)
+
+
+def chunk_plan(ntasks: int, nengines: int, seconds_per_task: float | None = None) -> int:
+    """Tasks per chunk for ``ntasks`` tasks on ``nengines`` engines (the default of every map).
+
+    Rule (measured in ``benchmarks/farm.py``): an engine's share of the work is
+    cut into as many chunks as keep each chunk at least ``_MIN_CHUNK_SECONDS``
+    long, at most 4 per engine (later chunks let a fast engine take over from a
+    slow one), at least 1.  Cheap tasks (the DEAP tutorial's microsecond
+    evaluations, 2 ms tasks) thus go as one chunk per engine: one round trip
+    each, as SCOOP's batching does.  Before any task of the function has been
+    timed, 2 chunks per engine.
+    """
+    nengines = max(1, nengines)
+    per_engine = math.ceil(ntasks / nengines)
+    if seconds_per_task is None:
+        chunks = 2
+    else:
+        chunks = int(per_engine * seconds_per_task // _MIN_CHUNK_SECONDS)
+        chunks = min(4, max(1, chunks))
+    return max(1, math.ceil(per_engine / chunks))
+
+
+def _chunk_size(ntasks: int, nengines: int, chunksize, f=None) -> int:
     if chunksize is None:
-        # Two chunks per engine: an ipyparallel task costs a round trip through the
-        # controller (5-40 ms, measured on 2 busy cores), far more than a process pool's,
-        # so fewer chunks than multiprocessing.Pool's four per worker; the second chunk
-        # still lets a fast engine take over from a slow one.
-        return max(1, math.ceil(ntasks / (2 * max(1, nengines))))
+        return chunk_plan(ntasks, nengines, _COSTS.get(_cost_key(f)) if f is not None else None)
     if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
         raise ParameterError(f"chunksize={chunksize!r} must be a positive integer or None")
     return chunksize
+
+
+def _record_cost(f, seconds: float, count: int) -> None:
+    key = _cost_key(f)
+    per_task = seconds / max(1, count)
+    old = _COSTS.get(key)
+    _COSTS[key] = per_task if old is None else 0.5 * (old + per_task)
+    if len(_COSTS) > 256:
+        _COSTS.pop(next(iter(_COSTS)))
+
+
+def _dumps_function(cluster, f, what: str) -> bytes:
+    """Pickle ``f`` for the engines; shared names are left out (the engines have them)."""
+    from .shared import SHARES
+
+    shared = SHARES.get(cluster, {}).get("values")
+    g = getattr(f, "__globals__", None)
+    if shared and isinstance(g, dict) and (
+            getattr(f, "__module__", None) == "__main__" or g.get("__name__") == "__main__"):
+        import types
+
+        clone = types.FunctionType(f.__code__, {k: v for k, v in g.items() if k not in shared},
+                                   f.__name__, f.__defaults__, f.__closure__)
+        clone.__kwdefaults__, clone.__qualname__ = f.__kwdefaults__, f.__qualname__
+        clone.__module__, clone.__doc__ = f.__module__, f.__doc__
+        clone.__dict__.update(f.__dict__)
+        f = clone
+    from ..spmd.comm import NestedUseError
+
+    try:
+        return _dumps(f)
+    except NestedUseError:
+        raise
+    except Exception as exc:
+        name = getattr(f, "__name__", None) or type(f).__name__
+        raise ParameterError(f"{what}: cannot send {name!r} to the engines ({type(exc).__name__}: "
+                             f"{exc})") from exc
+
+
+def _prepare(cluster, f, iterables, chunksize, what):
+    """Check the arguments; return ``(view, fbytes, tasks, chunk size)``."""
+    if not callable(f):
+        raise ParameterError(f"{what} needs a callable, got {type(f).__name__}")
+    if not iterables:
+        raise ParameterError(f"{what} needs at least one iterable (like the built-in map)")
+    view = _lview(cluster)
+    tasks = list(zip(*iterables))
+    size = _chunk_size(len(tasks), len(view.targets or cluster.client.ids), chunksize, f)
+    return view, _dumps_function(cluster, f, what), tasks, size
+
+
+def _submit_chunks(cluster, view, what, fbytes, tasks, size, opbytes=None) -> dict:
+    """Send every chunk; ``{AsyncResult: (start, count)}``."""
+    ars = {}
+    try:
+        for start in range(0, len(tasks), size):
+            chunk = tasks[start:start + size]
+            try:
+                argbytes = _dumps(chunk)
+            except Exception as exc:
+                raise ParameterError(f"{what}: cannot send the arguments of tasks {start}-"
+                                     f"{start + len(chunk) - 1} to the engines ({type(exc).__name__}: "
+                                     f"{exc})") from exc
+            args = (fbytes, argbytes, start) + ((opbytes,) if opbytes is not None else ())
+            ars[view.apply_async(_run_chunk, *args)] = (start, len(chunk))
+    except BaseException:
+        _abort(cluster, list(ars))
+        raise
+    return ars
+
+
+def _decode(cluster, what, ar, start, count, total, pending):
+    """The values of one finished chunk, or the error that names its task and engine."""
+    import ipyparallel as ipp
+
+    eid = _engine_of(cluster, ar)
+    try:
+        reply = pickle.loads(ar.get(0))
+    except ipp.error.EngineError as exc:
+        cluster.health.mark_broken(f"an engine died during {what}")
+        _abort(cluster, list(pending))
+        raise EngineError(f"{what}: the engine running task(s) {_ranges(range(start, start + count))} "
+                          f"died ({exc}); MPI cannot lose a rank: call cluster.restart()",
+                          {-1 if eid is None else eid: ("EngineError", str(exc), "")}) from None
+    except ipp.error.RemoteError as exc:  # the runner itself could not run
+        _abort(cluster, list(pending))
+        raise TaskError(f"{what}: tasks {_ranges(range(start, start + count))} could not run on "
+                        f"engine {eid}: {exc.ename}: {exc.evalue}",
+                        {eid if eid is not None else -1: (exc.ename, exc.evalue, exc.traceback)},
+                        index=start) from None
+    if reply[0] == "error":
+        _, index, failure, stage = reply
+        _abort(cluster, list(pending))
+        err = _task_failure(what, index, total, eid, failure, stage)
+        raise err from err.exception
+    return reply[1], reply[2]
+
+
+def _stream(cluster, f, what, ars, total, timeout, progress, ordered):
+    """Yield ``(start, values)`` of each chunk as it finishes (in input order if ``ordered``).
+
+    Watches for dead engines, the timeout and Ctrl-C; when the consumer stops early
+    (a ``break`` out of :func:`farm_imap`), the chunks not started are dropped.
+    """
+    timeout = cluster.timeout if timeout is None else float(timeout)
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    bar = _MapProgress(total, what) if progress else None
+    pending = set(ars)
+    done_tasks = 0
+    held, next_start = {}, 0
+    counts = dict(ars.values())
+
+    def unfinished(on_lost, not_done):
+        def idx(which):
+            return _ranges(i for ar in which for i in range(ars[ar][0], ars[ar][0] + ars[ar][1]))
+
+        if on_lost:
+            return f" while running task(s) {idx(on_lost)}"
+        return f" with task(s) {idx(not_done)} unfinished" if not_done else ""
+
+    try:
+        while pending:
+            finished, _ = concurrent.futures.wait(pending, timeout=_POLL,
+                                                  return_when=concurrent.futures.FIRST_COMPLETED)
+            for ar in sorted(finished, key=lambda a: ars[a][0]):
+                pending.discard(ar)
+                start, count = ars[ar]
+                try:
+                    values, seconds = _decode(cluster, what, ar, start, count, total, pending)
+                except EngineError:
+                    _dead_engines(cluster, list(ars), what, unfinished)
+                    raise
+                _record_cost(f, seconds, count)
+                done_tasks += count
+                if not ordered:
+                    yield start, values
+                    continue
+                held[start] = values
+                while next_start in held:
+                    chunk = held.pop(next_start)
+                    yield next_start, chunk
+                    next_start += counts[next_start]
+            if pending:
+                _dead_engines(cluster, list(ars), what, unfinished)
+                if time.monotonic() > deadline:
+                    _interrupt(cluster, list(pending), what,
+                               f"timed out after {timeout:g} s with {done_tasks} of {total} tasks done")
+            if bar is None and progress is None and time.monotonic() - t0 > _PROGRESS_AFTER:
+                bar = _MapProgress(total, what)
+            if bar is not None:
+                bar.update(done_tasks)
+    except KeyboardInterrupt:
+        if pending:
+            _interrupt(cluster, list(pending), what, "interrupted (Ctrl-C)", keyboard=True)
+        raise
+    finally:
+        if pending:  # an error, or the consumer stopped early
+            _abort(cluster, list(pending))
+        if bar is not None:
+            bar.close(done_tasks)
+        _forget(cluster, [ar for ar in ars if ar.ready()])
 
 
 def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None = None,
@@ -380,19 +605,21 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
     f : callable
         Called as ``f(*args)`` for each tuple of items, one task per tuple
         (like the built-in :func:`map`, it stops at the shortest iterable).
+        Names shared with ``cluster.share`` are visible to it.
     *iterables
         At least one; consumed on the client.
     ordered : bool
         True (default): results in the order of the inputs.  False: in the
         order the chunks finish (each chunk's results stay in order).
     chunksize : int, optional
-        Tasks sent to an engine at once.  Default ``ceil(ntasks / (2 * nengines))``;
-        for many cheap tasks of equal cost, ``ceil(ntasks / nengines)`` is fastest.
+        Tasks sent to an engine at once.  Default: :func:`chunk_plan`, from the
+        measured cost of this function's earlier tasks (one chunk per engine
+        for cheap tasks, up to four for long ones).
     timeout : float, optional
         Seconds for the whole map (default: the cluster's ``timeout``).
     progress : bool, optional
-        Show a progress bar (notebook) or status line (terminal).  Default:
-        only once the map has run for a second.
+        Show a progress bar (notebook or terminal) or plain lines (a log file).
+        Default: only once the map has run for a second.
 
     Returns
     -------
@@ -411,110 +638,32 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
     clusterml.ClusterTimeoutError
         The map ran past ``timeout``; the running tasks were interrupted.
     """
-    if not callable(f):
-        raise ParameterError(f"map needs a callable, got {type(f).__name__}")
-    if not iterables:
-        raise ParameterError("map needs at least one iterable (like the built-in map)")
-    import ipyparallel as ipp
+    return [v for _, chunk in _map_chunks(cluster, f, iterables, ordered, chunksize, timeout, progress,
+                                          "map") for v in chunk]
 
-    view = _lview(cluster)
-    fname = getattr(f, "__name__", None) or type(f).__name__
-    what = f"map({fname})"
-    tasks = list(zip(*iterables))
-    total = len(tasks)
-    if total == 0:
-        return []
-    size = _chunk_size(total, len(view.targets or cluster.client.ids), chunksize)
-    try:
-        fbytes = _dumps(f)
-    except Exception as exc:
-        raise ParameterError(f"{what}: cannot send {fname!r} to the engines ({type(exc).__name__}: "
-                             f"{exc})") from exc
-    starts = list(range(0, total, size))
-    ars = {}
-    try:
-        for start in starts:
-            chunk = tasks[start:start + size]
-            try:
-                argbytes = _dumps(chunk)
-            except Exception as exc:
-                raise ParameterError(f"{what}: cannot send the arguments of tasks {start}-"
-                                     f"{start + len(chunk) - 1} to the engines ({type(exc).__name__}: "
-                                     f"{exc})") from exc
-            ars[view.apply_async(_run_chunk, fbytes, argbytes, start)] = (start, len(chunk))
-    except BaseException:
-        _abort(cluster, list(ars))
-        raise
 
-    timeout = cluster.timeout if timeout is None else float(timeout)
-    t0 = time.monotonic()
-    deadline = t0 + timeout
-    bar = _MapProgress(total, what) if progress else None
-    results = [None] * len(starts) if ordered else []
-    pending = set(ars)
-    done_tasks = 0
+def _map_chunks(cluster, f, iterables, ordered, chunksize, timeout, progress, name, op=None):
+    what = f"{name}({getattr(f, '__name__', None) or type(f).__name__})"
+    view, fbytes, tasks, size = _prepare(cluster, f, iterables, chunksize, what)
+    if not tasks:
+        return iter(())
+    opbytes = None if op is None else _dumps_function(cluster, op, what)
+    ars = _submit_chunks(cluster, view, what, fbytes, tasks, size, opbytes)
+    return _stream(cluster, f, what, ars, len(tasks), timeout, progress, ordered)
 
-    def unfinished(on_lost, not_done):
-        def idx(which):
-            return _ranges(i for ar in which for i in range(ars[ar][0], ars[ar][0] + ars[ar][1]))
 
-        if on_lost:
-            return f" while running task(s) {idx(on_lost)}"
-        return f" with task(s) {idx(not_done)} unfinished" if not_done else ""
+def farm_imap(cluster, f, *iterables, ordered: bool = True, chunksize: int | None = None,
+              timeout: float | None = None, progress: bool | None = False):
+    """Like :func:`farm_map`, but yield each result as soon as its chunk is back.
 
-    try:
-        while pending:
-            finished, _ = concurrent.futures.wait(pending, timeout=_POLL,
-                                                  return_when=concurrent.futures.FIRST_COMPLETED)
-            for ar in sorted(finished, key=lambda a: ars[a][0]):
-                pending.discard(ar)
-                start, count = ars[ar]
-                eid = _engine_of(cluster, ar)
-                try:
-                    reply = pickle.loads(ar.get(0))
-                except ipp.error.EngineError as exc:
-                    _dead_engines(cluster, list(ars), what, unfinished)
-                    cluster.health.mark_broken(f"an engine died during {what}")
-                    _abort(cluster, list(pending))
-                    raise EngineError(f"{what}: the engine running task(s) "
-                                      f"{_ranges(range(start, start + count))} died ({exc}); MPI cannot "
-                                      f"lose a rank: call cluster.restart()",
-                                      {-1 if eid is None else eid: ("EngineError", str(exc), "")}) from None
-                except ipp.error.RemoteError as exc:  # the runner itself could not run
-                    _abort(cluster, list(pending))
-                    raise TaskError(f"{what}: tasks {_ranges(range(start, start + count))} could not run on "
-                                    f"engine {eid}: {exc.ename}: {exc.evalue}",
-                                    {eid if eid is not None else -1: (exc.ename, exc.evalue, exc.traceback)},
-                                    index=start) from None
-                if reply[0] == "error":
-                    _, index, failure, stage = reply
-                    _abort(cluster, list(pending))
-                    err = _task_failure(what, index, total, eid, failure, stage)
-                    raise err from err.exception
-                if ordered:
-                    results[start // size] = reply[1]
-                else:
-                    results.append(reply[1])
-                done_tasks += count
-            if pending:
-                _dead_engines(cluster, list(ars), what, unfinished)
-                now = time.monotonic()
-                if now > deadline:
-                    _interrupt(cluster, list(pending), what,
-                               f"timed out after {timeout:g} s with {done_tasks} of {total} tasks done")
-            if bar is None and progress is None and time.monotonic() - t0 > _PROGRESS_AFTER:
-                bar = _MapProgress(total, what)
-            if bar is not None:
-                bar.update(done_tasks)
-    except KeyboardInterrupt:
-        if pending:
-            _interrupt(cluster, list(pending), what, "interrupted (Ctrl-C)", keyboard=True)
-        raise
-    finally:
-        if bar is not None:
-            bar.close(done_tasks)
-        _forget(cluster, [ar for ar in ars if ar.ready()])
-    return [v for chunk in results for v in chunk]
+    Every task is sent at once; results stream in input order (``ordered=True``)
+    or in the order chunks finish (``ordered=False``, the ``as_completed``
+    pattern).  Leaving the loop early drops the tasks not started yet.
+    ``chunksize=1`` streams task by task.  Errors as :func:`farm_map`, raised
+    when the loop reaches the failing chunk (unordered) or its place (ordered).
+    """
+    chunks = _map_chunks(cluster, f, iterables, ordered, chunksize, timeout, progress, "imap")
+    return (v for _, chunk in chunks for v in chunk)  # sent now; results as they come
 
 
 def _forget(cluster, ars):
@@ -525,210 +674,3 @@ def _forget(cluster, ars):
         except Exception:
             pass
 
-
-# --------------------------------------------------------------------------
-# joblib
-
-
-def _backend_class():
-    global _BACKEND_CLASS
-    if _BACKEND_CLASS is not None:
-        return _BACKEND_CLASS
-    from ipyparallel.client._joblib import IPythonParallelBackend
-    class ClusterBackend(IPythonParallelBackend):
-        """ipyparallel's joblib backend on the engines of one :class:`~clusterml.Cluster`.
-
-        Differences from ipyparallel's own: batches travel with cloudpickle
-        without changing ipyparallel's serializer; an exception in a batch is
-        raised on the client as the original exception (with the remote
-        traceback as a note), as with joblib's own backends; every wait watches
-        for dead engines and has a timeout; ``abort_everything`` drops the
-        batches not yet started; and a one-engine cluster still runs the
-        batches on its engine (joblib runs ``n_jobs == 1`` in the calling
-        process, so one engine counts as two workers: one running, one queued).
-
-        Parameters
-        ----------
-        cluster : clusterml.Cluster
-        timeout : float, optional
-            Seconds one batch may take (default: the cluster's ``timeout``).
-        """
-
-        default_n_jobs = -1  # inside `with cluster.joblib()`, n_jobs=None means every engine
-        supports_retrieve_callback = False
-
-        def __init__(self, cluster=None, timeout=None, **kwargs):
-            # AutoBatchingMixin's and ParallelBackendBase's __init__, not ipyparallel's (which
-            # would connect a client of its own)
-            super(IPythonParallelBackend, self).__init__(**kwargs)
-            self._cluster_owner = False
-            self._client_owner = False
-            if cluster is None:
-                raise ParameterError("ClusterBackend needs a cluster (use `with cluster.joblib():`)")
-            self._cluster_ref = weakref.ref(cluster)
-            self._timeout = timeout
-            self._ars = []
-            self._view_gen = None
-            self._view = None
-
-        # the view follows restarts of the cluster
-        @property
-        def cluster(self):
-            c = self._cluster_ref()
-            if c is None:
-                raise EngineError("the cluster of this joblib backend is gone")
-            return c
-
-        def _get_view(self):
-            return _lview(self.cluster)
-
-        def effective_n_jobs(self, n_jobs):
-            if n_jobs == 0:
-                raise ValueError("n_jobs == 0 in Parallel has no meaning")
-            engines = len(self._get_view().targets or self.cluster.client.ids)
-            if n_jobs is None or n_jobs < 0:
-                n = engines + 1 + n_jobs if (n_jobs is not None and n_jobs < -1) else engines
-                return max(2, n)
-            return n_jobs
-
-        def submit(self, func, callback=None):
-            # joblib calls this from its callback (ipyparallel's I/O thread) too, where an
-            # exception would be lost and joblib would wait for a batch that never ran: a
-            # failure to submit becomes a failed future that retrieve_result raises.
-            try:
-                ar = self._get_view().apply_async(_run_call, _dumps(func))
-            except Exception as exc:
-                ar = concurrent.futures.Future()
-                ar.set_exception(exc)
-            else:
-                self._ars = [a for a in self._ars if not a.ready()] + [ar]
-            if callback:
-                # joblib only needs to hear that a batch ended (it dispatches the next one);
-                # the result or the error is fetched by retrieve_result.
-                def done(_):
-                    try:
-                        callback(None)
-                    except Exception as exc:  # already reported through retrieve_result
-                        log.debug("joblib callback failed: %r", exc)
-
-                ar.add_done_callback(done)
-            return ar
-
-        apply_async = submit  # the name joblib < 1.5 calls
-
-        def retrieve_result(self, out, timeout=None):
-            import ipyparallel as ipp
-
-            if not hasattr(out, "msg_ids"):  # a batch that could not be submitted
-                return out.result()
-            cluster = self.cluster
-            limit = timeout if timeout is not None else (self._timeout if self._timeout is not None
-                                                         else cluster.timeout)
-            deadline = time.monotonic() + limit
-            what = "joblib batch"
-            try:
-                while not out.ready():
-                    out.wait(_POLL)
-                    if out.ready():
-                        break
-                    _dead_engines(cluster, [out], what, lambda *_: "")
-                    if time.monotonic() > deadline:
-                        _interrupt(cluster, [out], what, f"timed out after {limit:g} s")
-            except KeyboardInterrupt:
-                _interrupt(cluster, [out], what, "interrupted (Ctrl-C)", keyboard=True)
-            eid = _engine_of(cluster, out)
-            try:
-                reply = pickle.loads(out.get(0))
-            except ipp.error.EngineError as exc:
-                cluster.health.mark_broken(f"an engine died during a {what}")
-                raise EngineError(f"{what}: the engine running it died ({exc}); MPI cannot lose a "
-                                  f"rank: call cluster.restart()") from None
-            finally:
-                _forget(cluster, [out])
-            if reply[0] == "ok":
-                return reply[1]
-            _, _, failure, stage = reply
-            err = _task_failure(what, None, None, eid, failure, stage)
-            if err.exception is not None and stage is None:
-                exc = err.exception
-                if hasattr(exc, "add_note"):
-                    exc.add_note(f"(raised on engine {eid}; remote traceback:)\n{failure.traceback.rstrip()}")
-                raise exc
-            raise err
-
-        def abort_everything(self, ensure_ready=True):
-            if self._cluster_ref() is not None:
-                _abort(self.cluster, self._ars)
-            self._ars = []
-
-        def terminate(self):
-            pass  # the cluster belongs to the notebook, not to joblib
-
-        def __reduce__(self):
-            raise TypeError("a ClusterBackend cannot be sent to the engines")
-
-    _BACKEND_CLASS = ClusterBackend
-    return ClusterBackend
-
-
-_BACKEND_CLASS = None
-
-
-def __getattr__(name):
-    # ClusterBackend subclasses ipyparallel's backend, which needs joblib (an optional extra)
-    if name == "ClusterBackend":
-        return _backend_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _need_joblib():
-    try:
-        import joblib  # noqa: F401
-    except ImportError:
-        raise ImportError("cluster.joblib() needs joblib: pip install 'clusterml[farm]'") from None
-
-
-def register_joblib_backend(cluster, name: str = JOBLIB_BACKEND_NAME, timeout: float | None = None):
-    """Register this cluster's engines as joblib backend ``name`` (``parallel_config(backend=name)``)."""
-    _need_joblib()
-    from joblib import register_parallel_backend
-
-    cls = _backend_class()
-    ref = weakref.ref(cluster)
-
-    def factory(**kwargs):
-        c = ref()
-        if c is None:
-            raise EngineError(f"the cluster registered as joblib backend {name!r} is gone")
-        return cls(c, timeout=timeout, **kwargs)
-
-    register_parallel_backend(name, factory)
-    return name
-
-
-def joblib_config(cluster, n_jobs: int | None = -1, timeout: float | None = None, **config):
-    """``with cluster.joblib():`` — run joblib (and scikit-learn's ``n_jobs``) on the engines.
-
-    Returns :class:`joblib.parallel_config` with a :class:`ClusterBackend`
-    of this cluster, usable as a context manager.  The backend is also
-    registered under the name ``"clusterml"`` so ``parallel_config(backend="clusterml")``
-    and ``Parallel(backend="clusterml")`` reach this cluster.
-
-    Parameters
-    ----------
-    n_jobs : int, optional
-        Default ``n_jobs`` of ``Parallel`` calls inside the block (-1: every
-        engine).  An explicit ``n_jobs`` of a call wins; ``n_jobs=1`` runs in
-        the notebook, as joblib does.
-    timeout : float, optional
-        Seconds one batch may take (default: the cluster's ``timeout``).
-    **config
-        Other :func:`joblib.parallel_config` settings (``verbose``, ...).
-    """
-    _need_joblib()
-    import joblib
-
-    cluster.health.check_usable()
-    register_joblib_backend(cluster, timeout=timeout)
-    backend = _backend_class()(cluster, timeout=timeout)
-    return joblib.parallel_config(backend=backend, n_jobs=n_jobs, **config)

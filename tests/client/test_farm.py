@@ -246,7 +246,7 @@ def test_joblib_parallel_results_and_errors(cluster):
 
 
 def test_backend_worker_count(cluster, monkeypatch):
-    from clusterml.client.farm import ClusterBackend
+    from clusterml.client.farm_joblib import ClusterBackend
 
     backend = ClusterBackend(cluster)
     assert backend.effective_n_jobs(-1) == 2 and backend.effective_n_jobs(None) == 2
