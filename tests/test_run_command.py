@@ -72,3 +72,10 @@ def test_run_reports_errors_without_a_cluster(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import clusterml as cml; cml.Cluster.current()"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "clusterml run -n N script.py" in proc.stderr
+
+
+def test_empty_cluster_id_is_printed_as_the_default():
+    from clusterml.launch.commands import _cid
+
+    assert _cid("") == "'' (the default id)" and _cid(None) == "'' (the default id)"
+    assert _cid("one") == "'one'"
