@@ -45,23 +45,17 @@ import logging
 import math
 import pickle
 import signal
-import sys
 import time
 import weakref
 
 from ..errors import ClusterTimeoutError, ComputeError, EngineError, ParameterError, RankFailure
-from .shared import CURRENT, _dumps, _with_shared
+from .progress import _PROGRESS_AFTER, _MapProgress
+from .shared import CURRENT, _dumps, _run_call, _run_chunk  # noqa: F401  (_run_call: farm_joblib)
 
 __all__ = ["TaskError", "farm_map", "farm_imap", "chunk_plan"]
 
 log = logging.getLogger("clusterml.client")
 
-# Seconds of a map before its progress line appears (short maps, such as one DEAP
-# generation, stay quiet instead of printing a bar per call).
-_PROGRESS_AFTER = 1.0
-# When the output is neither a terminal nor a notebook (a log file, a batch job's output),
-# progress is plain lines, at most one per this many seconds.
-_LINE_EVERY = 10.0
 _POLL = 0.1
 _INTERRUPT_GRACE = 5.0
 
@@ -87,77 +81,6 @@ class TaskError(ComputeError):
 
     def __reduce__(self):
         return (self.__class__, (str(self), self.causes, self.index, None))
-
-
-# --------------------------------------------------------------------------
-# The engine side (runs inside an engine; imports nothing from ipyparallel)
-
-
-def _describe(exc: BaseException, skip_frames: int = 1) -> RankFailure:
-    """The exception as it travels back (the one wire format), the exception itself included.
-
-    ``skip_frames`` drops the runner's own frame, so the traceback starts at the user's code;
-    the engine id is filled in on the client (-1 here).
-    """
-    return RankFailure.from_exception(exc, -1, skip_frames, keep=True, dumps=_dumps)
-
-
-def _run_chunk(fbytes: bytes, argbytes: bytes, start: int, opbytes: bytes | None = None) -> bytes:
-    """Run ``f(*args)`` for one chunk of tasks; stop at the first task that raises.
-
-    Returns (pickled) ``("ok", [results], seconds)`` or ``("error", index, description, stage)``;
-    with ``opbytes`` (map_reduce) the results are folded here with ``op`` into one.
-    Every exception is caught, ``KeyboardInterrupt`` and ``SystemExit`` too, so
-    the engine lives on and the client hears which task failed.  While the tasks
-    run, a distributed call on this engine raises (:func:`clusterml.spmd.comm.refuse_in_farm_task`).
-    """
-    from ..spmd import comm
-
-    try:
-        f = _with_shared(pickle.loads(fbytes))
-        arglists = pickle.loads(argbytes)
-        op = None if opbytes is None else _with_shared(pickle.loads(opbytes))
-    except BaseException as exc:  # noqa: BLE001
-        return _dumps(("error", start, _describe(exc, 0), "unpickling the function or its arguments"))
-    out = []
-    t0 = time.perf_counter()
-    comm._farm_task["what"] = f"task {start}"
-    try:
-        for i, args in enumerate(arglists):
-            comm._farm_task["what"] = f"task {start + i}"
-            try:
-                value = f(*args)
-                if op is None:
-                    out.append(value)
-                elif not out:
-                    out = [value]
-                else:
-                    out[0] = op(out[0], value)
-            except BaseException as exc:  # noqa: BLE001
-                return _dumps(("error", start + i, _describe(exc), None))
-    finally:
-        comm._farm_task["what"] = None
-    seconds = time.perf_counter() - t0
-    try:
-        return _dumps(("ok", out, seconds))
-    except BaseException as exc:  # noqa: BLE001
-        return _dumps(("error", start, _describe(exc, 0), "pickling the results"))
-
-
-def _run_call(fbytes: bytes) -> bytes:
-    """Run one pickled no-argument callable (a joblib batch); ``("ok", value)`` or ``("error", ...)``."""
-    try:
-        func = pickle.loads(fbytes)
-    except BaseException as exc:  # noqa: BLE001
-        return _dumps(("error", None, _describe(exc, 0), "unpickling the batch"))
-    try:
-        value = func()
-    except BaseException as exc:  # noqa: BLE001
-        return _dumps(("error", None, _describe(exc), None))
-    try:
-        return _dumps(("ok", value))
-    except BaseException as exc:  # noqa: BLE001
-        return _dumps(("error", None, _describe(exc, 0), "pickling the result"))
 
 
 # --------------------------------------------------------------------------
@@ -318,72 +241,6 @@ def _task_failure(what, index, total, eid, failure: RankFailure, stage) -> TaskE
                 "Cluster(..., engine_env={'PYTHONPATH': ...}))")
     return TaskError(msg, {eid if eid is not None else -1: (failure.etype, failure.message, tb)},
                      index=index, exception=failure.original())
-
-
-class _MapProgress:
-    """Progress of a map with tqdm: a bar in a notebook or a terminal, plain lines elsewhere.
-
-    Plain lines (a log file, a batch job's output, a pipe): tqdm's status text,
-    one line at most every ``_LINE_EVERY`` seconds and a last one at the end, so
-    a long map leaves a readable record instead of carriage returns.
-    """
-
-    def __init__(self, total: int, what: str):
-        self.total, self.what, self.done = total, what, 0
-        self.t0 = time.monotonic()
-        self._last_line = None
-        self.bar = None
-        kw = dict(total=total, desc=what, unit="task", leave=True)
-        if _in_notebook():
-            try:
-                from tqdm.notebook import tqdm as notebook_tqdm
-
-                import ipywidgets  # noqa: F401  (tqdm's notebook bar needs it)
-
-                self.bar = notebook_tqdm(**kw)
-            except ImportError:  # Jupyter renders a terminal bar's carriage returns fine
-                from tqdm import tqdm
-
-                self.bar = tqdm(file=sys.stderr, **kw)
-        elif getattr(sys.stderr, "isatty", lambda: False)():
-            from tqdm import tqdm
-
-            self.bar = tqdm(file=sys.stderr, **kw)
-
-    def _line(self, done: int, final: bool = False) -> None:
-        from tqdm import tqdm
-
-        now = time.monotonic()
-        if not final and self._last_line is not None and now - self._last_line < _LINE_EVERY:
-            return
-        self._last_line = now
-        print(tqdm.format_meter(done, self.total, now - self.t0, prefix=self.what, unit="task"),
-              file=sys.stderr, flush=True)
-
-    def update(self, done: int) -> None:
-        if self.bar is not None:
-            if done > self.done:
-                self.bar.update(done - self.done)
-        elif done > self.done or self._last_line is None:
-            self._line(done)
-        self.done = max(self.done, done)
-
-    def close(self, done: int) -> None:
-        if self.bar is not None:
-            self.update(done)
-            self.bar.close()
-        else:
-            self._line(done, final=True)
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-
-        ip = get_ipython()
-    except ImportError:  # pragma: no cover - IPython comes with ipyparallel
-        return False
-    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
 # Per-chunk cost of the round trip through the controller (apply, schedule, reply), in

@@ -1,4 +1,6 @@
-"""Values shared with every engine (``cluster.share``) and how tasks travel (cloudpickle).
+"""The engine side of the farm (task runners), values shared with every engine, and how tasks travel.
+
+:func:`_run_chunk` and :func:`_run_call` run farm tasks on an engine (no ipyparallel import).
 
 The engine side keeps shared values in :data:`SHARED` and binds them in the
 interactive namespace (``%px`` cells); :func:`_with_shared` makes them visible
@@ -12,9 +14,10 @@ from __future__ import annotations
 import functools
 import pickle
 import sys
+import time
 import weakref
 
-from ..errors import ParameterError
+from ..errors import ParameterError, RankFailure
 
 #: The clusters of ``clusterml run`` (:mod:`clusterml.client.run`); the last is ``Cluster.current()``.
 CURRENT: list = []
@@ -125,3 +128,72 @@ def drop_shared(cluster, names, timeout: float | None = None) -> None:
         ar.get(0)
 
 
+# --------------------------------------------------------------------------
+# The engine side (runs inside an engine; imports nothing from ipyparallel)
+
+
+def _describe(exc: BaseException, skip_frames: int = 1) -> RankFailure:
+    """The exception as it travels back (the one wire format), the exception itself included.
+
+    ``skip_frames`` drops the runner's own frame, so the traceback starts at the user's code;
+    the engine id is filled in on the client (-1 here).
+    """
+    return RankFailure.from_exception(exc, -1, skip_frames, keep=True, dumps=_dumps)
+
+
+def _run_chunk(fbytes: bytes, argbytes: bytes, start: int, opbytes: bytes | None = None) -> bytes:
+    """Run ``f(*args)`` for one chunk of tasks; stop at the first task that raises.
+
+    Returns (pickled) ``("ok", [results], seconds)`` or ``("error", index, description, stage)``;
+    with ``opbytes`` (map_reduce) the results are folded here with ``op`` into one.
+    Every exception is caught, ``KeyboardInterrupt`` and ``SystemExit`` too, so
+    the engine lives on and the client hears which task failed.  While the tasks
+    run, a distributed call on this engine raises (:func:`clusterml.spmd.comm.refuse_in_farm_task`).
+    """
+    from ..spmd import comm
+
+    try:
+        f = _with_shared(pickle.loads(fbytes))
+        arglists = pickle.loads(argbytes)
+        op = None if opbytes is None else _with_shared(pickle.loads(opbytes))
+    except BaseException as exc:  # noqa: BLE001
+        return _dumps(("error", start, _describe(exc, 0), "unpickling the function or its arguments"))
+    out = []
+    t0 = time.perf_counter()
+    comm._farm_task["what"] = f"task {start}"
+    try:
+        for i, args in enumerate(arglists):
+            comm._farm_task["what"] = f"task {start + i}"
+            try:
+                value = f(*args)
+                if op is None:
+                    out.append(value)
+                elif not out:
+                    out = [value]
+                else:
+                    out[0] = op(out[0], value)
+            except BaseException as exc:  # noqa: BLE001
+                return _dumps(("error", start + i, _describe(exc), None))
+    finally:
+        comm._farm_task["what"] = None
+    seconds = time.perf_counter() - t0
+    try:
+        return _dumps(("ok", out, seconds))
+    except BaseException as exc:  # noqa: BLE001
+        return _dumps(("error", start, _describe(exc, 0), "pickling the results"))
+
+
+def _run_call(fbytes: bytes) -> bytes:
+    """Run one pickled no-argument callable (a joblib batch); ``("ok", value)`` or ``("error", ...)``."""
+    try:
+        func = pickle.loads(fbytes)
+    except BaseException as exc:  # noqa: BLE001
+        return _dumps(("error", None, _describe(exc, 0), "unpickling the batch"))
+    try:
+        value = func()
+    except BaseException as exc:  # noqa: BLE001
+        return _dumps(("error", None, _describe(exc), None))
+    try:
+        return _dumps(("ok", value))
+    except BaseException as exc:  # noqa: BLE001
+        return _dumps(("error", None, _describe(exc, 0), "pickling the result"))
