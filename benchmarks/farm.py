@@ -137,43 +137,51 @@ def _scoop_time(engines: int, kw: dict, repeat: int) -> tuple:
 
 
 def vs_scoop(engines: int, repeat: int, rows=SCOOP_ROWS) -> list:
-    """Serial, SCOOP and cluster.map (default and fixed 2-chunks-per-engine) on the DEAP workloads."""
+    """Serial, SCOOP and cluster.map (default and fixed 2-chunks-per-engine) on the DEAP workloads.
+
+    The machine is shared, so the four ways are timed close together: for each of
+    ``repeat`` rounds and each row, serial, then SCOOP (one ``python -m scoop`` run:
+    a warm-up, then one timed run), then the two ``cluster.map`` variants; each cell
+    is the best over the rounds.
+    """
     import math
 
     import clusterml as cml
 
-    serial = []
-    for _, kw in rows:
-        deap_cmaes.run_cmaes(map, **kw)
-        serial.append(best_of(repeat, lambda kw=kw: deap_cmaes.run_cmaes(map, **kw)))
-    scoop = [_scoop_time(engines, kw, repeat) for _, kw in rows]
-    ours, fixed = [], []
+    best = [dict(serial=math.inf, scoop=math.inf, map=math.inf, fixed=math.inf) for _ in rows]
     with cml.Cluster(n=engines, engine_env=deap_cmaes.engine_env(), timeout=3600) as cluster:
         for _, kw in rows:
-            lam = 20 * kw["dim"]
+            deap_cmaes.run_cmaes(map, **kw)  # warm-ups: imports, and the cost estimate
+            deap_cmaes.run_cmaes(cluster.map, **kw)
+        for _ in range(repeat):
+            for i, (name, kw) in enumerate(rows):
+                lam = 20 * kw["dim"]
 
-            def two_per_engine(f, *its, lam=lam):
-                return cluster.map(f, *its, chunksize=math.ceil(lam / (2 * engines)))
+                def two_per_engine(f, *its, lam=lam):
+                    return cluster.map(f, *its, chunksize=math.ceil(lam / (2 * engines)))
 
-            deap_cmaes.run_cmaes(cluster.map, **kw)  # warm-up: imports, and the cost estimate
-            ours.append(best_of(repeat, lambda kw=kw: deap_cmaes.run_cmaes(cluster.map, **kw)))
-            fixed.append(best_of(repeat, lambda kw=kw, m=two_per_engine: deap_cmaes.run_cmaes(m, **kw)))
-    table = []
-    print(f"# DEAP workloads, {engines} engines / SCOOP workers; best of {repeat} after a warm-up; "
-          f"{os.cpu_count()} cores")
+                t, ref = best_of(1, lambda kw=kw: deap_cmaes.run_cmaes(map, **kw))
+                best[i]["serial"] = min(best[i]["serial"], t)
+                t, got = _scoop_time(engines, kw, 1)
+                best[i]["scoop"] = min(best[i]["scoop"], t)
+                outs = [got]
+                for key, m in (("map", cluster.map), ("fixed", two_per_engine)):
+                    t, out = best_of(1, lambda kw=kw, m=m: deap_cmaes.run_cmaes(m, **kw))
+                    best[i][key] = min(best[i][key], t)
+                    outs.append(out["min"])
+                if any(o != ref["min"] for o in outs):
+                    raise SystemExit(f"{name}: SCOOP or cluster.map gave a different CMA-ES trajectory")
+    print(f"# DEAP workloads, {engines} engines / SCOOP workers; best of {repeat} interleaved rounds, "
+          f"after warm-ups; {os.cpu_count()} cores")
     print(f"{'workload':<52} {'serial s':>8} {'SCOOP s':>8} {'map s':>8} {'map 2/eng s':>11} "
           f"{'SCOOP/map':>9} {'gen/s map':>9} {'gen/s SCOOP':>11}")
-    for i, (name, kw) in enumerate(rows):
-        ref = serial[i][1]["min"]
-        for what, (_, out) in (("SCOOP", scoop[i]), ("cluster.map", ours[i]), ("2/engine", fixed[i])):
-            got = out if isinstance(out, list) else out["min"]
-            if got != ref:
-                raise SystemExit(f"{name}: {what} gave a different CMA-ES trajectory")
-        t = (serial[i][0], scoop[i][0], ours[i][0], fixed[i][0])
-        table.append(dict(workload=name, serial=t[0], scoop=t[1], map=t[2], map_two_per_engine=t[3]))
-        print(f"{name:<52} {t[0]:>8.2f} {t[1]:>8.2f} {t[2]:>8.2f} {t[3]:>11.2f} {t[1] / t[2]:>9.2f} "
-              f"{kw['ngen'] / t[2]:>9.1f} {kw['ngen'] / t[1]:>11.1f}")
-    print("# same CMA-ES trajectory (min per generation) from serial, SCOOP and cluster.map on every row")
+    table = []
+    for (name, kw), b in zip(rows, best):
+        table.append(dict(workload=name, **b))
+        print(f"{name:<52} {b['serial']:>8.2f} {b['scoop']:>8.2f} {b['map']:>8.2f} {b['fixed']:>11.2f} "
+              f"{b['scoop'] / b['map']:>9.2f} {kw['ngen'] / b['map']:>9.1f} {kw['ngen'] / b['scoop']:>11.1f}")
+    print("# same CMA-ES trajectory (min per generation) from serial, SCOOP and cluster.map on every row; "
+          "map: default chunking (chunk_plan); map 2/eng: fixed ceil(lambda / (2 engines))")
     return table
 
 
