@@ -160,3 +160,14 @@ def test_nested_use_is_refused_at_once(cluster):
     expected = np.cov(np.arange(8.0).reshape(4, 2).T)[0, 0]
     assert cluster.map(covariance_serial_in_task, range(2)) == pytest.approx([expected] * 2, rel=1e-12)
     spmd_ok(cluster)
+
+
+def test_chunk_plan_rule():
+    from clusterml.client.farm import chunk_plan
+
+    assert chunk_plan(200, 2) == 50                    # not timed yet: 2 chunks per engine
+    assert chunk_plan(200, 2, 20e-6) == 100            # DEAP's microsecond evaluations: 1 per engine
+    assert chunk_plan(200, 2, 2e-3) == 100             # 2 ms tasks: 0.2 s per engine, still 1
+    assert chunk_plan(200, 2, 0.004) == 50             # 0.4 s per engine: 2 chunks of 0.2 s
+    assert chunk_plan(200, 2, 0.01) == 25              # 1 s per engine: at most 4 chunks per engine
+    assert chunk_plan(7, 3, 1.0) == 1 and chunk_plan(1, 4) == 1
