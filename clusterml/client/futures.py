@@ -117,8 +117,8 @@ class TaskFuture(concurrent.futures.Future):
 
     def cancel(self) -> bool:
         cluster = self._cluster_ref()
-        if self._ar.ready():
-            return False
+        if self._ar.ready() or (cluster is not None and _engine_of(cluster, self._ar) is not None):
+            return False  # finished, or running on an engine (ipyparallel cannot stop it)
         if cluster is not None:
             _abort(cluster, [self._ar])
         return super().cancel()

@@ -171,3 +171,18 @@ def test_chunk_plan_rule():
     assert chunk_plan(200, 2, 0.004) == 50             # 0.4 s per engine: 2 chunks of 0.2 s
     assert chunk_plan(200, 2, 0.01) == 25              # 1 s per engine: at most 4 chunks per engine
     assert chunk_plan(7, 3, 1.0) == 1 and chunk_plan(1, 4) == 1
+
+
+def test_cancel_a_queued_task_only(cluster):
+    busy = [cluster.submit(slow_square, i, delay=2.0) for i in range(2)]
+    queued = cluster.submit(slow_square, 5)
+    deadline = time.monotonic() + 30
+    while any(f.engine_id is None and not f.done() and f._ar.engine_id is None for f in busy) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert queued.cancel() and queued.cancelled()
+    with pytest.raises(concurrent.futures.CancelledError):
+        queued.result(timeout=1)
+    assert not busy[0].cancel(), "a running task cannot be cancelled"
+    assert [f.result(timeout=60) for f in busy] == [0, 1]
+    assert cluster.submit(square, 3).result(timeout=60) == 9
