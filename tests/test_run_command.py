@@ -79,3 +79,25 @@ def test_empty_cluster_id_is_printed_as_the_default():
 
     assert _cid("") == "'' (the default id)" and _cid(None) == "'' (the default id)"
     assert _cid("one") == "'one'"
+
+
+@pytest.mark.timeout(420)
+def test_run_inside_a_slurm_job(live_slurm, tmp_path):
+    """The one-job pattern of slurm/farm.sbatch.example on the dev Slurm: client and engines in one
+    allocation, engines as many as its tasks, the job's exit status is the script's."""
+    (tmp_path / "job.py").write_text(SCRIPT)
+    (tmp_path / "helper_mod.py").write_text("def offset(x):\n    return 100\n")
+    out = tmp_path / "farm.out"
+    batch = tmp_path / "farm.sbatch"
+    batch.write_text(
+        "#!/bin/bash\n"
+        f"#SBATCH --ntasks=2\n#SBATCH --time=5\n#SBATCH --partition={live_slurm.partition}\n"
+        f"#SBATCH --output={out}\n#SBATCH --export=ALL\n"
+        f"export IPYTHONDIR={tmp_path / 'ipython'}\n"
+        f"exec {sys.executable} -m clusterml run job.py 5 slurm\n")
+    proc = subprocess.run(["sbatch", "--wait", f"--chdir={tmp_path}", str(batch)],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=360)
+    text = out.read_text() if out.exists() else ""
+    assert proc.returncode == 5, proc.stdout + proc.stderr + text[-4000:]
+    assert "engines 2 args ['5', 'slurm']" in text, text[-4000:]
+    assert "map [100, 101, 104, 109, 116, 125]" in text and "cov ok True" in text, text[-4000:]
