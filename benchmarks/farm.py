@@ -5,6 +5,16 @@ Usage::
     python benchmarks/farm.py                 # 1 and 2 engines (the machine has 2 cores)
     python benchmarks/farm.py --engines 1,2,4 --repeat 3
     python benchmarks/farm.py --quick         # tiny: proves the script works
+    python benchmarks/farm.py --vs-scoop      # the DEAP tutorial's workload: serial, SCOOP, cluster.map
+
+``--vs-scoop`` (needs ``pip install scoop``) times the UL HPC tutorial's DEAP
+workload, CMA-ES on Rastrigin with N = 10 (200 evaluations of microseconds per
+generation, 50 generations), the same at N = 50 (1000 evaluations per
+generation, 10 generations), and 2 ms tasks (N = 10, 200 evaluations of 2 ms
+CPU per generation, 10 generations): serial (the built-in map), SCOOP's
+``futures.map`` under ``python -m scoop -n E``, and ``cluster.map`` on E engines
+with the default chunking (:func:`clusterml.client.farm.chunk_plan`) and with
+the former fixed rule (2 chunks per engine), in one run.
 
 Workloads (the two examples in ``examples/``):
 
@@ -104,6 +114,77 @@ def run_cluster(n, work, repeat):
     return times, checks
 
 
+SCOOP_ROWS = [
+    ("DEAP CMA-ES N=10: 50 gens x 200 evals (us each)", dict(dim=10, ngen=50, cost_ms=0.0)),
+    ("DEAP CMA-ES N=50: 10 gens x 1000 evals (us each)", dict(dim=50, ngen=10, cost_ms=0.0)),
+    ("2 ms tasks: N=10, 10 gens x 200 evals of 2 ms", dict(dim=10, ngen=10, cost_ms=2.0)),
+]
+
+
+def _scoop_time(engines: int, kw: dict, repeat: int) -> tuple:
+    import json
+    import subprocess
+
+    cmd = [sys.executable, "-m", "scoop", "-n", str(engines), os.path.join(HERE, "_scoop_worker.py"),
+           "--dim", str(kw["dim"]), "--ngen", str(kw["ngen"]), "--cost-ms", str(kw["cost_ms"]),
+           "--repeat", str(repeat)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=HERE)
+    for line in out.stdout.splitlines():
+        if line.startswith("SCOOP_RESULT "):
+            r = json.loads(line.split(" ", 1)[1])
+            return r["seconds"], r["min"]
+    raise SystemExit(f"SCOOP did not run: {' '.join(cmd)}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+def vs_scoop(engines: int, repeat: int, rows=SCOOP_ROWS) -> list:
+    """Serial, SCOOP and cluster.map (default and fixed 2-chunks-per-engine) on the DEAP workloads.
+
+    The machine is shared, so the four ways are timed close together: for each of
+    ``repeat`` rounds and each row, serial, then SCOOP (one ``python -m scoop`` run:
+    a warm-up, then one timed run), then the two ``cluster.map`` variants; each cell
+    is the best over the rounds.
+    """
+    import math
+
+    import clusterml as cml
+
+    best = [dict(serial=math.inf, scoop=math.inf, map=math.inf, fixed=math.inf) for _ in rows]
+    with cml.Cluster(n=engines, engine_env=deap_cmaes.engine_env(), timeout=3600) as cluster:
+        for _, kw in rows:
+            deap_cmaes.run_cmaes(map, **kw)  # warm-ups: imports, and the cost estimate
+            deap_cmaes.run_cmaes(cluster.map, **kw)
+        for _ in range(repeat):
+            for i, (name, kw) in enumerate(rows):
+                lam = 20 * kw["dim"]
+
+                def two_per_engine(f, *its, lam=lam):
+                    return cluster.map(f, *its, chunksize=math.ceil(lam / (2 * engines)))
+
+                t, ref = best_of(1, lambda kw=kw: deap_cmaes.run_cmaes(map, **kw))
+                best[i]["serial"] = min(best[i]["serial"], t)
+                t, got = _scoop_time(engines, kw, 1)
+                best[i]["scoop"] = min(best[i]["scoop"], t)
+                outs = [got]
+                for key, m in (("map", cluster.map), ("fixed", two_per_engine)):
+                    t, out = best_of(1, lambda kw=kw, m=m: deap_cmaes.run_cmaes(m, **kw))
+                    best[i][key] = min(best[i][key], t)
+                    outs.append(out["min"])
+                if any(o != ref["min"] for o in outs):
+                    raise SystemExit(f"{name}: SCOOP or cluster.map gave a different CMA-ES trajectory")
+    print(f"# DEAP workloads, {engines} engines / SCOOP workers; best of {repeat} interleaved rounds, "
+          f"after warm-ups; {os.cpu_count()} cores")
+    print(f"{'workload':<52} {'serial s':>8} {'SCOOP s':>8} {'map s':>8} {'map 2/eng s':>11} "
+          f"{'SCOOP/map':>9} {'gen/s map':>9} {'gen/s SCOOP':>11}")
+    table = []
+    for (name, kw), b in zip(rows, best):
+        table.append(dict(workload=name, **b))
+        print(f"{name:<52} {b['serial']:>8.2f} {b['scoop']:>8.2f} {b['map']:>8.2f} {b['fixed']:>11.2f} "
+              f"{b['scoop'] / b['map']:>9.2f} {kw['ngen'] / b['map']:>9.1f} {kw['ngen'] / b['scoop']:>11.1f}")
+    print("# same CMA-ES trajectory (min per generation) from serial, SCOOP and cluster.map on every row; "
+          "map: default chunking (chunk_plan); map 2/eng: fixed ceil(lambda / (2 engines))")
+    return table
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--engines", default="1,2", help="cluster sizes, comma-separated (default 1,2)")
@@ -115,7 +196,11 @@ def main(argv=None):
     p.add_argument("--ngen", type=int, default=20)
     p.add_argument("--cost-ms", type=float, default=2.0)
     p.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs")
+    p.add_argument("--vs-scoop", action="store_true",
+                   help="only the DEAP workloads: serial, SCOOP and cluster.map (needs scoop)")
     args = p.parse_args(argv)
+    if args.vs_scoop:
+        return vs_scoop(max(int(s) for s in args.engines.split(",") if s.strip()), args.repeat)
     if args.quick:
         args.samples, args.grid, args.cv, args.dim, args.ngen, args.cost_ms, args.repeat = \
             300, 2, 2, 3, 3, 0.5, 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 
@@ -132,6 +133,42 @@ def _demo_options(p):
 
 
 cmd_demo.configure = _demo_options
+
+
+# ----------------------------------------------------------------------------- run
+
+
+@command("run", "run a Python script with N engines (cml.Cluster.current() in it), like `scoop -n N`")
+def cmd_run(args):
+    from .client.run import run_script
+
+    env = {}
+    for item in args.engine_env or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            print(f"clusterml run: error: --engine-env {item!r} is not NAME=VALUE", file=sys.stderr)
+            return 2
+        env[key] = value
+    if not os.path.isfile(args.script):
+        print(f"clusterml run: error: no script {args.script!r}", file=sys.stderr)
+        return 2
+    return run_script(args.script, args.args, n=args.n, profile=args.profile, engine_env=env,
+                      timeout=args.timeout, start_timeout=args.start_timeout)
+
+
+def _run_options(p):
+    p.add_argument("-n", type=int, default=None,
+                   help="engines (default: SLURM_NTASKS inside an allocation, else the cores here)")
+    p.add_argument("--profile", default=None, help="an ipyparallel profile that says how to launch")
+    p.add_argument("--engine-env", action="append", metavar="NAME=VALUE",
+                   help="an environment variable for the engines (repeatable)")
+    p.add_argument("--timeout", type=float, default=None, help="default timeout of every call (s)")
+    p.add_argument("--start-timeout", type=float, default=None, help="seconds the engines get to start")
+    p.add_argument("script", help="the Python script (it runs as __main__ in this process)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
+
+
+cmd_run.configure = _run_options
 
 
 # ----------------------------------------------------------------------------- main

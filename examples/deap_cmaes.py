@@ -169,8 +169,11 @@ def main(argv=None) -> dict:
     print(f"CMA-ES on Rastrigin n={args.dim}, {args.ngen} generations, {res['evaluations']} evaluations "
           f"({where}): best f = {res['best_fitness']:.3g} in {res['seconds']:.2f} s")
     if args.plot:
-        plot_convergence(res, args.plot, f"CMA-ES on Rastrigin, n={args.dim} ({where})")
-        print(f"convergence plot: {args.plot}")
+        try:
+            plot_convergence(res, args.plot, f"CMA-ES on Rastrigin, n={args.dim} ({where})")
+            print(f"convergence plot: {args.plot}")
+        except ImportError:
+            print("no convergence plot: matplotlib is not installed (pip install 'clusterml[farm]')")
     return res
 
 

@@ -4,8 +4,10 @@ Only this package (and ``clusterml.launch``) imports ipyparallel.
 """
 
 from .cluster import Cluster, EngineArray, RemoteAlgorithm, list_clusters, stop_all
+from ..spmd.comm import NestedUseError
 from .farm import TaskError
+from .futures import TaskFuture
 from .health import Health
 
 __all__ = ["Cluster", "EngineArray", "RemoteAlgorithm", "Health", "list_clusters", "stop_all",
-           "TaskError"]
+           "TaskError", "TaskFuture", "NestedUseError"]

@@ -329,6 +329,9 @@ class Cluster:
 
         Safe to call twice; after it no process of this cluster is left.
         """
+        from .shared import SHARES
+
+        SHARES.pop(self, None)  # values shared with cluster.share() went with the engines
         if not self._owned:
             self._close_client()
             return
@@ -524,6 +527,71 @@ class Cluster:
         from .joblib_backend import joblib_config
 
         return joblib_config(self, n_jobs=n_jobs, timeout=timeout, **config)
+
+    def __len__(self) -> int:
+        """Number of engines (``n_jobs=len(cluster)``); 0 when not connected."""
+        return len(self._client.ids) if self._client is not None else 0
+
+    def __bool__(self) -> bool:
+        return True  # a cluster is a cluster, even with no engine registered
+
+    def __reduce__(self):
+        from .farm import nested_use_error
+
+        raise nested_use_error("sending a Cluster to the engines (a task using `cluster`)")
+
+    def share(self, timeout: float | None = None, **values) -> list:
+        """Send ``name=value`` once to every engine: visible by name to every task and ``%px`` cell.
+
+        See :func:`clusterml.client.futures.share`; :meth:`unshare` frees them.
+        """
+        from .futures import share
+
+        return share(self, timeout=timeout, **values)
+
+    def unshare(self, *names: str, timeout: float | None = None) -> list:
+        """Free shared names on every engine (no names: all of them)."""
+        from .futures import unshare
+
+        return unshare(self, *names, timeout=timeout)
+
+    def submit(self, f, /, *args, **kwargs):
+        """Run ``f(*args, **kwargs)`` on a free engine; a :class:`concurrent.futures.Future`."""
+        from .futures import submit
+
+        return submit(self, f, *args, **kwargs)
+
+    def map_async(self, f, *iterables, ordered: bool = True, chunksize: int | None = None,
+                  timeout: float | None = None):
+        """Send every task of :meth:`map` now; a :class:`concurrent.futures.Future` of the list."""
+        from .futures import map_async
+
+        return map_async(self, f, *iterables, ordered=ordered, chunksize=chunksize, timeout=timeout)
+
+    def imap(self, f, *iterables, ordered: bool = True, chunksize: int | None = None,
+             timeout: float | None = None, progress: bool | None = False):
+        """:meth:`map` that yields results as they finish (``ordered=False``: completion order)."""
+        from .farm import farm_imap
+
+        return farm_imap(self, f, *iterables, ordered=ordered, chunksize=chunksize, timeout=timeout,
+                         progress=progress)
+
+    def map_reduce(self, f, op, *iterables, initial=None, chunksize: int | None = None,
+                   timeout: float | None = None, progress: bool | None = None):
+        """``functools.reduce(op, map(f, *iterables))``, each chunk folded on its engine."""
+        from .futures import _MISSING, map_reduce
+
+        return map_reduce(self, f, op, *iterables, initial=_MISSING if initial is None else initial,
+                          chunksize=chunksize, timeout=timeout, progress=progress)
+
+    @classmethod
+    def current(cls) -> "Cluster":
+        """The cluster of ``clusterml run`` (or the last one started in this process)."""
+        from .farm import current_cluster
+
+        with _LIVE_LOCK:
+            live = list(_LIVE)
+        return current_cluster(live)
 
     # -- health (clusterml/client/health.py) -------------------------------------
     @property

@@ -14,12 +14,10 @@ Two entry points, reached as methods of the cluster:
   the built-in :func:`map` over the engines: results in order (a list),
   progress as chunks finish, the first failing task named by its index.
   Usable as ``toolbox.register("map", cluster.map)`` for DEAP.
-* :func:`clusterml.client.joblib_backend.joblib_config` — ``with cluster.joblib():``
-  activates :class:`~clusterml.client.joblib_backend.ClusterBackend`
-  (ipyparallel's joblib backend bound to this cluster), so
-  ``GridSearchCV(..., n_jobs=-1)`` and ``joblib.Parallel`` run their batches
-  on the engines.  It lives in :mod:`clusterml.client.joblib_backend` and
-  uses this module's engine-side runner and waits.
+* :func:`joblib_config` — ``with cluster.joblib():`` activates
+  :class:`ClusterBackend` (ipyparallel's joblib backend bound to this
+  cluster), so ``GridSearchCV(..., n_jobs=-1)`` and ``joblib.Parallel`` run
+  their batches on the engines.
 
 Shipping code.  Functions and arguments travel as bytes made by cloudpickle
 (functions defined in a notebook or a ``__main__`` script go by value with the
@@ -42,26 +40,22 @@ collective: the other ranks are not taking part.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import math
 import pickle
 import signal
-import sys
 import time
 import weakref
 
 from ..errors import ClusterTimeoutError, ComputeError, EngineError, ParameterError, RankFailure
+from .progress import _PROGRESS_AFTER, _MapProgress
+from .shared import CURRENT, _dumps, _run_call, _run_chunk  # noqa: F401  (_run_call: joblib_backend)
 
-__all__ = ["TaskError", "farm_map"]
+__all__ = ["TaskError", "farm_map", "farm_imap", "chunk_plan"]
 
 log = logging.getLogger("clusterml.client")
 
-# Seconds of a map before its progress line appears (short maps, such as one DEAP
-# generation, stay quiet instead of printing a bar per call).
-_PROGRESS_AFTER = 1.0
-# When the output is neither a terminal nor a notebook (a log file, a batch job's output),
-# progress is plain lines, at most one per this many seconds.
-_LINE_EVERY = 10.0
 _POLL = 0.1
 _INTERRUPT_GRACE = 5.0
 
@@ -90,88 +84,14 @@ class TaskError(ComputeError):
 
 
 # --------------------------------------------------------------------------
-# Serialization: cloudpickle (also ships functions defined in __main__)
-
-
-def _pickler():
-    """cloudpickle, or the copy joblib vendors, or plain pickle as a last resort."""
-    try:
-        import cloudpickle
-
-        return cloudpickle
-    except ImportError:
-        pass
-    try:
-        from joblib.externals import cloudpickle
-
-        return cloudpickle
-    except ImportError:
-        return pickle
-
-
-def _dumps(obj) -> bytes:
-    return _pickler().dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-# --------------------------------------------------------------------------
-# The engine side (runs inside an engine; imports nothing from ipyparallel)
-
-
-def _describe(exc: BaseException, skip_frames: int = 1) -> RankFailure:
-    """The exception as it travels back (the one wire format), the exception itself included.
-
-    ``skip_frames`` drops the runner's own frame, so the traceback starts at the user's code;
-    the engine id is filled in on the client (-1 here).
-    """
-    return RankFailure.from_exception(exc, -1, skip_frames, keep=True, dumps=_dumps)
-
-
-def _run_chunk(fbytes: bytes, argbytes: bytes, start: int) -> bytes:
-    """Run ``f(*args)`` for one chunk of tasks; stop at the first task that raises.
-
-    Returns (pickled) ``("ok", [results])`` or ``("error", index, description)``.
-    Every exception is caught, ``KeyboardInterrupt`` and ``SystemExit`` too, so
-    the engine lives on and the client hears which task failed.
-    """
-    try:
-        f = pickle.loads(fbytes)
-        arglists = pickle.loads(argbytes)
-    except BaseException as exc:  # noqa: BLE001
-        return _dumps(("error", start, _describe(exc, 0), "unpickling the function or its arguments"))
-    out = []
-    for i, args in enumerate(arglists):
-        try:
-            out.append(f(*args))
-        except BaseException as exc:  # noqa: BLE001
-            return _dumps(("error", start + i, _describe(exc), None))
-    try:
-        return _dumps(("ok", out))
-    except BaseException as exc:  # noqa: BLE001
-        return _dumps(("error", start, _describe(exc, 0), "pickling the results"))
-
-
-def _run_call(fbytes: bytes) -> bytes:
-    """Run one pickled no-argument callable (a joblib batch); ``("ok", value)`` or ``("error", ...)``."""
-    try:
-        func = pickle.loads(fbytes)
-    except BaseException as exc:  # noqa: BLE001
-        return _dumps(("error", None, _describe(exc, 0), "unpickling the batch"))
-    try:
-        value = func()
-    except BaseException as exc:  # noqa: BLE001
-        return _dumps(("error", None, _describe(exc), None))
-    try:
-        return _dumps(("ok", value))
-    except BaseException as exc:  # noqa: BLE001
-        return _dumps(("error", None, _describe(exc, 0), "pickling the result"))
-
-
-# --------------------------------------------------------------------------
 # The client side
 
 
 def _lview(cluster):
     """A load-balanced view over every engine of the cluster (cached per engine generation)."""
+    from ..spmd.comm import refuse_in_farm_task
+
+    refuse_in_farm_task("a farm call (map, submit, imap, ...) on a cluster")
     health = cluster.health
     health.check_usable()
     cache = _VIEWS.get(cluster)
@@ -179,10 +99,43 @@ def _lview(cluster):
         return cache[1]
     view = cluster.client.load_balanced_view(targets=sorted(cluster.client.ids))
     _VIEWS[cluster] = (health.generation, view)
+    from .shared import SHARES, send_shared
+
+    share = SHARES.get(cluster)
+    if share and share["values"] and share["generation"] != health.generation:
+        send_shared(cluster, share["values"])  # new engines (restart): share again
     return view
 
 
 _VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def nested_use_error(what: str):
+    """The error for a cluster used from inside a farm task (or sent to the engines)."""
+    from ..spmd.comm import NestedUseError
+
+    return NestedUseError(
+        f"{what} is not allowed: farm tasks run one per engine, outside the MPI world, and a task "
+        f"cannot drive the cluster it runs on (no nested cluster.map / submit, no distributed "
+        f"algorithm). Inside a task use a non-distributed call (the built-in map, NumPy, "
+        f"scikit-learn, a clusterml algorithm with distributed=False); pass data, not the cluster, "
+        f"to the task, or share it once with cluster.share(name=value).")
+
+
+def current_cluster(live=()):
+    """``Cluster.current()``: the cluster of ``clusterml run``, else the one running cluster of ``live``."""
+    from ..spmd.comm import refuse_in_farm_task
+
+    refuse_in_farm_task("Cluster.current()")
+    if CURRENT:
+        return CURRENT[-1]
+    live = [c for c in list(live) if c.running]
+    if len(live) == 1:
+        return live[0]
+    raise EngineError(
+        ("no current cluster: " if not live else f"{len(live)} clusters run in this process: ")
+        + "run the script with `clusterml run -n N script.py` (Cluster.current() is then its cluster), "
+        "or create one here with cml.Cluster(n).")
 
 
 def _engine_of(cluster, ar):
@@ -290,82 +243,214 @@ def _task_failure(what, index, total, eid, failure: RankFailure, stage) -> TaskE
                      index=index, exception=failure.original())
 
 
-class _MapProgress:
-    """Progress of a map with tqdm: a bar in a notebook or a terminal, plain lines elsewhere.
+# Per-chunk cost of the round trip through the controller (apply, schedule, reply), in
+# seconds: a 200-task map in 2 chunks of microsecond tasks took 27 ms on 2 busy cores
+# (cProfile: mostly the wait for replies and waking ipyparallel's I/O thread), so a chunk
+# shorter than a few of these is mostly overhead.
+_ROUND_TRIP = 0.005
+# A chunk should run at least this long before splitting the map further pays off.
+_MIN_CHUNK_SECONDS = 40 * _ROUND_TRIP
+# Measured seconds per task of recent functions: ``key -> seconds`` (see chunk_plan).
+_COSTS: dict = {}
 
-    Plain lines (a log file, a batch job's output, a pipe): tqdm's status text,
-    one line at most every ``_LINE_EVERY`` seconds and a last one at the end, so
-    a long map leaves a readable record instead of carriage returns.
+
+def _cost_key(f):
+    fn = f.func if isinstance(f, functools.partial) else f
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return (code.co_filename, code.co_firstlineno, code.co_name)
+    return (type(fn).__module__, type(fn).__qualname__)
+
+
+def chunk_plan(ntasks: int, nengines: int, seconds_per_task: float | None = None) -> int:
+    """Tasks per chunk for ``ntasks`` tasks on ``nengines`` engines (the default of every map).
+
+    Rule (measured in ``benchmarks/farm.py``): an engine's share of the work is
+    cut into as many chunks as keep each chunk at least ``_MIN_CHUNK_SECONDS``
+    long, at most 4 per engine (later chunks let a fast engine take over from a
+    slow one), at least 1.  Cheap tasks (the DEAP tutorial's microsecond
+    evaluations, 2 ms tasks) thus go as one chunk per engine: one round trip
+    each, as SCOOP's batching does.  Before any task of the function has been
+    timed, 2 chunks per engine.
     """
-
-    def __init__(self, total: int, what: str):
-        self.total, self.what, self.done = total, what, 0
-        self.t0 = time.monotonic()
-        self._last_line = None
-        self.bar = None
-        kw = dict(total=total, desc=what, unit="task", leave=True)
-        if _in_notebook():
-            try:
-                from tqdm.notebook import tqdm as notebook_tqdm
-
-                import ipywidgets  # noqa: F401  (tqdm's notebook bar needs it)
-
-                self.bar = notebook_tqdm(**kw)
-            except ImportError:  # Jupyter renders a terminal bar's carriage returns fine
-                from tqdm import tqdm
-
-                self.bar = tqdm(file=sys.stderr, **kw)
-        elif getattr(sys.stderr, "isatty", lambda: False)():
-            from tqdm import tqdm
-
-            self.bar = tqdm(file=sys.stderr, **kw)
-
-    def _line(self, done: int, final: bool = False) -> None:
-        from tqdm import tqdm
-
-        now = time.monotonic()
-        if not final and self._last_line is not None and now - self._last_line < _LINE_EVERY:
-            return
-        self._last_line = now
-        print(tqdm.format_meter(done, self.total, now - self.t0, prefix=self.what, unit="task"),
-              file=sys.stderr, flush=True)
-
-    def update(self, done: int) -> None:
-        if self.bar is not None:
-            if done > self.done:
-                self.bar.update(done - self.done)
-        elif done > self.done or self._last_line is None:
-            self._line(done)
-        self.done = max(self.done, done)
-
-    def close(self, done: int) -> None:
-        if self.bar is not None:
-            self.update(done)
-            self.bar.close()
-        else:
-            self._line(done, final=True)
+    nengines = max(1, nengines)
+    per_engine = math.ceil(ntasks / nengines)
+    if seconds_per_task is None:
+        chunks = 2
+    else:
+        chunks = int(per_engine * seconds_per_task // _MIN_CHUNK_SECONDS)
+        chunks = min(4, max(1, chunks))
+    return max(1, math.ceil(per_engine / chunks))
 
 
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-
-        ip = get_ipython()
-    except ImportError:  # pragma: no cover - IPython comes with ipyparallel
-        return False
-    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
-
-
-def _chunk_size(ntasks: int, nengines: int, chunksize) -> int:
+def _chunk_size(ntasks: int, nengines: int, chunksize, f=None) -> int:
     if chunksize is None:
-        # Two chunks per engine: an ipyparallel task costs a round trip through the
-        # controller (5-40 ms, measured on 2 busy cores), far more than a process pool's,
-        # so fewer chunks than multiprocessing.Pool's four per worker; the second chunk
-        # still lets a fast engine take over from a slow one.
-        return max(1, math.ceil(ntasks / (2 * max(1, nengines))))
+        return chunk_plan(ntasks, nengines, _COSTS.get(_cost_key(f)) if f is not None else None)
     if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
         raise ParameterError(f"chunksize={chunksize!r} must be a positive integer or None")
     return chunksize
+
+
+def _record_cost(f, seconds: float, count: int) -> None:
+    key = _cost_key(f)
+    per_task = seconds / max(1, count)
+    old = _COSTS.get(key)
+    _COSTS[key] = per_task if old is None else 0.5 * (old + per_task)
+    if len(_COSTS) > 256:
+        _COSTS.pop(next(iter(_COSTS)))
+
+
+def _dumps_function(cluster, f, what: str) -> bytes:
+    """Pickle ``f`` for the engines; shared names are left out (the engines have them)."""
+    from .shared import SHARES
+
+    shared = SHARES.get(cluster, {}).get("values")
+    g = getattr(f, "__globals__", None)
+    if shared and isinstance(g, dict) and (
+            getattr(f, "__module__", None) == "__main__" or g.get("__name__") == "__main__"):
+        import types
+
+        clone = types.FunctionType(f.__code__, {k: v for k, v in g.items() if k not in shared},
+                                   f.__name__, f.__defaults__, f.__closure__)
+        clone.__kwdefaults__, clone.__qualname__ = f.__kwdefaults__, f.__qualname__
+        clone.__module__, clone.__doc__ = f.__module__, f.__doc__
+        clone.__dict__.update(f.__dict__)
+        f = clone
+    from ..spmd.comm import NestedUseError
+
+    try:
+        return _dumps(f)
+    except NestedUseError:
+        raise
+    except Exception as exc:
+        name = getattr(f, "__name__", None) or type(f).__name__
+        raise ParameterError(f"{what}: cannot send {name!r} to the engines ({type(exc).__name__}: "
+                             f"{exc})") from exc
+
+
+def _prepare(cluster, f, iterables, chunksize, what):
+    """Check the arguments; return ``(view, fbytes, tasks, chunk size)``."""
+    if not callable(f):
+        raise ParameterError(f"{what} needs a callable, got {type(f).__name__}")
+    if not iterables:
+        raise ParameterError(f"{what} needs at least one iterable (like the built-in map)")
+    view = _lview(cluster)
+    tasks = list(zip(*iterables))
+    size = _chunk_size(len(tasks), len(view.targets or cluster.client.ids), chunksize, f)
+    return view, _dumps_function(cluster, f, what), tasks, size
+
+
+def _submit_chunks(cluster, view, what, fbytes, tasks, size, opbytes=None) -> dict:
+    """Send every chunk; ``{AsyncResult: (start, count)}``."""
+    ars = {}
+    try:
+        for start in range(0, len(tasks), size):
+            chunk = tasks[start:start + size]
+            try:
+                argbytes = _dumps(chunk)
+            except Exception as exc:
+                raise ParameterError(f"{what}: cannot send the arguments of tasks {start}-"
+                                     f"{start + len(chunk) - 1} to the engines ({type(exc).__name__}: "
+                                     f"{exc})") from exc
+            args = (fbytes, argbytes, start) + ((opbytes,) if opbytes is not None else ())
+            ars[view.apply_async(_run_chunk, *args)] = (start, len(chunk))
+    except BaseException:
+        _abort(cluster, list(ars))
+        raise
+    return ars
+
+
+def _decode(cluster, what, ar, start, count, total, pending):
+    """The values of one finished chunk, or the error that names its task and engine."""
+    import ipyparallel as ipp
+
+    eid = _engine_of(cluster, ar)
+    try:
+        reply = pickle.loads(ar.get(0))
+    except ipp.error.EngineError as exc:
+        cluster.health.mark_broken(f"an engine died during {what}")
+        _abort(cluster, list(pending))
+        raise EngineError(f"{what}: the engine running task(s) {_ranges(range(start, start + count))} "
+                          f"died ({exc}); MPI cannot lose a rank: call cluster.restart()",
+                          {-1 if eid is None else eid: ("EngineError", str(exc), "")}) from None
+    except ipp.error.RemoteError as exc:  # the runner itself could not run
+        _abort(cluster, list(pending))
+        raise TaskError(f"{what}: tasks {_ranges(range(start, start + count))} could not run on "
+                        f"engine {eid}: {exc.ename}: {exc.evalue}",
+                        {eid if eid is not None else -1: (exc.ename, exc.evalue, exc.traceback)},
+                        index=start) from None
+    if reply[0] == "error":
+        _, index, failure, stage = reply
+        _abort(cluster, list(pending))
+        err = _task_failure(what, index, total, eid, failure, stage)
+        raise err from err.exception
+    return reply[1], reply[2]
+
+
+def _stream(cluster, f, what, ars, total, timeout, progress, ordered):
+    """Yield ``(start, values)`` of each chunk as it finishes (in input order if ``ordered``).
+
+    Watches for dead engines, the timeout and Ctrl-C; when the consumer stops early
+    (a ``break`` out of :func:`farm_imap`), the chunks not started are dropped.
+    """
+    timeout = cluster.timeout if timeout is None else float(timeout)
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    bar = _MapProgress(total, what) if progress else None
+    pending = set(ars)
+    done_tasks = 0
+    held, next_start = {}, 0
+    counts = dict(ars.values())
+
+    def unfinished(on_lost, not_done):
+        def idx(which):
+            return _ranges(i for ar in which for i in range(ars[ar][0], ars[ar][0] + ars[ar][1]))
+
+        if on_lost:
+            return f" while running task(s) {idx(on_lost)}"
+        return f" with task(s) {idx(not_done)} unfinished" if not_done else ""
+
+    try:
+        while pending:
+            finished, _ = concurrent.futures.wait(pending, timeout=_POLL,
+                                                  return_when=concurrent.futures.FIRST_COMPLETED)
+            for ar in sorted(finished, key=lambda a: ars[a][0]):
+                pending.discard(ar)
+                start, count = ars[ar]
+                try:
+                    values, seconds = _decode(cluster, what, ar, start, count, total, pending)
+                except EngineError:
+                    _dead_engines(cluster, list(ars), what, unfinished)
+                    raise
+                _record_cost(f, seconds, count)
+                done_tasks += count
+                if not ordered:
+                    yield start, values
+                    continue
+                held[start] = values
+                while next_start in held:
+                    chunk = held.pop(next_start)
+                    yield next_start, chunk
+                    next_start += counts[next_start]
+            if pending:
+                _dead_engines(cluster, list(ars), what, unfinished)
+                if time.monotonic() > deadline:
+                    _interrupt(cluster, list(pending), what,
+                               f"timed out after {timeout:g} s with {done_tasks} of {total} tasks done")
+            if bar is None and progress is None and time.monotonic() - t0 > _PROGRESS_AFTER:
+                bar = _MapProgress(total, what)
+            if bar is not None:
+                bar.update(done_tasks)
+    except KeyboardInterrupt:
+        if pending:
+            _interrupt(cluster, list(pending), what, "interrupted (Ctrl-C)", keyboard=True)
+        raise
+    finally:
+        if pending:  # an error, or the consumer stopped early
+            _abort(cluster, list(pending))
+        if bar is not None:
+            bar.close(done_tasks)
+        _forget(cluster, [ar for ar in ars if ar.ready()])
 
 
 def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None = None,
@@ -378,19 +463,21 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
     f : callable
         Called as ``f(*args)`` for each tuple of items, one task per tuple
         (like the built-in :func:`map`, it stops at the shortest iterable).
+        Names shared with ``cluster.share`` are visible to it.
     *iterables
         At least one; consumed on the client.
     ordered : bool
         True (default): results in the order of the inputs.  False: in the
         order the chunks finish (each chunk's results stay in order).
     chunksize : int, optional
-        Tasks sent to an engine at once.  Default ``ceil(ntasks / (2 * nengines))``;
-        for many cheap tasks of equal cost, ``ceil(ntasks / nengines)`` is fastest.
+        Tasks sent to an engine at once.  Default: :func:`chunk_plan`, from the
+        measured cost of this function's earlier tasks (one chunk per engine
+        for cheap tasks, up to four for long ones).
     timeout : float, optional
         Seconds for the whole map (default: the cluster's ``timeout``).
     progress : bool, optional
-        Show a progress bar (notebook) or status line (terminal).  Default:
-        only once the map has run for a second.
+        Show a progress bar (notebook or terminal) or plain lines (a log file).
+        Default: only once the map has run for a second.
 
     Returns
     -------
@@ -409,122 +496,32 @@ def farm_map(cluster, f, *iterables, ordered: bool = True, chunksize: int | None
     clusterml.ClusterTimeoutError
         The map ran past ``timeout``; the running tasks were interrupted.
     """
-    if not callable(f):
-        raise ParameterError(f"map needs a callable, got {type(f).__name__}")
-    if not iterables:
-        raise ParameterError("map needs at least one iterable (like the built-in map)")
-    view = _lview(cluster)
-    fname = getattr(f, "__name__", None) or type(f).__name__
-    what = f"map({fname})"
-    tasks = list(zip(*iterables))
-    total = len(tasks)
-    if total == 0:
-        return []
-    size = _chunk_size(total, len(view.targets or cluster.client.ids), chunksize)
-    ars = _submit(cluster, view, f, tasks, size, what)
-    timeout = cluster.timeout if timeout is None else float(timeout)
-    t0 = time.monotonic()
-    deadline = t0 + timeout
-    bar = _MapProgress(total, what) if progress else None
-    results = [None] * len(ars) if ordered else []
-    pending = set(ars)
-    done_tasks = 0
-
-    def unfinished(on_lost, not_done):
-        def idx(which):
-            return _ranges(i for ar in which for i in range(ars[ar][0], ars[ar][0] + ars[ar][1]))
-
-        if on_lost:
-            return f" while running task(s) {idx(on_lost)}"
-        return f" with task(s) {idx(not_done)} unfinished" if not_done else ""
-
-    try:
-        while pending:
-            finished, _ = concurrent.futures.wait(pending, timeout=_POLL,
-                                                  return_when=concurrent.futures.FIRST_COMPLETED)
-            for ar in sorted(finished, key=lambda a: ars[a][0]):
-                pending.discard(ar)
-                start, count = ars[ar]
-                values = _chunk_values(cluster, ar, ars, pending, what, total, unfinished)
-                if ordered:
-                    results[start // size] = values
-                else:
-                    results.append(values)
-                done_tasks += count
-            if pending:
-                _dead_engines(cluster, list(ars), what, unfinished)
-                now = time.monotonic()
-                if now > deadline:
-                    _interrupt(cluster, list(pending), what,
-                               f"timed out after {timeout:g} s with {done_tasks} of {total} tasks done")
-            if bar is None and progress is None and time.monotonic() - t0 > _PROGRESS_AFTER:
-                bar = _MapProgress(total, what)
-            if bar is not None:
-                bar.update(done_tasks)
-    except KeyboardInterrupt:
-        if pending:
-            _interrupt(cluster, list(pending), what, "interrupted (Ctrl-C)", keyboard=True)
-        raise
-    finally:
-        if bar is not None:
-            bar.close(done_tasks)
-        _forget(cluster, [ar for ar in ars if ar.ready()])
-    return [v for chunk in results for v in chunk]
+    return [v for _, chunk in _map_chunks(cluster, f, iterables, ordered, chunksize, timeout, progress,
+                                          "map") for v in chunk]
 
 
-def _submit(cluster, view, f, tasks: list, size: int, what: str) -> dict:
-    """Send ``tasks`` in chunks of ``size``; ``{AsyncResult: (first index, count)}``."""
-    fname = getattr(f, "__name__", None) or type(f).__name__
-    try:
-        fbytes = _dumps(f)
-    except Exception as exc:
-        raise ParameterError(f"{what}: cannot send {fname!r} to the engines ({type(exc).__name__}: "
-                             f"{exc})") from exc
-    ars = {}
-    try:
-        for start in range(0, len(tasks), size):
-            chunk = tasks[start:start + size]
-            try:
-                argbytes = _dumps(chunk)
-            except Exception as exc:
-                raise ParameterError(f"{what}: cannot send the arguments of tasks {start}-"
-                                     f"{start + len(chunk) - 1} to the engines ({type(exc).__name__}: "
-                                     f"{exc})") from exc
-            ars[view.apply_async(_run_chunk, fbytes, argbytes, start)] = (start, len(chunk))
-    except BaseException:
-        _abort(cluster, list(ars))
-        raise
-    return ars
+def _map_chunks(cluster, f, iterables, ordered, chunksize, timeout, progress, name, op=None):
+    what = f"{name}({getattr(f, '__name__', None) or type(f).__name__})"
+    view, fbytes, tasks, size = _prepare(cluster, f, iterables, chunksize, what)
+    if not tasks:
+        return iter(())
+    opbytes = None if op is None else _dumps_function(cluster, op, what)
+    ars = _submit_chunks(cluster, view, what, fbytes, tasks, size, opbytes)
+    return _stream(cluster, f, what, ars, len(tasks), timeout, progress, ordered)
 
 
-def _chunk_values(cluster, ar, ars: dict, pending: set, what: str, total: int, unfinished) -> list:
-    """The results of one finished chunk; its failure (task, runner, engine) raised."""
-    import ipyparallel as ipp
+def farm_imap(cluster, f, *iterables, ordered: bool = True, chunksize: int | None = None,
+              timeout: float | None = None, progress: bool | None = False):
+    """Like :func:`farm_map`, but yield each result as soon as its chunk is back.
 
-    start, count = ars[ar]
-    eid = _engine_of(cluster, ar)
-    try:
-        reply = pickle.loads(ar.get(0))
-    except ipp.error.EngineError as exc:
-        _dead_engines(cluster, list(ars), what, unfinished)
-        cluster.health.mark_broken(f"an engine died during {what}")
-        _abort(cluster, list(pending))
-        raise EngineError(f"{what}: the engine running task(s) "
-                          f"{_ranges(range(start, start + count))} died ({exc}); MPI cannot "
-                          f"lose a rank: call cluster.restart()",
-                          {-1 if eid is None else eid: ("EngineError", str(exc), "")}) from None
-    except ipp.error.RemoteError as exc:  # the runner itself could not run
-        _abort(cluster, list(pending))
-        raise TaskError(f"{what}: tasks {_ranges(range(start, start + count))} could not run on "
-                        f"engine {eid}: {exc.ename}: {exc.evalue}",
-                        {eid if eid is not None else -1: (exc.ename, exc.evalue, exc.traceback)},
-                        index=start) from None
-    if reply[0] == "error":
-        _, index, failure, stage = reply
-        _abort(cluster, list(pending))
-        err = _task_failure(what, index, total, eid, failure, stage)
-        raise err from err.exception
-    return reply[1]
+    Every task is sent at once; results stream in input order (``ordered=True``)
+    or in the order chunks finish (``ordered=False``, the ``as_completed``
+    pattern).  Leaving the loop early drops the tasks not started yet.
+    ``chunksize=1`` streams task by task.  Errors as :func:`farm_map`, raised
+    when the loop reaches the failing chunk (unordered) or its place (ordered).
+    """
+    chunks = _map_chunks(cluster, f, iterables, ordered, chunksize, timeout, progress, "imap")
+    return (v for _, chunk in chunks for v in chunk)  # sent now; results as they come
 
 
 def _forget(cluster, ars):
@@ -534,3 +531,4 @@ def _forget(cluster, ars):
             cluster.client.purge_local_results(jobs=ars)
         except Exception:
             pass
+

@@ -1,11 +1,8 @@
-"""joblib on a :class:`~clusterml.Cluster`: ``with cluster.joblib():`` and :class:`ClusterBackend`.
+"""The joblib backend of a :class:`~clusterml.Cluster`: ``with cluster.joblib():``.
 
 scikit-learn's ``n_jobs`` and ``joblib.Parallel`` run their batches on the
-engines of the notebook's cluster, through ipyparallel's joblib backend bound
-to that cluster.  Batches travel with cloudpickle, run in
-:func:`clusterml.client.farm._run_call` on the engine, and every wait watches
-for dead engines through ``cluster.health`` (see :mod:`clusterml.client.farm`
-for what a task may and may not do).
+engines, each batch on whichever engine is free, with the same shipping rules
+(cloudpickle), error reports and dead-engine checks as :mod:`clusterml.client.farm`.
 """
 
 from __future__ import annotations
@@ -17,17 +14,15 @@ import time
 import weakref
 
 from ..errors import EngineError, ParameterError
-from .farm import (_POLL, _abort, _dead_engines, _dumps, _engine_of, _forget, _interrupt, _lview,
-                   _run_call, _task_failure)
+from .farm import _POLL, _abort, _dead_engines, _dumps, _engine_of, _forget, _interrupt, _lview, \
+    _run_call, _task_failure
 
-# ClusterBackend too (module __getattr__: it needs joblib, an optional extra)
 __all__ = ["JOBLIB_BACKEND_NAME", "joblib_config", "register_joblib_backend"]
 
 #: Name under which :func:`register_joblib_backend` (and ``cluster.joblib()``) registers the backend.
 JOBLIB_BACKEND_NAME = "clusterml"
 
 log = logging.getLogger("clusterml.client")
-
 
 def _backend_class():
     global _BACKEND_CLASS

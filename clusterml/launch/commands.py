@@ -26,6 +26,11 @@ def command(name: str, help: str):
 DEFAULT_PROFILE = "clusterml-local"
 
 
+def _cid(cluster_id) -> str:
+    """A cluster id as printed: the empty id is ipyparallel's default one."""
+    return "'' (the default id)" if not cluster_id else repr(cluster_id)
+
+
 def _err(msg: str) -> int:
     print(f"clusterml: error: {msg}", file=sys.stderr)
     return 1
@@ -143,9 +148,10 @@ def cmd_start(args):
         return _err(f"cluster not started: {e}")
     jobs = f" (Slurm job {', '.join(started.jobs)})" if started.jobs else ""
     cid = args.cluster_id
-    print(f"cluster {cid!r} of profile {args.profile}: {len(started.engine_ids)} engines "
+    print(f"cluster {_cid(cid)} of profile {args.profile}: {len(started.engine_ids)} engines "
           f"registered in {started.seconds:.1f} s{jobs}")
-    print(f"connect: ipyparallel.Client(profile={args.profile!r}, cluster_id={cid!r})")
+    print(f"connect: ipyparallel.Client(profile={args.profile!r}, cluster_id={cid!r})"
+          + ("  # '' is the default cluster id" if not cid else ""))
     print(f"stop:    clusterml stop --profile {args.profile}" + (f" --cluster-id {cid}" if cid else ""))
     started.client.close()
     return 0
@@ -180,10 +186,10 @@ def cmd_stop(args):
         jobs = f", cancelled Slurm job {', '.join(s.jobs)}" if s.jobs else ""
         if s.left:
             status = 1
-            print(f"cluster {s.cluster_id!r}: still there after {args.timeout:.0f} s: {'; '.join(s.left)}",
+            print(f"cluster {_cid(s.cluster_id)}: still there after {args.timeout:.0f} s: {'; '.join(s.left)}",
                   file=sys.stderr)
         else:
-            print(f"stopped cluster {s.cluster_id!r} of profile {s.profile}{jobs}")
+            print(f"stopped cluster {_cid(s.cluster_id)} of profile {s.profile}{jobs}")
     return status
 
 
@@ -219,7 +225,7 @@ def cmd_status(args):
         return 0
     for r in rows:
         reg = "?" if r["engines_registered"] is None else r["engines_registered"]
-        print(f"{r['profile']} cluster {r['cluster_id']!r}: controller {r['controller']}; engines registered: {reg}")
+        print(f"{r['profile']} cluster {_cid(r['cluster_id'])}: controller {r['controller']}; engines registered: {reg}")
         for es in r["engine_sets"]:
             where = (f"Slurm job {es['job_id']} {es['state']}" + (f" ({es['reason']})" if es.get("reason") not in (None, "", "None") else "")
                      if es.get("job_id") else f"pid {es.get('pid')}")

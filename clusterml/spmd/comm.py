@@ -452,8 +452,27 @@ def _encode(outcome: Outcome, packed: bool) -> np.ndarray:
     return buf
 
 
+class NestedUseError(RuntimeError):
+    """A farm task tried to use the cluster (a distributed algorithm, a nested map)."""
+
+
+#: Set by the farm's task runner while a farm task runs on this engine (one engine, no collective).
+_farm_task = {"what": None}
+
+
+def refuse_in_farm_task(what: str) -> None:
+    """Raise :class:`NestedUseError` if a farm task is running here (the other ranks are not in it)."""
+    if _farm_task["what"] is not None:
+        raise NestedUseError(
+            f"{what} inside a farm task ({_farm_task['what']}): farm tasks run one per engine, "
+            f"outside the MPI world, so no other rank would take part. Use a non-distributed "
+            f"call inside the task (e.g. distributed=False, or scikit-learn/NumPy), or call the "
+            f"distributed algorithm from the notebook, not from a task.")
+
+
 def context(distributed: bool) -> Context:
     """Return the context of a computation: all ranks if ``distributed``, else this process."""
     if distributed:
+        refuse_in_farm_task("a distributed algorithm (distributed=True)")
         return MPIContext(get_comm())
     return SerialContext()

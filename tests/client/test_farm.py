@@ -146,9 +146,9 @@ def test_map_timeout_interrupts_tasks_and_engines_stay_usable(cluster):
 
 
 def test_map_progress_is_plain_lines_when_not_a_terminal(cluster, capsys, monkeypatch):
-    from clusterml.client import farm
+    from clusterml.client import progress
 
-    monkeypatch.setattr(farm, "_LINE_EVERY", 0.3)
+    monkeypatch.setattr(progress, "_LINE_EVERY", 0.3)
     assert cluster.map(time.sleep, [0.2] * 12, chunksize=1, progress=True) == [None] * 12
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("map(sleep)")]
     assert "\r" not in "".join(lines)
