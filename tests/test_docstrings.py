@@ -34,6 +34,9 @@ def test_the_docstrings_hold_examples():
 @pytest.mark.parametrize("modname", [m for m in MODULES if _examples(m)])
 def test_docstring_examples_run(modname, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    ipython_dir = tmp_path / "ipython"  # an example that starts engines keeps ~/.ipython clean
+    ipython_dir.mkdir(mode=0o700)
+    monkeypatch.setenv("IPYTHONDIR", str(ipython_dir))
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     runner = doctest.DocTestRunner(optionflags=flags)
     with np.printoptions(legacy=False):

@@ -123,8 +123,13 @@ class Cluster:
 
     Examples
     --------
-    >>> with cml.Cluster(n=4) as cluster:                          # doctest: +SKIP
-    ...     res = cluster.covariance().compute("data/part{}.csv")
+    >>> import numpy as np, clusterml as cml
+    >>> X = np.random.default_rng(0).normal(size=(100, 3))
+    >>> with cml.Cluster(n=2) as cluster:              # two local MPI engines
+    ...     res = cluster.covariance().compute(cluster.scatter(X))
+    ...     n = len(cluster)
+    >>> n, bool(np.allclose(res.covariance, np.cov(X.T)))
+    (2, True)
     """
 
     def __init__(self, n: int | None = None, profile: str | None = None, *,

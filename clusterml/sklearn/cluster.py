@@ -64,7 +64,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Di
     n_iter_ : int
         Lloyd iterations (counted as daal4py counts them).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
     _per_row_attrs = ("labels_",)
@@ -233,7 +233,7 @@ class DBSCAN(ClusterMixin, DistributedEstimator):
     components_ : ndarray of shape (n_core_samples, n_features)
         The core rows (this rank's, as ``core_sample_indices_``).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
     _per_row_attrs = ("labels_", "core_sample_indices_", "components_")

@@ -38,7 +38,7 @@ class EmpiricalCovariance(DistributedEstimator, _SkEmpiricalCovariance):
         Divided by n (maximum likelihood), as scikit-learn's.
     precision_ : ndarray of shape (n_features, n_features) or None
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
     _parameter_constraints = {**_SkEmpiricalCovariance._parameter_constraints, **COMMON_CONSTRAINTS}

@@ -57,16 +57,16 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DistributedEstimato
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components_, n_features)
-    explained_variance_ : ndarray of shape (n_components_,)
-    explained_variance_ratio_ : ndarray of shape (n_components_,)
-    singular_values_ : ndarray of shape (n_components_,)
+    components_ : ndarray of shape (`n_components_`, n_features)
+    explained_variance_ : ndarray of shape (`n_components_`,)
+    explained_variance_ratio_ : ndarray of shape (`n_components_`,)
+    singular_values_ : ndarray of shape (`n_components_`,)
     mean_ : ndarray of shape (n_features,)
     n_components_ : int
     n_samples_ : int
     noise_variance_ : float
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
     _parameter_constraints = {

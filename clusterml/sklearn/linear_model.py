@@ -104,7 +104,7 @@ class LinearRegression(_LinearModel):
     coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
     intercept_ : float or ndarray of shape (n_targets,)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
     _parameter_constraints = {"fit_intercept": ["boolean"], "copy_X": ["boolean"], **COMMON_CONSTRAINTS}
@@ -142,7 +142,7 @@ class Ridge(_LinearModel):
     coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
     intercept_ : float or ndarray of shape (n_targets,)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
     _parameter_constraints = {"alpha": [Interval(Real, 0, None, closed="left"), np.ndarray],

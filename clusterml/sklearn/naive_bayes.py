@@ -51,7 +51,7 @@ class MultinomialNB(ClassifierMixin, DistributedEstimator):
     class_log_prior_ : ndarray of shape (n_classes,)
     feature_log_prob_ : ndarray of shape (n_classes, n_features)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
     _supervised = True

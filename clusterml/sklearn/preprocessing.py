@@ -43,7 +43,7 @@ class StandardScaler(OneToOneFeatureMixin, TransformerMixin, DistributedEstimato
     n_samples_seen_ : int
         Rows over all ranks.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         When fitted on a DataFrame with string column names.
     """
 

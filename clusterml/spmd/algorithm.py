@@ -34,10 +34,28 @@ def register(cls):
 
 
 class Result:
-    """A daal4py-style result: read-only-ish attributes, one per field.
+    """A daal4py-style result: attributes, one per field, in order.
 
-    Results pickle (they travel from engines to the notebook) and compare
-    field by field with :meth:`equal`.
+    Results pickle (they travel from engines to the notebook); :meth:`fields`
+    lists the names and :meth:`to_dict` gives them as a dict.
+
+    Parameters
+    ----------
+    _kind : str
+        The result's kind, e.g. ``"covariance_result"`` (shown by ``repr``).
+    **fields
+        The fields: arrays (statistics are ``1 x features`` rows, as daal4py's),
+        scalars or nested results (a model).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from clusterml.spmd import Result
+    >>> r = Result("demo_result", mean=np.zeros((1, 2)), n=3)
+    >>> r.fields()
+    ('mean', 'n')
+    >>> r
+    demo_result(mean=<float64 (1, 2)>, n=3)
     """
 
     def __init__(self, _kind: str = "result", **fields: Any):
@@ -152,6 +170,14 @@ class Algorithm:
     positional order), optionally ``_extras`` (inputs that are the same on
     every rank: initial centroids, a model), and implement
     ``_compute(ctx, layout, **inputs)``.
+
+    Parameters
+    ----------
+    distributed : bool
+        ``True``: ``compute()`` is collective over the ranks of clusterml's
+        communicator, which first agree on the call (algorithm, parameters,
+        kinds of inputs); a constructor error is then held and raised on every
+        rank by ``compute()``.  ``False``: this process's rows only.
     """
 
     _tables: tuple = ("data",)

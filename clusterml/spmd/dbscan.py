@@ -88,6 +88,14 @@ class dbscan(Algorithm):
     sharing one coordinate along that axis, or an ``epsilon`` wider than the
     slabs, make the slabs or halos larger.  After a ``compute``, the
     attribute ``held_rows_`` says how many slab and halo rows this rank held.
+
+    Examples
+    --------
+    >>> import numpy as np, clusterml as cml
+    >>> X = np.array([[0.0, 0.0], [0.0, 0.1], [0.1, 0.0], [5.0, 5.0], [5.0, 5.1], [9.0, 9.0]])
+    >>> res = cml.dbscan(epsilon=0.5, minObservations=2).compute(X)
+    >>> res.assignments.ravel().tolist(), int(res.nClusters[0, 0])
+    ([0, 0, 0, 1, 1, -1], 2)
     """
 
     # this rank's rows: the facade keeps them on the engines (they differ by design)

@@ -67,6 +67,14 @@ class pca(Streaming, Algorithm):
     (k x p, one component per row), ``means`` and ``variances`` (1 x p,
     variance divided by n - 1), ``dataForTransform`` (dict).  Needs at least
     2 rows in total.
+
+    Examples
+    --------
+    >>> import numpy as np, clusterml as cml
+    >>> X = np.random.default_rng(0).normal(size=(100, 3))
+    >>> res = cml.pca(method="svdDense", isDeterministic=True).compute(X)
+    >>> res.eigenvectors.shape, bool(np.all(np.diff(res.eigenvalues) <= 0))
+    ((3, 3), True)
     """
 
     def __init__(self, method="correlationDense", nComponents=0, isDeterministic=False,
@@ -233,6 +241,16 @@ class svd(Streaming, Algorithm):
     :func:`clusterml.kernels.tsqr.local_qr`): orthonormal to working
     precision on ill-conditioned data, and no division by zero singular
     values.
+
+    Examples
+    --------
+    >>> import numpy as np, clusterml as cml
+    >>> X = np.random.default_rng(1).normal(size=(50, 4))
+    >>> res = cml.svd().compute(X)
+    >>> np.allclose(res.singularValues, np.linalg.svd(X, compute_uv=False))
+    True
+    >>> res.leftSingularMatrix.shape
+    (50, 4)
     """
 
     def __init__(self, method="defaultDense", leftSingularMatrix="requiredInPackedForm",

@@ -216,6 +216,17 @@ class kmeans(Algorithm):
     index), which leaves its old cluster, as in scikit-learn; this costs one
     more small collective in that iteration.  Assignments and objective are
     those of the returned centroids.
+
+    Examples
+    --------
+    >>> import numpy as np, clusterml as cml
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 10.0], [10.0, 11.0]])
+    >>> res = cml.kmeans(2, maxIterations=10).compute(X, X[[0, 2]])
+    >>> res.centroids
+    array([[ 0. ,  0.5],
+           [10. , 10.5]])
+    >>> res.assignments.ravel().tolist()
+    [0, 0, 1, 1]
     """
 
     _extras = ("inputCentroids",)

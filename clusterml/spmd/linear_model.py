@@ -251,6 +251,22 @@ class linear_regression_prediction(_RegressionPrediction):
     ``compute(data, model)`` with the ``model`` of a training result; the
     result's ``prediction`` (n_local x responses) holds this rank's rows only.
     No communication except the agreement on errors.
+
+    Parameters
+    ----------
+    method : {"defaultDense"}
+    fptype : {"double", "float"}
+        ``"float"``: the product in float32, a float32 ``prediction``.
+    distributed : bool
+
+    Examples
+    --------
+    >>> import numpy as np, clusterml as cml
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> y = 1.0 + 2.0 * X
+    >>> model = cml.linear_regression_training(interceptFlag=True).compute(X, y).model
+    >>> cml.linear_regression_prediction().compute(np.array([[10.0]]), model).prediction.round(6)
+    array([[21.]])
     """
 
     _result_kind = "linear_regression_prediction_result"
@@ -258,6 +274,13 @@ class linear_regression_prediction(_RegressionPrediction):
 
 @register
 class ridge_regression_prediction(_RegressionPrediction):
-    """Predict responses of a ridge model for this rank's rows (see linear_regression_prediction)."""
+    """Predict responses of a ridge model for this rank's rows (see linear_regression_prediction).
+
+    Parameters
+    ----------
+    method : {"defaultDense"}
+    fptype : {"double", "float"}
+    distributed : bool
+    """
 
     _result_kind = "ridge_regression_prediction_result"

@@ -100,6 +100,17 @@ class covariance(Streaming, Algorithm):
     Covariance divides by n - 1, so at least 2 rows in total are needed
     (InputError otherwise, as for pca).  A constant column has correlation 0 with
     every other column and 1 with itself.
+
+    Examples
+    --------
+    >>> import numpy as np, clusterml as cml
+    >>> X = np.array([[1.0, 2.0], [2.0, 4.1], [3.0, 5.9], [4.0, 8.0]])
+    >>> res = cml.covariance().compute(X)
+    >>> res.covariance.round(3)
+    array([[1.667, 3.3  ],
+           [3.3  , 6.54 ]])
+    >>> res.correlation.shape
+    (2, 2)
     """
 
     def __init__(self, outputMatrixType="covarianceMatrix", method="defaultDense", fptype="double",

@@ -98,6 +98,16 @@ class multinomial_naive_bayes_training(Streaming, Algorithm):
     name), ``NumberOfClasses`` and ``NumberOfFeatures`` (p).
     Equals scikit-learn's ``MultinomialNB(alpha, fit_prior=False)`` (or
     ``class_prior=priorClassEstimates``).
+
+    Examples
+    --------
+    >>> import numpy as np, clusterml as cml
+    >>> X = np.array([[5.0, 0.0], [4.0, 1.0], [0.0, 6.0], [1.0, 5.0]])
+    >>> y = np.array([[0], [0], [1], [1]])
+    >>> model = cml.multinomial_naive_bayes_training(2).compute(X, y).model
+    >>> pred = cml.multinomial_naive_bayes_prediction(2).compute(np.array([[3.0, 0.0]]), model)
+    >>> pred.prediction.ravel().tolist()
+    [0.0]
     """
 
     _tables = ("data", "labels")

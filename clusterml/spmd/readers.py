@@ -119,6 +119,15 @@ class Partition:
 
     Made by :func:`read_partition`; small and picklable, so the notebook
     facade can send it to engines that then read their own block.
+
+    Parameters
+    ----------
+    path : str
+        The shared file (``.csv``, ``.npy``, ``.parquet``, ``.h5`` or ``.npz``).
+    header : {True, False, "auto"}
+        For CSV: whether the first line is a header (see :func:`read_csv`).
+    dataset : str, optional
+        For HDF5: the dataset's path inside the file.
     """
 
     path: str
@@ -163,12 +172,46 @@ def read_partition(path, header="auto", dataset: str | None = None) -> Partition
 
 
 def read_csv(path, header="auto") -> RankFile:
-    """A per-rank CSV file (``{}`` becomes the rank) read with ``header`` True, False or "auto"."""
+    """A per-rank CSV file (``{}`` becomes the rank) read with ``header`` True, False or "auto".
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``"part{}.csv"``: each rank formats ``{}`` with its rank.
+    header : {True, False, "auto"}
+        ``"auto"`` (the default) strips a UTF-8 byte-order mark and takes the first line as a
+        header when one of its fields is not a number, or when it is pandas' default header
+        ``0,1,...,p-1``.
+
+    Returns
+    -------
+    RankFile
+        Accepted wherever a data argument is.
+
+    Examples
+    --------
+    >>> import clusterml as cml
+    >>> cml.read_csv("part{}.csv", header=False).header
+    False
+    """
     return RankFile(os.fspath(path), check_header(header), None)
 
 
 def read_hdf5(path, dataset: str | None = None) -> RankFile:
-    """A per-rank HDF5 dataset: ``read_hdf5("part{}.h5", "/group/X")``."""
+    """A per-rank HDF5 dataset: ``read_hdf5("part{}.h5", "/group/X")``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``"part{}.h5"``: each rank formats ``{}`` with its rank.
+    dataset : str, optional
+        The dataset's path inside the file; optional when the file holds one dataset.
+
+    Returns
+    -------
+    RankFile
+        Accepted wherever a data argument is.
+    """
     return RankFile(os.fspath(path), "auto", dataset)
 
 
