@@ -28,6 +28,18 @@ def current():
     return _current["cluster"]
 
 
+def _session_clusters() -> list:
+    """The running clusters of this session: ``%cml start``'s, else those ``cml.Cluster(...)`` made."""
+    cluster = _current["cluster"]
+    if cluster is not None and cluster.running:
+        return [cluster]
+    from .cluster import _LIVE, _LIVE_LOCK
+
+    with _LIVE_LOCK:
+        live = [c for c in _LIVE if c.running]
+    return sorted(live, key=lambda c: c.cluster_id or "")
+
+
 @magics_class
 class ClustermlMagics(Magics):
     @magic_arguments()
@@ -44,6 +56,20 @@ class ClustermlMagics(Magics):
         from .cluster import DEFAULT_TIMEOUT, Cluster
 
         cluster = _current["cluster"]
+        if args.action != "start":
+            found = _session_clusters()
+            if not found:
+                print("no clusterml cluster in this session; %cml start -n 4")
+                return None
+            if len(found) > 1 and args.action != "status":
+                print(f"{len(found)} clusters run in this session ({', '.join(map(repr, found))}); "
+                      f"call .{args.action}() on the one you mean")
+                return None
+            if args.action == "status" and len(found) > 1:
+                for c in found:
+                    print(repr(c))
+                return None
+            cluster = found[0]
         if args.action == "start":
             if cluster is not None and cluster.running:
                 print(f"already running: {cluster!r} (use %cml stop first)")
@@ -58,9 +84,6 @@ class ClustermlMagics(Magics):
             print(f"{cluster!r}: {cluster.n} engines on {', '.join(cluster.status()['hosts'])}; "
                   f"%px targets them")
             return cluster
-        if cluster is None:
-            print("no clusterml cluster in this session; %cml start -n 4")
-            return None
         if args.action == "status":
             st = cluster.status()
             lines = [repr(cluster)]
@@ -78,7 +101,8 @@ class ClustermlMagics(Magics):
             print(f"{cluster!r}: restarted")
             return None
         cluster.stop()
-        _current["cluster"] = None
+        if _current["cluster"] is cluster:
+            _current["cluster"] = None
         print("clusterml cluster stopped")
         return None
 

@@ -21,6 +21,11 @@ CELLS = [
     "assert np.allclose(res.covariance, np.cov(np.arange(8.0).reshape(4, 2).T))\n"
     "print('COV OK')",
     "%cml stop",
+    # %cml sees a cluster made with cml.Cluster(...) too
+    "c2 = cml.Cluster(n=2)",
+    "%cml status",
+    "%cml stop",
+    "print('c2 running:', c2.running)",
 ]
 
 
@@ -48,4 +53,6 @@ def test_magics_in_a_real_kernel(ipython_dir, tmp_path):
     assert "rank 0 of 2" in px and "rank 1 of 2" in px
     assert "COV OK" in text(5)
     assert "stopped" in text(6)
+    assert "rank 0/2" in text(8) and "rank 1/2" in text(8), text(8)
+    assert "stopped" in text(9) and "c2 running: False" in text(10), (text(9), text(10))
     assert wait_no_processes() == []
