@@ -29,7 +29,7 @@ import traceback
 # MPI_Init, and overridable from the environment.
 os.environ.setdefault("I_MPI_FABRICS", "shm")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

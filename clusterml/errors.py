@@ -133,7 +133,7 @@ class RankFailure:
         The collective step it was raised in, when it travels between ranks.
     """
 
-    __slots__ = ("rank", "etype", "module", "message", "traceback", "causes", "exception", "step")
+    __slots__ = ("causes", "etype", "exception", "message", "module", "rank", "step", "traceback")
 
     def __init__(self, rank: int, etype: str, module: str, message: str, traceback: str = "",
                  causes: dict | None = None, exception: bytes | None = None, step: str = ""):

@@ -23,8 +23,15 @@ import weakref
 import numpy as np
 
 from .. import errors as _errors
-from ..errors import (ComputeError, DistributedError, EngineError, InconsistentResultError, InputError,
-                      ParameterError, RankFailure)
+from ..errors import (
+    ComputeError,
+    DistributedError,
+    EngineError,
+    InconsistentResultError,
+    InputError,
+    ParameterError,
+    RankFailure,
+)
 from ..spmd import REGISTRY
 from ..spmd.algorithm import bind_inputs
 from ..spmd.inputs import Partition, block_range

@@ -44,7 +44,7 @@ class CrossProducts:
     cp: np.ndarray
 
     @classmethod
-    def empty(cls, d: int) -> "CrossProducts":
+    def empty(cls, d: int) -> CrossProducts:
         return cls(0, np.zeros(d), np.zeros((d, d)))
 
 

@@ -34,7 +34,7 @@ disjoint-set data structure", SC 2012 (spatial partition + halo + union-find).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix

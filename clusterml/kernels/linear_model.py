@@ -35,8 +35,8 @@ factorizations", SIAM J. Sci. Comput. 34(1), 2012 (TSQR).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import scipy.linalg

@@ -30,7 +30,7 @@ tall-and-skinny matrices in MapReduce architectures", IEEE BigData 2013.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import scipy.linalg

@@ -16,7 +16,7 @@ tall-and-skinny matrices in MapReduce architectures", IEEE BigData 2013, §4
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -138,8 +138,8 @@ cmd_profile.configure = _profile_options
 # ----------------------------------------------------------------------------- start / stop / status
 @command("start", "start a controller and MPI engines in the background from a profile")
 def cmd_start(args):
-    from . import ipcluster as IC
     from ..errors import DistributedError
+    from . import ipcluster as IC
 
     try:
         started = IC.start(args.profile, args.n, cluster_id=args.cluster_id, timeout=args.timeout,

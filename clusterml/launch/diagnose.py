@@ -116,7 +116,7 @@ def _cause(launcher, info, tail: list[str]) -> tuple[str, str]:
     text = "\n".join(tail)
     if info is not None and info.state.startswith("PENDING"):
         return _pending_cause(_reason(info), profile)
-    if "Registration timed out" in text or "registration" in text.lower() and "timed out" in text:
+    if "Registration timed out" in text or ("registration" in text.lower() and "timed out" in text):
         # the address the engines actually tried (the connection file may hold a host name)
         tried = re.search(r"Registering with controller at tcp://(\S+)", text)
         where = tried.group(1) if tried else _controller_address(launcher.profile_dir, launcher.cluster_id)

@@ -20,13 +20,13 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from ..errors import ClusterTimeoutError, EngineError
 from . import slurm as S
-from .diagnose import HOPELESS_REASONS  # noqa: F401  (re-exported)
+from .diagnose import HOPELESS_REASONS
 from .lifecycle import Stopped, stop_cluster
 from .records import _load_record, _record_running, _remove_cluster_files, _sanitize
 from .wait import connect_client, wait_for_engines

@@ -23,8 +23,7 @@ import os
 import subprocess
 import threading
 
-from ipyparallel.cluster.launcher import (MPIEngineSetLauncher, SlurmControllerLauncher,
-                                          SlurmEngineSetLauncher)
+from ipyparallel.cluster.launcher import MPIEngineSetLauncher, SlurmControllerLauncher, SlurmEngineSetLauncher
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 

@@ -10,8 +10,11 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ..spmd.algorithm import Result
-from ..spmd.linear_model import (linear_regression_prediction, linear_regression_training,
-                                 ridge_regression_training)
+from ..spmd.linear_model import (
+    linear_regression_prediction,
+    linear_regression_training,
+    ridge_regression_training,
+)
 from ._base import COMMON_CONSTRAINTS, DistributedEstimator, total_rows
 
 __all__ = ["LinearRegression", "Ridge"]

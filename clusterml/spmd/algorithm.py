@@ -291,7 +291,7 @@ def _canonical(value) -> str:
     return repr(value)
 
 
-def _agree_on_call(algo: "Algorithm", args, kwargs) -> dict:
+def _agree_on_call(algo: Algorithm, args, kwargs) -> dict:
     """The first collective of a distributed ``compute()``: agree on the call.
 
     Every rank contributes a digest of the algorithm's name, its parameters

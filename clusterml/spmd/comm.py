@@ -394,12 +394,12 @@ class MPIContext(Context):
                     part = packing.decode(buf[1:])
                 else:
                     part = Outcome(packing.decode(buf[1:]))
-            except Exception as exc:  # noqa: BLE001 - a MemoryError too: still pass a verdict on
+            except Exception as exc:
                 part = Outcome(failures=[rank_failure(self.rank, exc, step)])
             outcome = outcome.combine(part, merge, self.rank)
         try:
             message = _encode(outcome, packed)
-        except Exception as exc:  # noqa: BLE001 - the parent must hear from this rank
+        except Exception as exc:
             message = _encode(Outcome(failures=[rank_failure(self.rank, exc, step)]), False)
         parent = _parent(self.rank)
         if parent is not None:

@@ -15,7 +15,8 @@ algorithm uses (``allgather``, ``fold``, ``sum``, ``bcast_from``, ``local``,
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import ComputeError, DistributedError, RankFailure
 
@@ -101,7 +102,7 @@ def _run_local(step: str, rank: int, fn: Callable, args, kwargs):
         if fault is not None:
             raise RuntimeError(f"fault injected into step '{step}' ({_FAULT_ENV})")
         return fn(*args, **kwargs), None
-    except Exception as exc:  # noqa: BLE001 - every rank must reach the collective
+    except Exception as exc:
         return None, rank_failure(rank, exc, step)
 
 
@@ -120,7 +121,7 @@ class Outcome:
         report through it).
     """
 
-    __slots__ = ("value", "failures", "missing")
+    __slots__ = ("failures", "missing", "value")
 
     def __init__(self, value=None, failures=(), missing=()):
         self.value = value
@@ -137,12 +138,12 @@ class Outcome:
     def __setstate__(self, state):
         self.value, self.failures, self.missing = state
 
-    def combine(self, other: "Outcome", merge: Callable, rank: int) -> "Outcome":
+    def combine(self, other: Outcome, merge: Callable, rank: int) -> Outcome:
         """This subtree's outcome followed (in rank order) by ``other``'s."""
         if self.ok and other.ok:
             try:
                 return Outcome(merge(self.value, other.value))
-            except Exception as exc:  # noqa: BLE001 - a merge that fails is this rank's failure
+            except Exception as exc:
                 return Outcome(failures=[rank_failure(rank, exc, "merge")])
         return Outcome(failures=self.failures + other.failures,
                        missing=self.missing + other.missing)

@@ -17,8 +17,7 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from ..kernels import kmeans as km_k
-from .algorithm import (Algorithm, Result, check_choice, check_int, check_memory, check_positive,
-                        register)
+from .algorithm import Algorithm, Result, check_choice, check_int, check_memory, check_positive, register
 from .inputs import Partition, check_finite, is_sparse, load_local
 from .moments import csr_kernel
 

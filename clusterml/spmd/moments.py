@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from ..kernels import covariance as cov_k
 from ..errors import InputError
+from ..kernels import covariance as cov_k
 from ..kernels import moments as mom_k
 from ..kernels import sparse as sparse_k
 from .algorithm import Algorithm, Result, check_choice, checked_partial, register, require_rows

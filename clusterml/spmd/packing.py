@@ -122,7 +122,7 @@ def _pad(n: int) -> int:
 class _Plan:
     """Everything about one structure that does not depend on the values: computed once."""
 
-    __slots__ = ("structure", "header", "prefix", "leaves", "total")
+    __slots__ = ("header", "leaves", "prefix", "structure", "total")
 
     def __init__(self, structure, header: bytes):
         self.structure, self.header = structure, header

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from ..kernels import qr as qr_k
 from ..kernels.blocks import iter_blocks
-from ..errors import InputError
 from .algorithm import Algorithm, Result, check_choice, register, require_rows
 from .streaming import Streaming, check_streaming, finalize_tsqr
 

@@ -4,9 +4,8 @@ import os
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from clienthelp import ROOT, wait_no_processes
+from nbclient import NotebookClient
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -13,6 +13,7 @@ from sklearn.cluster import KMeans
 from clusterml.kernels import kmeans as kk
 from clusterml.kernels import random as kr
 
+
 # Row counts per simulated rank: 1 rank; 2 with an empty one; 3 uneven; 7 with
 # empty ranks and a first rank holding a single row.
 def layouts(n):

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, subprocess_env
 
 from clusterml.launch import profiles as P
-from helpers import ROOT, subprocess_env
 
 REPO = Path(ROOT)
 
@@ -192,6 +192,7 @@ def test_slurm_settings_are_refused_for_the_local_profile_alone(ipython_dir):
 def test_templates_have_one_source_shipped_as_data_files():
     """``profiles/`` is the one copy of the templates: values only, shipped as data files."""
     import json
+
     import tomllib
 
     copies = sorted(p.relative_to(REPO) for p in REPO.rglob("ipcluster_config.*")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers import subprocess_env
 
 from clusterml import ClusterStartError, ClusterTimeoutError
 from clusterml.launch import ipcluster as IC
 from clusterml.launch import profiles as P
 from clusterml.launch import slurm as S
-from helpers import subprocess_env
 
 
 def cli(*args, env, timeout=300):

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from helpers import ROOT, subprocess_env
 
 from .mhhelp import BIN

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import ROOT
 
 pytestmark = pytest.mark.timeout(300)

@@ -227,7 +227,7 @@ def test_slurm_notebook_runs_and_checks_itself(name, live_slurm, tmp_path):
     deadline = time.monotonic() + 60
     while True:  # cancelled jobs can take a moment to leave the queue
         q = subprocess.run(["squeue", "--noheader", "--format=%i %j %T"], capture_output=True, text=True)
-        if q.returncode == 0 and not q.stdout.strip() or time.monotonic() > deadline:
+        if (q.returncode == 0 and not q.stdout.strip()) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert q.returncode == 0 and q.stdout.strip() == "", f"Slurm jobs left behind:\n{q.stdout}{q.stderr}"

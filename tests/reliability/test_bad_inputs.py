@@ -15,10 +15,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from relhelp import ERROR_WITHIN, Tally
 
 import clusterml as cml
-
-from relhelp import ERROR_WITHIN, Tally
 
 pytestmark = pytest.mark.timeout(300)
 

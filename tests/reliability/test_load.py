@@ -13,13 +13,11 @@ import time
 import numpy as np
 import psutil
 import pytest
+from clienthelp import my_processes
+from relhelp import reliability_engine_env
 
 import clusterml as cml
 from clusterml.client.cluster import list_clusters
-
-from relhelp import reliability_engine_env
-
-from clienthelp import my_processes  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
 

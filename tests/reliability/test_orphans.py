@@ -13,12 +13,10 @@ import time
 import numpy as np
 import psutil
 import pytest
-
-import clusterml as cml
-
+from clienthelp import my_processes
 from relhelp import ROOT, reliability_engine_env
 
-from clienthelp import my_processes  # noqa: E402
+import clusterml as cml
 
 pytestmark = pytest.mark.timeout(400)
 

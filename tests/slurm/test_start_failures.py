@@ -12,11 +12,11 @@ import time
 from datetime import datetime
 
 import pytest
+from helpers import subprocess_env
 
 import clusterml as cml
 from clusterml.launch import profiles as P
 from clusterml.launch import slurm as S
-from helpers import subprocess_env
 
 
 def _end_time(job_id: str) -> float:

@@ -12,11 +12,10 @@ import time
 import numpy as np
 import psutil
 import pytest
+from mpihelpers import expect_distributed_error, mpi_assert, my_block, rank, same_on_every_rank, size, world
 
 import clusterml as cml
 from clusterml.spmd.algorithm import Algorithm
-
-from mpihelpers import expect_distributed_error, mpi_assert, my_block, rank, same_on_every_rank, size, world
 
 X = np.random.default_rng(11).normal(size=(60, 4))
 

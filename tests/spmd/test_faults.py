@@ -20,12 +20,11 @@ import time
 
 import numpy as np
 import pytest
+from faultcases import N_CLASSES, block, build, cases, landed_algorithms
+from mpihelpers import _canonical, mpi_assert, rank, size, world
 
 import clusterml as cml
 from clusterml.spmd import REGISTRY
-
-from faultcases import N_CLASSES, block, build, cases, landed_algorithms
-from mpihelpers import _canonical, mpi_assert, rank, size, world
 
 ERROR_WITHIN = 30.0  # seconds: the contract for every error
 

@@ -6,10 +6,9 @@ methods are checked on 1, 2, 3, 4 and 7 ranks, with an empty rank.
 
 import numpy as np
 import pytest
+from mpihelpers import mpi_assert, my_block, same_on_every_rank, size
 
 import clusterml as cml
-
-from mpihelpers import mpi_assert, my_block, same_on_every_rank, size
 
 
 def blobs(n_per=40, centres=5, d=3, seed=11):

@@ -2,13 +2,20 @@
 
 import numpy as np
 import pytest
+from mpihelpers import (
+    expect_distributed_error,
+    mpi_allclose,
+    mpi_assert,
+    my_block,
+    rank,
+    same_on_every_rank,
+    size,
+    world,
+)
 from sklearn.linear_model import Ridge
 
 import clusterml as cml
 from clusterml.spmd import comm
-
-from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank,
-                      same_on_every_rank, size, world)
 
 
 def regression_data(n=301, p=4, r=2, seed=0):

@@ -7,12 +7,19 @@ scikit-learn on all rows.
 
 import numpy as np
 import pytest
+from mpihelpers import (
+    expect_distributed_error,
+    mpi_allclose,
+    mpi_assert,
+    my_block,
+    rank,
+    same_on_every_rank,
+    size,
+    world,
+)
 from sklearn.linear_model import Ridge
 
 import clusterml as cml
-
-from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank, size,
-                        same_on_every_rank, world)
 
 
 def data(n=211, p=5, seed=1):
