@@ -174,7 +174,7 @@ def compute(cluster, name: str, params: dict, inputs: dict, tables: set, timeout
     temp = []
     spec = {}
     for k, v in inputs.items():
-        if isinstance(v, Ref) or isinstance(v, (str, os.PathLike, Partition)):
+        if isinstance(v, (Ref, str, os.PathLike, Partition)):
             if isinstance(v, EngineArray):
                 v._get_cluster()
                 v = Ref(v.name)

@@ -40,6 +40,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+import itertools
 
 __all__ = ["bounds", "histogram", "slab_cuts", "near_slab", "route", "halo_flags", "core_flags",
            "local_components", "halo_rows", "halo_links", "global_labels", "border_labels",
@@ -240,7 +241,7 @@ def global_labels(summaries: Sequence) -> list:
     rank_of = np.empty(len(first), dtype=np.int64)
     rank_of[np.argsort(first, kind="stable")] = np.arange(len(first))
     number = rank_of[root]
-    return [number[a:b] for a, b in zip(base[:-1], base[1:])], len(first)
+    return [number[a:b] for a, b in itertools.pairwise(base)], len(first)
 
 
 def border_labels(own: np.ndarray, X: np.ndarray, label: np.ndarray, eps: float) -> np.ndarray:

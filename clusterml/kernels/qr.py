@@ -36,6 +36,7 @@ import numpy as np
 import scipy.linalg
 
 from . import tsqr
+import itertools
 
 __all__ = ["finalize", "local_qr", "merge_local", "q_rows", "explicit_qr"]
 
@@ -115,7 +116,7 @@ def finalize(Rs: Sequence[np.ndarray]) -> dict:
     R = R * sign[:, None]
     Q_s = Q_s * sign[None, :]
     bounds = np.cumsum([0] + [r.shape[0] for r in Rs])
-    return {"matrixR": R, "q_factors": [Q_s[a:b] for a, b in zip(bounds[:-1], bounds[1:])]}
+    return {"matrixR": R, "q_factors": [Q_s[a:b] for a, b in itertools.pairwise(bounds)]}
 
 
 def merge_local(parts: Sequence[tsqr.LocalQR]):
@@ -135,7 +136,7 @@ def merge_local(parts: Sequence[tsqr.LocalQR]):
 
     def split(W):
         V = Q3 @ W
-        return [V[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return [V[a:b] for a, b in itertools.pairwise(bounds)]
 
     return R, split
 

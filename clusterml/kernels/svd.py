@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import tsqr
+import itertools
 
 __all__ = ["finalize"]
 
@@ -57,5 +58,5 @@ def finalize(Rs: Sequence[np.ndarray], want_u: bool) -> dict:
         k = R.shape[0]
         W = Q_s @ U_r[:k]
         bounds = np.cumsum([0] + [r.shape[0] for r in Rs])
-        out["u_factors"] = [W[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        out["u_factors"] = [W[a:b] for a, b in itertools.pairwise(bounds)]
     return out

@@ -80,7 +80,7 @@ def check_mpi4py() -> tuple[Check, dict]:
 
 
 def _mpiexec_version(path: str) -> tuple[str | None, str]:
-    rc, out = _run([path, "--version"], timeout=30)
+    _rc, out = _run([path, "--version"], timeout=30)
     return mpi_family(out), _first_lines(out)
 
 

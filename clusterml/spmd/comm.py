@@ -270,8 +270,8 @@ def mpi_info() -> dict:
     return {
         "mpi4py": mpi4py.__version__,
         "library": lib[0].strip() if lib else "?",
-        "vendor": "%s %s" % (MPI.get_vendor()[0], ".".join(map(str, MPI.get_vendor()[1]))),
-        "standard": "%d.%d" % MPI.Get_version(),
+        "vendor": "{} {}".format(MPI.get_vendor()[0], ".".join(map(str, MPI.get_vendor()[1]))),
+        "standard": "{}.{}".format(*MPI.Get_version()),
         "world_size": MPI.COMM_WORLD.Get_size(),
         "world_rank": MPI.COMM_WORLD.Get_rank(),
         "processor": MPI.Get_processor_name(),

@@ -167,7 +167,7 @@ def test_quickstart_runs_in_a_real_browser(notebook_server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    base, token, ipython_dir = notebook_server
+    base, token, _ipython_dir = notebook_server
     browser.get(f"{base}/notebooks/{NOTEBOOK}?token={token}")
     # the notebook is open and its kernel idle (the status bar's execution indicator)
     WebDriverWait(browser, 120).until(

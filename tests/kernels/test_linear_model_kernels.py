@@ -5,13 +5,14 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from clusterml.kernels import linear_model as lm_k
+import itertools
 
 SIZES = [100, 0, 7, 293]
 
 
 def chunks(A, sizes=SIZES):
     bounds = np.cumsum([0] + list(sizes))
-    return [A[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [A[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def regression_data(n=400, p=5, r=2, seed=0, noise=0.1):

@@ -9,6 +9,7 @@ from clusterml.kernels import kmeans as km_k
 from clusterml.kernels import moments as mom_k
 from clusterml.kernels import naive_bayes as nb_k
 from clusterml.kernels import sparse as sparse_k
+import itertools
 
 RNG = np.random.default_rng(5)
 X = RNG.normal(size=(230, 7)) * (RNG.random((230, 7)) < 0.3)
@@ -18,7 +19,7 @@ BOUNDS = [0, 40, 40, 170, 230]       # chunk 1 is empty
 
 
 def chunks(A):
-    return [A[a:b] for a, b in zip(BOUNDS, BOUNDS[1:])]
+    return [A[a:b] for a, b in itertools.pairwise(BOUNDS)]
 
 
 @pytest.mark.parametrize("kernel,dense,merge,fields", [
@@ -57,7 +58,7 @@ def test_naive_bayes_counts_and_prediction():
 def test_lloyd_on_csr_chunks_equals_dense():
     C0 = X[[0, 50, 120, 200]] + 0.01
     dense = km_k.lloyd(km_k.Chunks.split(X, np.diff(BOUNDS).tolist()), C0, 12)
-    team = km_k.Chunks([km_k.Rows(sp.csr_array(X[a:b]), offset=a) for a, b in zip(BOUNDS, BOUNDS[1:])])
+    team = km_k.Chunks([km_k.Rows(sp.csr_array(X[a:b]), offset=a) for a, b in itertools.pairwise(BOUNDS)])
     got = km_k.lloyd(team, C0, 12)
     np.testing.assert_allclose(got[0], dense[0], rtol=1e-10, atol=1e-12)
     assert abs(got[1] - dense[1]) <= 1e-9 * dense[1] and got[2] == dense[2]

@@ -9,12 +9,13 @@ from clusterml.kernels import pca as pca_k
 from clusterml.kernels import svd as svd_k
 from clusterml.kernels import tsqr
 from clusterml.kernels.blocks import iter_blocks
+import itertools
 
 
 def chunks(X, sizes):
     bounds = np.cumsum([0] + list(sizes))
     assert bounds[-1] == len(X)
-    return [X[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [X[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def normalise_rows(V):

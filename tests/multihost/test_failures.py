@@ -136,7 +136,7 @@ def nothing_left(multihost):
 def test_multihomed_login_fails_fast_with_cause_and_fix(multihost, profile, how):
     d = profile()
     multihost.script("trap", "on")
-    out, text = run(multihost, d, NOTEBOOK if how == "notebook" else CLI, timeout=300)
+    out, _text = run(multihost, d, NOTEBOOK if how == "notebook" else CLI, timeout=300)
     multihost.script("trap", "off")
     msg = check_start_error(out, cli=how == "cli")
     job = engines_job(out)
@@ -157,7 +157,7 @@ def test_multihomed_login_fixed_by_the_controller_ip_setting(multihost, profile)
                             ipython_dir=d, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     multihost.script("trap", "on")
-    out, text = run(multihost, d, NOTEBOOK, timeout=300)
+    out, _text = run(multihost, d, NOTEBOOK, timeout=300)
     assert out["error"] is None, out
     assert out["hosts"] == ["node1", "node2"]
     nothing_left(multihost)
@@ -193,7 +193,7 @@ def test_busy_partition_shows_pending_reason_and_honours_profile_timeout(multiho
 def test_never_runnable_job_fails_fast_with_reason(multihost, profile, how):
     """A job asking for node3, which never comes: it pends with ReqNodeNotAvail for good."""
     d = profile("--partition", "broken", "--sbatch=--nodelist=node3")  # the later --partition wins
-    out, text = run(multihost, d, NOTEBOOK if how == "notebook" else CLI, timeout=400)
+    out, _text = run(multihost, d, NOTEBOOK if how == "notebook" else CLI, timeout=400)
     msg = check_start_error(out, cli=how == "cli")
     assert re.search(r"Slurm job \d+ PENDING \(ReqNodeNotAvail", msg), msg
     assert out["raised_at"] < 30, f"failed after {out['raised_at']:.0f} s; the profile's timeout is 300 s"
@@ -203,7 +203,7 @@ def test_never_runnable_job_fails_fast_with_reason(multihost, profile, how):
 # ----------------------------------------------------------------------------- engine environment
 def test_env_option_reaches_the_engines(multihost, profile):
     d = profile("--env", "CML_MH_GREETING=hello 'world' $HOME", "--env", "CML_MH_OTHER=2")
-    out, text = run(multihost, d, NOTEBOOK, timeout=300)
+    out, _text = run(multihost, d, NOTEBOOK, timeout=300)
     assert out["error"] is None, out
     assert out["env"] == [["hello 'world' $HOME", "2"]] * 4
     nothing_left(multihost)

@@ -219,7 +219,7 @@ def fingerprint(obj):
 
 
 def run_case(make, case, files, mode):
-    cid, algo, args, kwargs, inputs, cls, needles = case
+    _cid, algo, args, kwargs, inputs, _cls, _needles = case
     t0 = time.monotonic()
     err, before, given = None, None, ()
     try:
@@ -246,7 +246,7 @@ def run_case(make, case, files, mode):
 
 
 def check(case, err, elapsed, before, given):
-    cid, algo, args, kwargs, inputs, cls, needles = case
+    cid, _algo, _args, _kwargs, _inputs, cls, needles = case
     assert isinstance(err, cls), f"{cid}: expected {cls.__name__}, got {err!r}"
     for text in needles:
         assert text in str(err), f"{cid}: {text!r} not in the message {str(err)!r}"

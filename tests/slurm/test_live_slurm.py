@@ -75,7 +75,7 @@ def run_probe(live_slurm, tmp_path, **settings):
 
 @pytest.mark.timeout(300)
 def test_spmd_under_srun_pmi2_is_one_world(live_slurm, tmp_path):
-    job, rows = run_probe(live_slurm, tmp_path)
+    _job, rows = run_probe(live_slurm, tmp_path)
     assert len(rows) == 4, rows
     assert {r["size"] for r in rows} == {4}
     assert sorted(r["rank"] for r in rows) == [0, 1, 2, 3]
@@ -86,7 +86,7 @@ def test_spmd_under_srun_pmi2_is_one_world(live_slurm, tmp_path):
 @pytest.mark.timeout(300)
 def test_srun_without_mpi_plugin_gives_singletons(live_slurm, tmp_path):
     """The trap ``clusterml doctor`` must detect: N processes, N worlds of size 1."""
-    job, rows = run_probe(live_slurm, tmp_path, mpi="none")
+    _job, rows = run_probe(live_slurm, tmp_path, mpi="none")
     assert len(rows) == 4, rows
     assert {r["size"] for r in rows} == {1}
     assert {r["rank"] for r in rows} == {0}
@@ -98,7 +98,7 @@ def test_mpiexec_inside_the_job_is_one_world(live_slurm, tmp_path):
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     if not os.access(mpiexec, os.X_OK):
         pytest.skip(f"no mpiexec next to {sys.executable}")
-    job, rows = run_probe(live_slurm, tmp_path, ntasks=3, mpi="mpiexec", mpiexec=mpiexec)
+    _job, rows = run_probe(live_slurm, tmp_path, ntasks=3, mpi="mpiexec", mpiexec=mpiexec)
     assert {r["size"] for r in rows} == {3} and sorted(r["rank"] for r in rows) == [0, 1, 2]
 
 
@@ -106,7 +106,7 @@ def test_mpiexec_inside_the_job_is_one_world(live_slurm, tmp_path):
 def test_hostile_values_arrive_literally_in_a_real_job(live_slurm, tmp_path):
     name = "a b;$(id) `id` 'q' {x} #c"
     hostile = "; rm -rf ~ $(touch pwned) `id` \"dq\" 'sq' {} \\ \n second line"
-    job, rows = run_probe(
+    _job, rows = run_probe(
         live_slurm, tmp_path, ntasks=2, job_name=name, env={"CML_HOSTILE": hostile}
     )
     assert [r["job_name"] for r in rows] == [name, name]
@@ -205,7 +205,7 @@ def test_ipyparallel_engines_through_slurm_profile(live_slurm, ipython_dir, tmp_
         results = dv.pull("_cml_probe").get(timeout=60)
         assert list(dv.targets) == rc.ids and len(results) == 4
         by_engine = dict(zip(dv.targets, results))
-        for eid, (rank, size, slurm_job, pid, env) in by_engine.items():
+        for eid, (rank, size, slurm_job, _pid, env) in by_engine.items():
             assert eid == rank, by_engine
             assert size == 4
             assert slurm_job == job_id

@@ -52,7 +52,7 @@ def test_engines_that_die_fail_the_notebook_within_seconds_of_the_job_end(live_s
     print(f"\nengines died: ClusterStartError after {time.monotonic() - t0:.1f} s:\n{msg}")
     assert isinstance(info.value, cml.DistributedError) and isinstance(info.value, RuntimeError)
     lines = _lines(msg)
-    job = [line for line in lines if line.startswith("Slurm job ")][0]
+    job = next(line for line in lines if line.startswith("Slurm job "))
     job_id = job.split()[2]
     assert job.split()[3] in ("FAILED", "COMPLETED"), job
     assert "engine log (last lines):" in lines, msg
@@ -134,7 +134,7 @@ def test_unreachable_controller_address_is_named_with_the_fix(live_slurm, ipytho
     msg = r.stderr.split("cluster not started: ")[1]
     lines = _lines(msg)
     assert any(line.startswith("Slurm job ") for line in lines), msg
-    cause = [x for x in lines if x.startswith("cause: ")][0]
+    cause = next(x for x in lines if x.startswith("cause: "))
     assert cause.startswith("cause: controller address 192.0.2.1:") and "is not reachable from " in cause, msg
     assert any(x.startswith("fix: clusterml profile set clusterml-slurm controller_ip=") for x in lines), msg
     assert took < 90, took  # not the profile's 300 s

@@ -98,7 +98,7 @@ def path_of(key, files, variant):
 
 def bad_inputs(name, fault, target, files):
     """Inputs for one case and the error expected on every rank (class, text in the message)."""
-    _, _, tables, extras, _ = CASES[name]
+    _, _, tables, _extras, _ = CASES[name]
     hit = rank() in target_ranks(target)
     inputs = good_inputs(name, files)
     if fault == "unreadable input":
