@@ -194,7 +194,7 @@ class RankFailure:
 
     def __setstate__(self, state):
         self.step = ""  # a failure pickled before ``step`` existed
-        for k, v in zip(self.__slots__, state):
+        for k, v in zip(self.__slots__, state, strict=False):
             setattr(self, k, v)
 
     def __repr__(self):

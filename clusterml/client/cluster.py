@@ -305,7 +305,7 @@ class Cluster:
         ranks = [i["rank"] for i in infos]
         if sorted(ranks) != list(range(len(infos))):
             problems.append(f"MPI ranks {ranks} are not a permutation of 0..{len(infos) - 1}")
-        bad = [(e, i["rank"]) for e, i in zip(ids, infos) if e != i["rank"]]
+        bad = [(e, i["rank"]) for e, i in zip(ids, infos, strict=True) if e != i["rank"]]
         if bad:
             problems.append("engine id != MPI rank for "
                             + ", ".join(f"engine {e} (rank {r})" for e, r in bad)

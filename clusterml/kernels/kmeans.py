@@ -835,7 +835,7 @@ def _update_centroids(team, C, shift, total: LloydPartial):
         X = np.vstack([p[2] for p in parts])
         lab = np.concatenate([p[3] for p in parts])
         order = np.lexsort((g, -d2))[:len(empty)]
-        for j, i in zip(empty, order):
+        for j, i in zip(empty, order, strict=False):
             C_new[j] = X[i]
             moved[j] = True
             sums[lab[i]] -= X[i] - shift

@@ -154,4 +154,4 @@ def q_rows(lq: tsqr.LocalQR, W: np.ndarray) -> np.ndarray:
         return np.zeros((0, W.shape[1]), dt)
     V = lq.q2 @ W
     bounds = np.cumsum([0] + [Q.shape[1] for Q in lq.blocks])
-    return np.vstack([Q @ V[a:b] for Q, a, b in zip(lq.blocks, bounds[:-1], bounds[1:])])
+    return np.vstack([Q @ V[a:b] for Q, a, b in zip(lq.blocks, bounds[:-1], bounds[1:], strict=True)])

@@ -366,7 +366,7 @@ def _check_one_world(client, n: int) -> None:
     )
     dv = client[:]
     dv.execute(code, block=True)
-    got = dict(zip(dv.targets, dv.pull("_cml_world").get(timeout=60)))
+    got = dict(zip(dv.targets, dv.pull("_cml_world").get(timeout=60), strict=True))
     dv.execute("del _cml_world, _cml_MPI", block=True)
     sizes = sorted({size for _, size in got.values()})
     if sizes != [n] or any(eid != rank for eid, (rank, _) in got.items()):

@@ -316,7 +316,7 @@ def _mismatch(groups: dict, descs: list):
 def _ranges(ranks) -> str:
     ranks = sorted(ranks)
     out, start = [], ranks[0]
-    for prev, cur in zip(ranks, ranks[1:] + [None]):
+    for prev, cur in zip(ranks, ranks[1:] + [None], strict=True):
         if cur != prev + 1:
             out.append(str(start) if start == prev else f"{start}-{prev}")
             start = cur
@@ -325,7 +325,7 @@ def _ranges(ranks) -> str:
 
 def _add(a, b):
     if isinstance(a, tuple):
-        return tuple(x + y for x, y in zip(a, b))
+        return tuple(x + y for x, y in zip(a, b, strict=True))
     return a + b
 
 

@@ -25,7 +25,7 @@ def regression_data(n=400, p=5, r=2, seed=0, noise=0.1):
 
 def fit(X, Y, method, intercept, ridge=None, sizes=SIZES, block_rows=32):
     p = X.shape[1]
-    parts = list(zip(chunks(X, sizes), chunks(Y, sizes)))
+    parts = list(zip(chunks(X, sizes), chunks(Y, sizes), strict=True))
     if method == "qr":
         return lm_k.solve_qr([lm_k.qr_partial(x, y, intercept, block_rows) for x, y in parts], p, intercept)
     g = None

@@ -62,7 +62,7 @@ def run_svd(X, sizes, block=16, store=False):
     lqs = [tsqr.local_qr(iter_blocks(c, block), p, n_rows=len(c) if store else None)
            for c in chunks(X, sizes)]
     fin = svd_k.finalize([lq.r for lq in lqs], want_u=True)
-    U = np.vstack([tsqr.apply_q(lq, W) for lq, W in zip(lqs, fin["u_factors"])])
+    U = np.vstack([tsqr.apply_q(lq, W) for lq, W in zip(lqs, fin["u_factors"], strict=True)])
     return fin["singularValues"], fin["rightSingularMatrix"], U
 
 

@@ -104,7 +104,7 @@ def test_start_status_stop_through_slurm(live_slurm, env, ipython_dir):
             dv = rc[:]
             dv.execute("from mpi4py import MPI\n_w = (MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size())",
                        block=True)
-            assert dict(zip(dv.targets, dv.pull("_w").get(timeout=60))) == {i: (i, 4) for i in range(4)}
+            assert dict(zip(dv.targets, dv.pull("_w").get(timeout=60), strict=True)) == {i: (i, 4) for i in range(4)}
         finally:
             rc.close()
 

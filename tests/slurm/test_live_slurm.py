@@ -204,7 +204,7 @@ def test_ipyparallel_engines_through_slurm_profile(live_slurm, ipython_dir, tmp_
         )
         results = dv.pull("_cml_probe").get(timeout=60)
         assert list(dv.targets) == rc.ids and len(results) == 4
-        by_engine = dict(zip(dv.targets, results))
+        by_engine = dict(zip(dv.targets, results, strict=True))
         for eid, (rank, size, slurm_job, _pid, env) in by_engine.items():
             assert eid == rank, by_engine
             assert size == 4
@@ -263,7 +263,7 @@ def test_controller_on_a_compute_node(live_slurm, ipython_dir, tmp_path, monkeyp
         assert names.get(job_ids[1], "").startswith("ipengine-cmlctl"), names
         dv = rc[:]
         dv.execute("from mpi4py import MPI\n_r = MPI.COMM_WORLD.Get_rank()", block=True)
-        assert dict(zip(dv.targets, dv.pull("_r").get(timeout=60))) == {0: 0, 1: 1}
+        assert dict(zip(dv.targets, dv.pull("_r").get(timeout=60), strict=True)) == {0: 0, 1: 1}
         assert sorted(p.name for p in (profile_dir / "jobs").iterdir()) == [
             "slurm_controller-cmlctl.sbatch", "slurm_engine-cmlctl.sbatch"
         ]

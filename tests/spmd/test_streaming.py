@@ -39,7 +39,7 @@ def chunks(*tables):
     mine = [my_block(t) for t in tables]
     n = len(mine[0])
     cuts = [n // 3, n // 3 if rank() == 0 and size() > 2 else n // 2]
-    return [[t[a:b] for t in mine] for a, b in zip([0] + cuts, cuts + [n])]
+    return [[t[a:b] for t in mine] for a, b in zip([0] + cuts, cuts + [n], strict=True)]
 
 
 def stream(make, *tables):
