@@ -34,13 +34,13 @@ disjoint-set data structure", SC 2012 (spatial partition + halo + union-find).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-import itertools
 
 __all__ = ["bounds", "histogram", "slab_cuts", "near_slab", "route", "halo_flags", "core_flags",
            "local_components", "halo_rows", "halo_links", "global_labels", "border_labels",

@@ -30,13 +30,13 @@ tall-and-skinny matrices in MapReduce architectures", IEEE BigData 2013.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import scipy.linalg
 
 from . import tsqr
-import itertools
 
 __all__ = ["finalize", "local_qr", "merge_local", "q_rows", "explicit_qr"]
 

@@ -16,12 +16,12 @@ tall-and-skinny matrices in MapReduce architectures", IEEE BigData 2013, §4
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
 
 from . import tsqr
-import itertools
 
 __all__ = ["finalize"]
 

@@ -173,7 +173,7 @@ def check_profiles(slurm_up: bool) -> tuple[list[Check], dict]:
             continue
         try:
             cluster = _load_profile(name)
-            cluster.engine_launcher_class  # resolve (imports the launcher)
+            _ = cluster.engine_launcher_class  # resolve (imports the launcher)
         except Exception as e:
             checks.append(Check(f"profile {name}", "problem", f"{name} does not load", f"{type(e).__name__}: {e}",
                                 f"fix {d / CONFIG} or reinstall: clusterml profile install --force"))

@@ -1,11 +1,12 @@
 """Regression kernels in one process: chunks merged == NumPy lstsq / scikit-learn Ridge."""
 
+import itertools
+
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
 from clusterml.kernels import linear_model as lm_k
-import itertools
 
 SIZES = [100, 0, 7, 293]
 

@@ -1,11 +1,12 @@
 """Multinomial naive Bayes kernels in one process vs scikit-learn's MultinomialNB."""
 
+import itertools
+
 import numpy as np
 import pytest
 from sklearn.naive_bayes import MultinomialNB
 
 from clusterml.kernels import naive_bayes as nb_k
-import itertools
 
 
 def counts_data(n=500, p=8, c=4, seed=0):

@@ -1,5 +1,7 @@
 """The CSR kernels against the dense ones: split into chunks (one empty), merge, compare."""
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -9,7 +11,6 @@ from clusterml.kernels import kmeans as km_k
 from clusterml.kernels import moments as mom_k
 from clusterml.kernels import naive_bayes as nb_k
 from clusterml.kernels import sparse as sparse_k
-import itertools
 
 RNG = np.random.default_rng(5)
 X = RNG.normal(size=(230, 7)) * (RNG.random((230, 7)) < 0.3)

@@ -1,5 +1,7 @@
 """TSQR, SVD and PCA kernels in one process: k chunks merged == NumPy on all rows."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,6 @@ from clusterml.kernels import pca as pca_k
 from clusterml.kernels import svd as svd_k
 from clusterml.kernels import tsqr
 from clusterml.kernels.blocks import iter_blocks
-import itertools
 
 
 def chunks(X, sizes):

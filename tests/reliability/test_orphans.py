@@ -67,9 +67,9 @@ def test_killed_client_then_documented_cleanup(tmp_path, engine_dies_first):
         proc.wait()
     assert my_processes(ipdir), "a SIGKILLed client leaves its controller running (documented)"
     # the documented clean-up, from a new process (a restarted kernel, a terminal)
-    r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, {!r}); "
+    r = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); "
                         "from clusterml.client.cluster import stop_all, list_clusters; "
-                        "print(stop_all()); print(list_clusters())".format(ROOT)],
+                        "print(stop_all()); print(list_clusters())"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     stopped, listed = r.stdout.strip().splitlines()[-2:]

@@ -94,6 +94,6 @@ def test_non_finite_data_anywhere_is_refused(method):
         Xb = X.copy()
         Xb[g, 2] = value
         err = expect_distributed_error(
-            lambda: cml.kmeans_init(3, method=method, seed=5, distributed=True).compute(my_block(Xb)),
+            lambda Xb=Xb: cml.kmeans_init(3, method=method, seed=5, distributed=True).compute(my_block(Xb)),
             match, cml.InputError)
         mpi_assert(err.ranks == [owner], f"failing ranks {err.ranks}")

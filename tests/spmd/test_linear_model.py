@@ -141,7 +141,7 @@ def test_errors_on_every_rank():
             Xr, Yr = my_block(X).copy(), my_block(Y).copy()
             if rank() == last:
                 (Xr if table == "data" else Yr)[1, 1] = value
-            err = expect_distributed_error(lambda: make().compute(Xr, Yr),
+            err = expect_distributed_error(lambda make=make, Xr=Xr, Yr=Yr: make().compute(Xr, Yr),
                                            f"{table}: {value} at row 1, column 1", cml.InputError)
             mpi_assert(err.ranks == [last], f"failing ranks {err.ranks}")
 

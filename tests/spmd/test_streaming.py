@@ -131,7 +131,7 @@ def test_streaming_errors():
         if rank() == 0:
             bad[0, 2] = np.nan
         algo.compute(my_block(X))
-        expect_distributed_error(lambda: algo.compute(bad), "data", cml.InputError)
+        expect_distributed_error(lambda algo=algo, bad=bad: algo.compute(bad), "data", cml.InputError)
         close(algo.finalize(), make().compute(my_block(X)), "after a bad chunk")
     lin = cml.linear_regression_training(interceptFlag=True, streaming=True, distributed=True)
     lin.compute(my_block(X[:3]), my_block(Y[:3]))
