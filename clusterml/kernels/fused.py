@@ -22,7 +22,8 @@ from numba import njit
 # The k-means seeding loops moved to seeding.py; importing them from here still works.
 from .seeding import bernoulli_pick, exact_bins, seed_pass, sqdist_into, uniforms  # noqa: F401
 
-__all__ = ["moments_pass", "shift_and_sum", "column_sums", "first_bad_value", "assign_accumulate", "class_sums"]
+__all__ = ["moments_pass", "shift_and_sum", "column_sums", "first_bad_value", "assign_accumulate",
+           "class_sums"]
 
 
 # Column statistics of a C-ordered block: the loops below take the rows 8 at a

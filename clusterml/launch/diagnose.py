@@ -99,7 +99,8 @@ def _pending_cause(reason: str, profile: str) -> tuple[str, str]:
                 f"extra_sbatch=[...]")
     if reason in ("InvalidAccount", "InvalidQOS"):
         return (f"Slurm can never run this request ({reason}): the account or QOS is not valid for you",
-                f"clusterml profile set {profile} account=<yours> qos=<yours> (sacctmgr show assoc user=$USER)")
+                f"clusterml profile set {profile} account=<yours> qos=<yours> "
+                "(sacctmgr show assoc user=$USER)")
     if reason.startswith(("Assoc", "QOS")):
         return (f"Slurm will not run this request now ({reason}): a limit of your account or QOS is "
                 f"reached", "cancel other jobs of yours, or ask for fewer nodes/CPUs/time")

@@ -375,7 +375,8 @@ def _check_one_world(client, n: int) -> None:
             "library understands (check the profile's MPI mode / mpiexec, or run clusterml doctor)"
             if sizes == [1] and n > 1 else ""
         )
-        raise EngineError(f"the engines are not one MPI world of size {n}: engine -> (rank, size) = {got}{hint}")
+        raise EngineError(f"the engines are not one MPI world of size {n}: "
+                          f"engine -> (rank, size) = {got}{hint}")
 
 
 def _record_ids(profile: str) -> list[str]:
@@ -443,7 +444,8 @@ def status(profile: str, *, connect_timeout: float = 10) -> list[dict]:
             sets.append(entry)
         registered = None
         error = None
-        url = os.path.join(pdir, "security", f"ipcontroller-{cid}-client.json" if cid else "ipcontroller-client.json")
+        url = os.path.join(pdir, "security",
+                           f"ipcontroller-{cid}-client.json" if cid else "ipcontroller-client.json")
         if controller != "not running" and os.path.exists(url):
             try:
                 rc = ipp.Client(url, profile_dir=pdir, cluster_id=cid, timeout=connect_timeout)

@@ -31,8 +31,8 @@ from ..errors import ClusterStartError
 from . import diagnose
 from . import slurm as S
 
-__all__ = ["SlurmSite", "batch_template_of", "ClusterMLSlurmEngineSetLauncher", "ClusterMLSlurmControllerLauncher",
-           "ClusterMLMPIEngineSetLauncher"]
+__all__ = ["SlurmSite", "batch_template_of", "ClusterMLSlurmEngineSetLauncher",
+           "ClusterMLSlurmControllerLauncher", "ClusterMLMPIEngineSetLauncher"]
 
 _NONE_OK = dict(allow_none=True, config=True)
 

@@ -43,7 +43,8 @@ class EmpiricalCovariance(DistributedEstimator, _SkEmpiricalCovariance):
     feature_names_in_ : ndarray of shape (n_features_in_,)
     """
 
-    _parameter_constraints: ClassVar[dict] = {**_SkEmpiricalCovariance._parameter_constraints, **COMMON_CONSTRAINTS}
+    _parameter_constraints: ClassVar[dict] = {**_SkEmpiricalCovariance._parameter_constraints,
+                                              **COMMON_CONSTRAINTS}
 
     def __init__(self, *, store_precision=True, assume_centered=False, distributed=False, cluster=None):
         self.store_precision = store_precision

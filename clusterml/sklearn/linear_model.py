@@ -111,7 +111,8 @@ class LinearRegression(_LinearModel):
     feature_names_in_ : ndarray of shape (n_features_in_,)
     """
 
-    _parameter_constraints: ClassVar[dict] = {"fit_intercept": ["boolean"], "copy_X": ["boolean"], **COMMON_CONSTRAINTS}
+    _parameter_constraints: ClassVar[dict] = {"fit_intercept": ["boolean"], "copy_X": ["boolean"],
+                                              **COMMON_CONSTRAINTS}
 
     def __init__(self, *, fit_intercept=True, copy_X=True, distributed=False, cluster=None):
         self.fit_intercept = fit_intercept

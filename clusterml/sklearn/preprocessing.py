@@ -49,8 +49,8 @@ class StandardScaler(OneToOneFeatureMixin, TransformerMixin, DistributedEstimato
         When fitted on a DataFrame with string column names.
     """
 
-    _parameter_constraints: ClassVar[dict] = {"copy": ["boolean"], "with_mean": ["boolean"], "with_std": ["boolean"],
-                              **COMMON_CONSTRAINTS}
+    _parameter_constraints: ClassVar[dict] = {"copy": ["boolean"], "with_mean": ["boolean"],
+                                              "with_std": ["boolean"], **COMMON_CONSTRAINTS}
 
     def __init__(self, *, copy=True, with_mean=True, with_std=True, distributed=False, cluster=None):
         self.copy = copy

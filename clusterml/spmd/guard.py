@@ -20,7 +20,8 @@ from typing import Any
 
 from ..errors import ComputeError, DistributedError, RankFailure
 
-__all__ = ["Failure", "rank_failure", "raise_failures", "Context", "SerialContext", "Outcome", "agreed", "is_agreed"]
+__all__ = ["Failure", "rank_failure", "raise_failures", "Context", "SerialContext", "Outcome", "agreed",
+           "is_agreed"]
 
 # Fault injection for the reliability tests: "step@rank[:kill][,step@rank...]";
 # a guarded step whose name matches raises on that rank ("*" matches any step

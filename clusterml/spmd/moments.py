@@ -118,7 +118,8 @@ class covariance(Streaming, Algorithm):
 
     def _partial(self, data):
         """This rank's partial of ``data``: the CSR or dense kernel, block by block for a large file."""
-        kernel = csr_kernel(self, data, sparse_k.cov_partial, functools.partial(cov_k.partial, dtype=self.dtype))
+        kernel = csr_kernel(self, data, sparse_k.cov_partial,
+                            functools.partial(cov_k.partial, dtype=self.dtype))
         return streamed(checked_partial(kernel, cov_k.is_finite), cov_k.merge)
 
     def _check_global(self, layout, extras):

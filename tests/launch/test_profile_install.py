@@ -73,7 +73,8 @@ def test_install_writes_both_profiles_with_modes_and_settings(ipython_dir, tmp_p
         extra_sbatch=["--qos=debug", "--constraint=skylake"], setup=["module load mpich", "echo ready"],
         mpi="mpiexec", env={"FI_TCP_IFACE": "lo", "CML_X": "a b"},
     )
-    assert values["Cluster"]["controller_ip"] == "*" and values["Cluster"]["controller_location"] == "127.0.0.1"
+    assert (values["Cluster"]["controller_ip"] == "*"
+            and values["Cluster"]["controller_location"] == "127.0.0.1")
     assert values["Cluster"]["engine_timeout"] == 77
     local = P.read_settings((ipython_dir / "profile_clusterml-local" / "ipcluster_config.json").read_text())
     assert local["Cluster"]["controller_ip"] == "*" and local["Cluster"]["engine_timeout"] == 77

@@ -69,8 +69,8 @@ NOTEBOOK = """c = cml.Cluster(n=4, profile="clusterml-slurm")
     out["env"] = c.apply(env)
     c.stop()"""
 
-CLI = """p = subprocess.run([os.path.join(BIN, "clusterml"), "start", "--profile", "clusterml-slurm", "-n", "4"],
-                       capture_output=True, text=True)
+CLI = """p = subprocess.run([os.path.join(BIN, "clusterml"), "start", "--profile", "clusterml-slurm",
+                        "-n", "4"], capture_output=True, text=True)
     out.update(error=None if p.returncode == 0 else "exit", rc=p.returncode, stdout=p.stdout, msg=p.stderr)"""
 
 
@@ -145,7 +145,8 @@ def test_multihomed_login_fails_fast_with_cause_and_fix(multihost, profile, how)
     print(f"\n[{how}] job {job} ended at {out['ended'][job]:.1f} s; error at {out['raised_at']:.1f} s")
     assert late < 12, f"raised {late:.1f} s after Slurm ended job {job} (state {out['seen'].get(job)})"
     cause = re.search(r"^\s*cause: (.*)$", msg, re.M).group(1)
-    assert re.search(rf"controller address {re.escape(PUBLIC_ADDR)}:\d+ is not reachable from node[12]", cause), msg
+    assert re.search(rf"controller address {re.escape(PUBLIC_ADDR)}:\d+ is not reachable from node[12]",
+                     cause), msg
     fix = re.search(r"^\s*fix: (.*)$", msg, re.M).group(1)
     assert "controller_ip" in fix, msg
     nothing_left(multihost)
@@ -184,7 +185,8 @@ def test_busy_partition_shows_pending_reason_and_honours_profile_timeout(multiho
         m = re.search(shown, t)
         assert m and m.group(1) != blocker, f"{name} did not show the pending job:\n{t[-3000:]}"
         assert re.search(shown, o["msg"]), o["msg"]
-        assert 20 <= o["raised_at"] < 60, f"{name} gave up after {o['raised_at']:.0f} s, not the profile's 25 s"
+        assert 20 <= o["raised_at"] < 60, (f"{name} gave up after {o['raised_at']:.0f} s, "
+                                           "not the profile's 25 s")
     assert "ClusterStartError" in out["mro"], out
     nothing_left(multihost)
 

@@ -126,7 +126,8 @@ def _to_html(nb, title: str) -> str:
              "pre.out{background:#fff;border-left:3px solid #ccc}pre.err{background:#fee}</style>"]
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            parts.append(f"<div class='md'><pre style='background:none'>{html.escape(cell.source)}</pre></div>")
+            parts.append(f"<div class='md'><pre style='background:none'>{html.escape(cell.source)}"
+                         "</pre></div>")
             continue
         parts.append(f"<pre>[{cell.get('execution_count') or ' '}] {html.escape(cell.source)}</pre>")
         for o in cell.get("outputs", []):

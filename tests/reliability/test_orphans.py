@@ -47,7 +47,8 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("engine_dies_first", [False, True], ids=["client killed", "engine then client killed"])
+@pytest.mark.parametrize("engine_dies_first", [False, True],
+                         ids=["client killed", "engine then client killed"])
 def test_killed_client_then_documented_cleanup(tmp_path, engine_dies_first):
     ipdir = str(tmp_path / "ipython")
     os.makedirs(ipdir, mode=0o700)

@@ -65,7 +65,8 @@ def run_probe(live_slurm, tmp_path, **settings):
     base = dict(ntasks=4, time="5", partition=live_slurm.partition, output=str(out))
     base.update(settings)
     script = S.write_batch_script(
-        S.render_spmd_script(base, [sys.executable, str(probe), str(results)]), tmp_path / "jobs", "spmd.sbatch"
+        S.render_spmd_script(base, [sys.executable, str(probe), str(results)]), tmp_path / "jobs",
+        "spmd.sbatch"
     )
     job = S.sbatch(script, wait=True, timeout=240)
     text = out.read_text() if out.exists() else ""

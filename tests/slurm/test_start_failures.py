@@ -57,7 +57,8 @@ def test_engines_that_die_fail_the_notebook_within_seconds_of_the_job_end(live_s
     assert job.split()[3] in ("FAILED", "COMPLETED"), job
     assert "engine log (last lines):" in lines, msg
     assert any("PYTHONHOME" in line or "encodings" in line for line in lines), msg  # Python's own words
-    assert any(line.startswith("cause: ") for line in lines) and any(line.startswith("fix: ") for line in lines)
+    assert (any(line.startswith("cause: ") for line in lines)
+            and any(line.startswith("fix: ") for line in lines))
     assert raised - _end_time(job_id) < 10, (raised, _end_time(job_id))  # not at the 300 s timeout
     _no_jobs_left()
     assert sorted(p.name for p in (ipython_dir / "profile_clusterml-slurm" / "security").iterdir()) == []
@@ -112,7 +113,8 @@ def test_notebook_shows_the_pending_reason_and_honours_the_profile_timeout(live_
     print(f"\nnotebook, partition busy: failed after {took:.1f} s:\n{msg}")
     assert isinstance(info.value, cml.ClusterTimeoutError)
     assert "0 of 2 engines registered" in _lines(msg)[0], msg
-    assert any(line.startswith("Slurm job ") and line.endswith("PENDING (Resources)") for line in _lines(msg)), msg
+    assert any(line.startswith("Slurm job ") and line.endswith("PENDING (Resources)")
+               for line in _lines(msg)), msg
     assert "within 8 s" in msg and 8 <= took < 40, took  # the profile's 8 s, not a default
     _no_jobs_left()
 

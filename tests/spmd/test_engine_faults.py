@@ -131,7 +131,8 @@ def test_covariance_of_one_row_in_total_is_an_error_as_for_pca():
         expect_distributed_error(lambda algo=algo: getattr(cml, algo)(distributed=True).compute(one),
                                  match=f"{algo} needs at least 2 rows in total, got 1",
                                  cls=cml.InputError)
-    res = cml.covariance(outputMatrixType="correlationMatrix", distributed=True).compute(X[:2] if rank() == 0 else X[:0])
+    res = cml.covariance(outputMatrixType="correlationMatrix", distributed=True).compute(
+        X[:2] if rank() == 0 else X[:0])
     mpi_assert(np.all(np.isfinite(res.covariance)), "two rows: finite")
 
 
