@@ -122,7 +122,7 @@ class Outcome:
         report through it).
     """
 
-    __slots__ = ("failures", "missing", "value")
+    __slots__ = ("value", "failures", "missing")  # noqa: RUF023 - the pickled state's order
 
     def __init__(self, value=None, failures=(), missing=()):
         self.value = value
