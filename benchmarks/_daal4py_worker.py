@@ -29,7 +29,7 @@ import traceback
 # MPI_Init, and overridable from the environment.
 os.environ.setdefault("I_MPI_FABRICS", "shm")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -52,10 +52,7 @@ def load(paths, names, rank, size, dtype="float64"):
     out = []
     for n in names:
         arr = np.load(paths["X" if n == "C0" else n], mmap_mode="r")
-        if n == "C0":
-            blk = arr[: cases.K]
-        else:
-            blk = arr[len(arr) * rank // size: len(arr) * (rank + 1) // size]
+        blk = arr[: cases.K] if n == "C0" else arr[len(arr) * rank // size: len(arr) * (rank + 1) // size]
         # np.array copies always (np.ascontiguousarray would return the contiguous memory-mapped
         # slice itself: reading it during the call would then count the file pages as peak RSS)
         blk = np.array(blk, dtype=dtype, order="C")

@@ -206,11 +206,12 @@ def main(argv=None):
         row["bytes"] = c.get("bytes")
         row["daal4py_peak_over_block"] = d4p.get(a, {}).get("peak_over_block")
         row["daal4py_version"] = d4p.get(a, {}).get("version") if row["daal4py"] else None
-        row["vs_daal4py"] = (row["clusterml"] / row["daal4py"]) if row["clusterml"] and row["daal4py"] else None
+        row["vs_daal4py"] = ((row["clusterml"] / row["daal4py"]) if row["clusterml"] and row["daal4py"]
+                             else None)
         row["vs_numpy"] = (row["clusterml"] / row["numpy"]) if row["clusterml"] and row["numpy"] else None
         row["read_seconds"] = c.get("read_seconds")
-        row["over_read"] = (row["clusterml"] / row["read_seconds"]) if row["clusterml"] and row["read_seconds"] \
-            else None
+        row["over_read"] = ((row["clusterml"] / row["read_seconds"])
+                            if row["clusterml"] and row["read_seconds"] else None)
         table.append(row)
         print(f"{a:<22} {fmt(row['clusterml']):>11} {fmt(row['numpy']):>9} {fmt(row['sklearn']):>9} "
               f"{fmt(row['daal4py']):>9} {fmt(row['vs_daal4py'], '{:.2f}x'):>10} "

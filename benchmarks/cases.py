@@ -92,7 +92,8 @@ CASES = {
     "linreg1": dict(
         inputs=("X", "Y1"), clusterml=_cml("linear_regression_training", interceptFlag=True),
         numpy=lambda i: np.linalg.lstsq(np.c_[np.ones(len(i[0])), i[0]], i[1], rcond=None),
-        sklearn=lambda i: __import__("sklearn.linear_model", fromlist=["x"]).LinearRegression().fit(i[0], i[1]),
+        sklearn=lambda i: __import__("sklearn.linear_model", fromlist=["x"]).LinearRegression().fit(
+            i[0], i[1]),
         daal4py=("linear_regression_training", {"interceptFlag": True}),
         algorithm="linear_regression_training"),
     "linreg4": dict(

@@ -176,7 +176,7 @@ def vs_scoop(engines: int, repeat: int, rows=SCOOP_ROWS) -> list:
     print(f"{'workload':<52} {'serial s':>8} {'SCOOP s':>8} {'map s':>8} {'map 2/eng s':>11} "
           f"{'SCOOP/map':>9} {'gen/s map':>9} {'gen/s SCOOP':>11}")
     table = []
-    for (name, kw), b in zip(rows, best):
+    for (name, kw), b in zip(rows, best, strict=True):
         table.append(dict(workload=name, **b))
         print(f"{name:<52} {b['serial']:>8.2f} {b['scoop']:>8.2f} {b['map']:>8.2f} {b['fixed']:>11.2f} "
               f"{b['scoop'] / b['map']:>9.2f} {kw['ngen'] / b['map']:>9.1f} {kw['ngen'] / b['scoop']:>11.1f}")
@@ -213,7 +213,7 @@ def main(argv=None):
     results = {}
     for n in sizes:
         results[n], checks = run_cluster(n, work, args.repeat)
-        for (name, _, _), a, b in zip(work, ref, checks):
+        for (name, _, _), a, b in zip(work, ref, checks, strict=True):
             if a != b:
                 raise SystemExit(f"{name.split()[0]} on {n} engine(s) gave a different result: {b} vs {a}")
 

@@ -86,7 +86,9 @@ def main(argv=None):
         for label, (fn, reads, gram) in _cases(cml, fp).items():
             arrays = [data[r] for r in reads]
             read = machine.read_seconds(arrays, args.repeat, CLOCK)
-            call = lambda fn=fn, data=data: fn(data)
+            def call(fn=fn, data=data):
+                return fn(data)
+
             call()
             t = machine.best_of(call, args.repeat, CLOCK)
             cols = sum(a.shape[1] for a in arrays)

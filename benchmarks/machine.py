@@ -61,7 +61,8 @@ def blas_summary(libs=None) -> str:
     for lib in libs:
         name = (lib.get("filepath") or "").rsplit("/", 1)[-1]
         arch = f" {lib['architecture']}" if lib.get("architecture") else ""
-        parts.append(f"{lib.get('internal_api')} {lib.get('version')}{arch} x{lib.get('num_threads')} ({name})")
+        parts.append(f"{lib.get('internal_api')} {lib.get('version')}{arch} "
+                     f"x{lib.get('num_threads')} ({name})")
     return "; ".join(sorted(set(parts))) or "no BLAS seen by threadpoolctl"
 
 

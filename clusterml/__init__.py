@@ -14,13 +14,21 @@ initialises MPI; the first distributed computation (or :func:`init`) does.
 """
 
 from ._version import __version__
-from .errors import (ClusterStartError, ClusterTimeoutError, CollectiveTimeoutError, ComputeError,
-                     DistributedError, EngineError,
-                     InconsistentResultError, InputError, ParameterError)
+from .errors import (
+    ClusterStartError,
+    ClusterTimeoutError,
+    CollectiveTimeoutError,
+    ComputeError,
+    DistributedError,
+    EngineError,
+    InconsistentResultError,
+    InputError,
+    ParameterError,
+)
 
 # The engine API (init, the algorithms, read_partition) is loaded on first use (PEP 562):
 # ``import clusterml`` in a notebook imports neither mpi4py nor numba, scipy or pandas.
-from .spmd import __all__ as _SPMD_NAMES  # noqa: E402  (the package itself is light)
+from .spmd import __all__ as _SPMD_NAMES
 
 __all__ = [
     "__version__", "DistributedError", "InputError", "ParameterError", "ComputeError",

@@ -195,7 +195,7 @@ def main(n=4, rows=200_000, features=16, workdir=None, engines="ipyparallel", pr
         refs = reference_results(templates, n)
         table = [(name, params, secs, deviation(res, ref, fields))
                  for (name, params, secs, res), ref, (_, _, _, fields)
-                 in zip(results, refs, available_steps())]
+                 in zip(results, refs, available_steps(), strict=True)]
         bad = print_table(table, n, "ipyparallel engines" if engines != "mpiexec" else "mpiexec")
         return 1 if bad else 0
     finally:

@@ -133,7 +133,8 @@ class RankFailure:
         The collective step it was raised in, when it travels between ranks.
     """
 
-    __slots__ = ("rank", "etype", "module", "message", "traceback", "causes", "exception", "step")
+    # the order is the pickled state's layout (__getstate__); new fields go last, never sorted
+    __slots__ = ("rank", "etype", "module", "message", "traceback", "causes", "exception", "step")  # noqa: RUF023
 
     def __init__(self, rank: int, etype: str, module: str, message: str, traceback: str = "",
                  causes: dict | None = None, exception: bytes | None = None, step: str = ""):
@@ -194,7 +195,7 @@ class RankFailure:
 
     def __setstate__(self, state):
         self.step = ""  # a failure pickled before ``step`` existed
-        for k, v in zip(self.__slots__, state):
+        for k, v in zip(self.__slots__, state, strict=False):
             setattr(self, k, v)
 
     def __repr__(self):

@@ -22,7 +22,7 @@ import numpy as np
 def count_inside(seed: int) -> int:
     """Points of one batch inside the quarter circle (``SAMPLES`` is shared with every engine)."""
     rng = np.random.default_rng(seed)
-    xy = rng.random((SAMPLES, 2))  # noqa: F821 - shared with cluster.share(SAMPLES=...)
+    xy = rng.random((SAMPLES, 2))
     return int(np.count_nonzero((xy * xy).sum(axis=1) <= 1.0))
 
 

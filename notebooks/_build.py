@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 
 import nbformat
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
             bad += problems(dst, src) if os.path.exists(dst) else [f"{dst}: missing"]
             continue
         text = render(build(src))
-        old = open(dst, encoding="utf-8").read() if os.path.exists(dst) else None
+        old = pathlib.Path(dst).read_text(encoding="utf-8") if os.path.exists(dst) else None
         if old != text:
             with open(dst, "w", encoding="utf-8") as fh:
                 fh.write(text)

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import ROOT, mpiexec_path, subprocess_env  # noqa: F401,E402
+from helpers import ROOT, mpiexec_path, subprocess_env  # noqa: F401
 
 # the tests import clusterml from this checkout even when pytest runs from elsewhere
 if ROOT not in sys.path:

@@ -10,14 +10,14 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import ROOT, mpiexec_path, subprocess_env
 
 
 def run(cmd, timeout, **env):
     proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(**env), capture_output=True, text=True,
                           timeout=timeout)
-    assert proc.returncode == 0, f"{cmd} failed (rc={proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, (f"{cmd} failed (rc={proc.returncode}):\n{proc.stdout[-5000:]}\n"
+                                  f"{proc.stderr[-5000:]}")
     return proc.stdout
 
 

@@ -15,7 +15,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import ROOT, mpiexec_path, subprocess_env
 
 SCRIPT = os.path.join(ROOT, "tests", "daal4py_scripts", "spmd_all.py")

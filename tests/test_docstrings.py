@@ -58,7 +58,7 @@ def _public_names():
 def test_public_name_has_a_numpydoc_docstring(name, obj):
     doc = inspect.getdoc(obj) or ""
     assert len(doc.strip()) > 20, f"clusterml.{name} has no docstring"
-    if inspect.isclass(obj) and not issubclass(obj, BaseException) or inspect.isfunction(obj):
+    if (inspect.isclass(obj) and not issubclass(obj, BaseException)) or inspect.isfunction(obj):
         sig = inspect.signature(obj)
         takes = [p for p in sig.parameters if p not in ("self", "args", "kwargs")]
         if takes:

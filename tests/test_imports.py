@@ -133,11 +133,11 @@ def _fresh(code: str) -> dict:
 def test_import_clusterml_is_light():
     got = _fresh(
         "import sys, json, clusterml as cml\n"
-        "before = sorted(m for m in %r if m in sys.modules)\n"
+        f"before = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
         "names = sorted(set(cml.__all__) - set(dir(cml)))\n"
         "import clusterml.spmd.remote\n"  # what an engine unpickles first (the setup call)
-        "engine = sorted(m for m in %r if m in sys.modules)\n"
-        "print(json.dumps([before, names, engine]))" % (HEAVY, HEAVY))
+        f"engine = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "print(json.dumps([before, names, engine]))")
     before, missing, engine = got
     assert before == [], f"import clusterml imported {before}"
     assert missing == []

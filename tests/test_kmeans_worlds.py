@@ -8,7 +8,6 @@ init tests there compare every method, bit for bit, with one process.
 import os
 
 import pytest
-
 from helpers import ROOT, run_spmd_pytest
 
 TIMEOUT = int(os.environ.get("CLUSTERML_MPI_SUITE_TIMEOUT", "900"))

@@ -9,7 +9,6 @@ passes or fails each test together; each rank reports its own counts.
 import os
 
 import pytest
-
 from helpers import ROOT, run_spmd_pytest
 
 WORLD_TIMEOUT = int(os.environ.get("CLUSTERML_MPI_SUITE_TIMEOUT", "900"))

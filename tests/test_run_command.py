@@ -9,7 +9,6 @@ import time
 
 import psutil
 import pytest
-
 from helpers import subprocess_env
 
 SCRIPT = textwrap.dedent('''

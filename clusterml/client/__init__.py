@@ -3,8 +3,8 @@
 Only this package (and ``clusterml.launch``) imports ipyparallel.
 """
 
-from .cluster import Cluster, EngineArray, RemoteAlgorithm, list_clusters, stop_all
 from ..spmd.comm import NestedUseError
+from .cluster import Cluster, EngineArray, RemoteAlgorithm, list_clusters, stop_all
 from .farm import TaskError
 from .futures import TaskFuture
 from .health import Health

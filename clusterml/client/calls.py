@@ -23,8 +23,15 @@ import weakref
 import numpy as np
 
 from .. import errors as _errors
-from ..errors import (ComputeError, DistributedError, EngineError, InconsistentResultError, InputError,
-                      ParameterError, RankFailure)
+from ..errors import (
+    ComputeError,
+    DistributedError,
+    EngineError,
+    InconsistentResultError,
+    InputError,
+    ParameterError,
+    RankFailure,
+)
 from ..spmd import REGISTRY
 from ..spmd.algorithm import bind_inputs
 from ..spmd.inputs import Partition, block_range
@@ -167,7 +174,7 @@ def compute(cluster, name: str, params: dict, inputs: dict, tables: set, timeout
     temp = []
     spec = {}
     for k, v in inputs.items():
-        if isinstance(v, Ref) or isinstance(v, (str, os.PathLike, Partition)):
+        if isinstance(v, (Ref, str, os.PathLike, Partition)):
             if isinstance(v, EngineArray):
                 v._get_cluster()
                 v = Ref(v.name)

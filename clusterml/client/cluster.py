@@ -38,8 +38,16 @@ import psutil
 from .. import __version__
 from ..errors import EngineError, ParameterError
 from ..launch.lifecycle import list_clusters, stop_all, stop_cluster
-from ..launch.records import (_alive, _check_batch_values, _kill_all, _owner_only, _proc_key,
-                              _profile_dir, _record_path, _tree)
+from ..launch.records import (
+    _alive,
+    _check_batch_values,
+    _kill_all,
+    _owner_only,
+    _proc_key,
+    _profile_dir,
+    _record_path,
+    _tree,
+)
 from ..spmd import REGISTRY
 from ..spmd.remote import Entry, Ref
 from . import calls
@@ -165,7 +173,7 @@ class Cluster:
     @classmethod
     def connect(cls, profile: str | None = None, cluster_id: str | None = None, *,
                 n: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-                start_timeout: float | None = None) -> "Cluster":
+                start_timeout: float | None = None) -> Cluster:
         """Attach to a running cluster (``ipcluster start`` or another :class:`Cluster`).
 
         Parameters
@@ -203,7 +211,7 @@ class Cluster:
         self._connect()
         return self
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         """Start the controller and the MPI engines, connect, and set every engine up.
 
         Idempotent on a running cluster.  Stops clusters of this profile left
@@ -302,7 +310,7 @@ class Cluster:
         ranks = [i["rank"] for i in infos]
         if sorted(ranks) != list(range(len(infos))):
             problems.append(f"MPI ranks {ranks} are not a permutation of 0..{len(infos) - 1}")
-        bad = [(e, i["rank"]) for e, i in zip(ids, infos) if e != i["rank"]]
+        bad = [(e, i["rank"]) for e, i in zip(ids, infos, strict=True) if e != i["rank"]]
         if bad:
             problems.append("engine id != MPI rank for "
                             + ", ".join(f"engine {e} (rank {r})" for e, r in bad)
@@ -387,7 +395,7 @@ class Cluster:
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
-    def restart(self) -> "Cluster":
+    def restart(self) -> Cluster:
         """Replace the whole MPI engine set (MPI cannot lose a rank) and set it up again.
 
         For a cluster this facade started, the controller is replaced too (its
@@ -590,7 +598,7 @@ class Cluster:
                           chunksize=chunksize, timeout=timeout, progress=progress)
 
     @classmethod
-    def current(cls) -> "Cluster":
+    def current(cls) -> Cluster:
         """The cluster of ``clusterml run`` (or the last one started in this process)."""
         from .farm import current_cluster
 

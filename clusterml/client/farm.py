@@ -335,7 +335,7 @@ def _prepare(cluster, f, iterables, chunksize, what):
     if not iterables:
         raise ParameterError(f"{what} needs at least one iterable (like the built-in map)")
     view = _lview(cluster)
-    tasks = list(zip(*iterables))
+    tasks = list(zip(*iterables, strict=False))
     size = _chunk_size(len(tasks), len(view.targets or cluster.client.ids), chunksize, f)
     return view, _dumps_function(cluster, f, what), tasks, size
 

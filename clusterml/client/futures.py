@@ -25,11 +25,21 @@ import sys
 import threading
 import weakref
 
-
 from ..errors import EngineError, ParameterError
-from .farm import TaskError, _abort, _dumps, _dumps_function, _engine_of, _forget, _lview, \
-    _map_chunks, _record_cost, _run_chunk, _task_failure
-from .shared import SHARED, SHARES, _with_shared, drop_shared, send_shared  # noqa: F401
+from .farm import (
+    TaskError,
+    _abort,
+    _dumps,
+    _dumps_function,
+    _engine_of,
+    _forget,
+    _lview,
+    _map_chunks,
+    _record_cost,
+    _run_chunk,
+    _task_failure,
+)
+from .shared import SHARED, SHARES, _with_shared, drop_shared, send_shared
 
 __all__ = ["TaskFuture", "share", "unshare", "submit", "map_async", "map_reduce", "SHARED"]
 
@@ -130,7 +140,7 @@ class TaskFuture(concurrent.futures.Future):
             return
         try:
             value = _decode_one(cluster, ar, self._what, self.index, self._f)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self.engine_id = _engine_of(cluster, ar)
             self._settle(exc)
             return
@@ -236,7 +246,7 @@ def map_async(cluster, f, *iterables, ordered: bool = True, chunksize: int | Non
     def collect():
         try:
             future.set_result([v for _, chunk in chunks for v in chunk])
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             future.set_exception(exc)
 
     threading.Thread(target=collect, name="clusterml-map_async", daemon=True).start()

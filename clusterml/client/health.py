@@ -168,7 +168,7 @@ class Health:
         """Engines of ``ar`` that have not replied yet."""
         client = self._c._client
         out = client.outstanding if client is not None else set()
-        return [e for e, m in zip(_ids(ar), ar.msg_ids) if m in out]
+        return [e for e, m in zip(_ids(ar), ar.msg_ids, strict=False) if m in out]
 
     def where(self, ar) -> str:
         """'still running on rank(s) ..., finished on rank(s) ...' for messages."""

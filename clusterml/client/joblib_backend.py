@@ -14,8 +14,18 @@ import time
 import weakref
 
 from ..errors import EngineError, ParameterError
-from .farm import _POLL, _abort, _dead_engines, _dumps, _engine_of, _forget, _interrupt, _lview, \
-    _run_call, _task_failure
+from .farm import (
+    _POLL,
+    _abort,
+    _dead_engines,
+    _dumps,
+    _engine_of,
+    _forget,
+    _interrupt,
+    _lview,
+    _run_call,
+    _task_failure,
+)
 
 __all__ = ["JOBLIB_BACKEND_NAME", "joblib_config", "register_joblib_backend"]
 

@@ -29,9 +29,8 @@ class _MapProgress:
         kw = dict(total=total, desc=what, unit="task", leave=True)
         if _in_notebook():
             try:
-                from tqdm.notebook import tqdm as notebook_tqdm
-
                 import ipywidgets  # noqa: F401  (tqdm's notebook bar needs it)
+                from tqdm.notebook import tqdm as notebook_tqdm
 
                 self.bar = notebook_tqdm(**kw)
             except ImportError:  # Jupyter renders a terminal bar's carriage returns fine

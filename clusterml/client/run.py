@@ -90,7 +90,7 @@ def run_script(script: str, args=(), n: int | None = None, profile: str | None =
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BaseException:  # noqa: BLE001 - report like python script.py does
+    except BaseException:
         traceback.print_exc()
         return 1
     finally:

@@ -156,7 +156,7 @@ def _run_chunk(fbytes: bytes, argbytes: bytes, start: int, opbytes: bytes | None
         f = _with_shared(pickle.loads(fbytes))
         arglists = pickle.loads(argbytes)
         op = None if opbytes is None else _with_shared(pickle.loads(opbytes))
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return _dumps(("error", start, _describe(exc, 0), "unpickling the function or its arguments"))
     out = []
     t0 = time.perf_counter()
@@ -172,14 +172,14 @@ def _run_chunk(fbytes: bytes, argbytes: bytes, start: int, opbytes: bytes | None
                     out = [value]
                 else:
                     out[0] = op(out[0], value)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 return _dumps(("error", start + i, _describe(exc), None))
     finally:
         comm._farm_task["what"] = None
     seconds = time.perf_counter() - t0
     try:
         return _dumps(("ok", out, seconds))
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return _dumps(("error", start, _describe(exc, 0), "pickling the results"))
 
 
@@ -187,13 +187,13 @@ def _run_call(fbytes: bytes) -> bytes:
     """Run one pickled no-argument callable (a joblib batch); ``("ok", value)`` or ``("error", ...)``."""
     try:
         func = pickle.loads(fbytes)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return _dumps(("error", None, _describe(exc, 0), "unpickling the batch"))
     try:
         value = func()
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return _dumps(("error", None, _describe(exc), None))
     try:
         return _dumps(("ok", value))
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return _dumps(("error", None, _describe(exc, 0), "pickling the result"))

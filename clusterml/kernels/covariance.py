@@ -44,7 +44,7 @@ class CrossProducts:
     cp: np.ndarray
 
     @classmethod
-    def empty(cls, d: int) -> "CrossProducts":
+    def empty(cls, d: int) -> CrossProducts:
         return cls(0, np.zeros(d), np.zeros((d, d)))
 
 
@@ -108,7 +108,7 @@ def _gram_blocks(cols, rows: int, dtype, gram, shift=None):
         tmp = np.empty((d, d), dtype=dtype)
         for start in range(0, n, rows):
             stop = min(start + rows, n)
-            for a, (lo, hi) in zip(cols, spans):
+            for a, (lo, hi) in zip(cols, spans, strict=True):
                 total[lo:hi] += shift_and_sum(a[start:stop], shift[lo:hi], buf[: stop - start, lo:hi])
             B = buf[: stop - start]
             gram += np.matmul(B.T, B, out=tmp)
@@ -118,7 +118,7 @@ def _gram_blocks(cols, rows: int, dtype, gram, shift=None):
     tmps = {(i, j): np.empty((widths[i], widths[j]), dtype=dtype) for i, j in pairs}
     for start in range(0, n, rows):
         blocks = [a[start:start + rows] for a in cols]
-        for (lo, hi), b in zip(spans, blocks):
+        for (lo, hi), b in zip(spans, blocks, strict=True):
             total[lo:hi] += column_sums(b)
         for i, j in pairs:
             (lo, hi), (lo2, hi2) = spans[i], spans[j]

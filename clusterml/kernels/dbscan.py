@@ -34,7 +34,8 @@ disjoint-set data structure", SC 2012 (spatial partition + halo + union-find).
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -240,7 +241,7 @@ def global_labels(summaries: Sequence) -> list:
     rank_of = np.empty(len(first), dtype=np.int64)
     rank_of[np.argsort(first, kind="stable")] = np.arange(len(first))
     number = rank_of[root]
-    return [number[a:b] for a, b in zip(base[:-1], base[1:])], len(first)
+    return [number[a:b] for a, b in itertools.pairwise(base)], len(first)
 
 
 def border_labels(own: np.ndarray, X: np.ndarray, label: np.ndarray, eps: float) -> np.ndarray:

@@ -19,7 +19,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["moments_pass", "shift_and_sum", "column_sums", "first_bad_value", "assign_accumulate", "class_sums"]
+# The k-means seeding loops moved to seeding.py; importing them from here still works.
+from .seeding import bernoulli_pick, exact_bins, seed_pass, sqdist_into, uniforms  # noqa: F401
+
+__all__ = ["moments_pass", "shift_and_sum", "column_sums", "first_bad_value", "assign_accumulate",
+           "class_sums"]
 
 
 # Column statistics of a C-ordered block: the loops below take the rows 8 at a
@@ -360,6 +364,3 @@ def class_sums(X: np.ndarray, y: np.ndarray, n_classes: int, limit: float):
     bad = _class_sums(X, y, n_classes, limit, out, mn, mx)
     return out, bad < 0
 
-
-# The k-means seeding loops moved to seeding.py; importing them from here still works.
-from .seeding import bernoulli_pick, exact_bins, seed_pass, sqdist_into, uniforms  # noqa: F401

@@ -78,10 +78,9 @@ from functools import reduce
 
 import numpy as np
 
-from .blocks import block_rows as default_block_rows
-from .fused import (assign_accumulate, bernoulli_pick, exact_bins, seed_pass, shift_and_sum,
-                    sqdist_into)
 from . import sparse as sparse_k
+from .blocks import block_rows as default_block_rows
+from .fused import assign_accumulate, bernoulli_pick, exact_bins, seed_pass, shift_and_sum, sqdist_into
 from .moments import as_plain
 from .random import stream_key
 
@@ -139,7 +138,7 @@ class ExactSum:
     _CHUNK = 1 << 24
 
     @classmethod
-    def of(cls, values) -> "ExactSum":
+    def of(cls, values) -> ExactSum:
         v = np.ascontiguousarray(np.ravel(np.asarray(values, dtype=np.float64)))
         if v.size == 0:
             return cls()
@@ -157,7 +156,7 @@ class ExactSum:
         return cls(total, e0 - 1075)
 
     @classmethod
-    def _of_numpy(cls, v: np.ndarray) -> "ExactSum":
+    def _of_numpy(cls, v: np.ndarray) -> ExactSum:
         # Vectorised NumPy version (also handles non-finite values, oddly but
         # without failing): frexp, then integer mantissas binned by exponent.
         frac, exp = np.frexp(v)
@@ -175,7 +174,7 @@ class ExactSum:
                 total += ((int(H[b]) << 26) + int(L[b])) << int(b)
         return cls(total, emin - 53)
 
-    def __add__(self, other: "ExactSum") -> "ExactSum":
+    def __add__(self, other: ExactSum) -> ExactSum:
         if other.mantissa == 0:
             return self
         if self.mantissa == 0:
@@ -273,7 +272,7 @@ class Chunks:
         self.chunks = list(rows_list)
 
     @classmethod
-    def split(cls, X, counts, block_rows=None) -> "Chunks":
+    def split(cls, X, counts, block_rows=None) -> Chunks:
         """Chunks of ``X`` with the given row counts, in order (a simulated rank layout)."""
         if sum(counts) != len(X):
             raise ValueError(f"counts {counts} do not add up to {len(X)} rows")
@@ -344,7 +343,7 @@ class NewCentres:
     track: bool = True
 
     @classmethod
-    def after(cls, previous, gidx, X, track: bool = True) -> "NewCentres":
+    def after(cls, previous, gidx, X, track: bool = True) -> NewCentres:
         """New centres ``X`` following the centres ``previous`` (a list of rows or an array).
 
         ``track``: keep ``Rows.nearest`` up to date (k-means|| needs it for
@@ -678,7 +677,7 @@ class LloydPartial:
     objective: float
     changed: int
 
-    def __add__(self, other: "LloydPartial") -> "LloydPartial":
+    def __add__(self, other: LloydPartial) -> LloydPartial:
         return LloydPartial(self.sums + other.sums, self.counts + other.counts,
                             self.objective + other.objective, self.changed + other.changed)
 
@@ -836,7 +835,7 @@ def _update_centroids(team, C, shift, total: LloydPartial):
         X = np.vstack([p[2] for p in parts])
         lab = np.concatenate([p[3] for p in parts])
         order = np.lexsort((g, -d2))[:len(empty)]
-        for j, i in zip(empty, order):
+        for j, i in zip(empty, order, strict=False):
             C_new[j] = X[i]
             moved[j] = True
             sums[lab[i]] -= X[i] - shift

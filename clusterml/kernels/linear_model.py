@@ -35,8 +35,8 @@ factorizations", SIAM J. Sci. Comput. 34(1), 2012 (TSQR).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import scipy.linalg
@@ -73,7 +73,7 @@ class Gram:
 
 def _paired_blocks(X, Y, rows=None):
     rows = rows or _block_rows(X.shape[1] + Y.shape[1] + 1)
-    return zip(iter_blocks(X, rows), iter_blocks(Y, rows))
+    return zip(iter_blocks(X, rows), iter_blocks(Y, rows), strict=True)
 
 
 def gram_partial(X: np.ndarray, Y: np.ndarray, centred: bool, block_rows=None, dtype=None) -> Gram:

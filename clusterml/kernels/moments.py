@@ -61,7 +61,7 @@ class Moments:
     sumsq: np.ndarray
 
     @classmethod
-    def empty(cls, d: int) -> "Moments":
+    def empty(cls, d: int) -> Moments:
         z = np.zeros(d)
         return cls(0, z, z.copy(), np.full(d, np.inf), np.full(d, -np.inf), z.copy(), z.copy())
 

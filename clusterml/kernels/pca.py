@@ -31,7 +31,7 @@ methods, sign flip) and "Principal Components Analysis Transform".
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

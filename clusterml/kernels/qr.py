@@ -30,7 +30,8 @@ tall-and-skinny matrices in MapReduce architectures", IEEE BigData 2013.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -115,7 +116,7 @@ def finalize(Rs: Sequence[np.ndarray]) -> dict:
     R = R * sign[:, None]
     Q_s = Q_s * sign[None, :]
     bounds = np.cumsum([0] + [r.shape[0] for r in Rs])
-    return {"matrixR": R, "q_factors": [Q_s[a:b] for a, b in zip(bounds[:-1], bounds[1:])]}
+    return {"matrixR": R, "q_factors": [Q_s[a:b] for a, b in itertools.pairwise(bounds)]}
 
 
 def merge_local(parts: Sequence[tsqr.LocalQR]):
@@ -135,7 +136,7 @@ def merge_local(parts: Sequence[tsqr.LocalQR]):
 
     def split(W):
         V = Q3 @ W
-        return [V[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return [V[a:b] for a, b in itertools.pairwise(bounds)]
 
     return R, split
 
@@ -153,4 +154,4 @@ def q_rows(lq: tsqr.LocalQR, W: np.ndarray) -> np.ndarray:
         return np.zeros((0, W.shape[1]), dt)
     V = lq.q2 @ W
     bounds = np.cumsum([0] + [Q.shape[1] for Q in lq.blocks])
-    return np.vstack([Q @ V[a:b] for Q, a, b in zip(lq.blocks, bounds[:-1], bounds[1:])])
+    return np.vstack([Q @ V[a:b] for Q, a, b in zip(lq.blocks, bounds[:-1], bounds[1:], strict=True)])

@@ -16,7 +16,8 @@ tall-and-skinny matrices in MapReduce architectures", IEEE BigData 2013, §4
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -57,5 +58,5 @@ def finalize(Rs: Sequence[np.ndarray], want_u: bool) -> dict:
         k = R.shape[0]
         W = Q_s @ U_r[:k]
         bounds = np.cumsum([0] + [r.shape[0] for r in Rs])
-        out["u_factors"] = [W[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        out["u_factors"] = [W[a:b] for a, b in itertools.pairwise(bounds)]
     return out

@@ -28,8 +28,8 @@ tall-and-skinny matrices in MapReduce architectures", IEEE BigData 2013
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import scipy.linalg

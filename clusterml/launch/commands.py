@@ -79,7 +79,8 @@ def cmd_profile(args):
     except (ValueError, FileNotFoundError) as e:
         return _err(str(e))
     for r in done:
-        print(f"installed {r.name}: {r.config}" + (f" (previous kept as {r.backup.name})" if r.backup else ""))
+        print(f"installed {r.name}: {r.config}"
+              + (f" (previous kept as {r.backup.name})" if r.backup else ""))
     print("change a setting later with: clusterml profile set NAME key=value")
     return 0
 
@@ -103,7 +104,8 @@ def _profile_options(p):
     )
     i.add_argument("--name", action="append", choices=("clusterml-local", "clusterml-slurm"),
                    help="profile to install (repeatable; default both)")
-    i.add_argument("--force", action="store_true", help="replace an existing, different config (kept as .bak)")
+    i.add_argument("--force", action="store_true",
+                   help="replace an existing, different config (kept as .bak)")
     i.add_argument("--env", action="append", metavar="NAME=VALUE",
                    help="environment variable for the engines, e.g. FI_TCP_IFACE=ib0 (repeatable)")
     g = i.add_argument_group("Slurm job settings (clusterml-slurm)")
@@ -123,7 +125,8 @@ def _profile_options(p):
     g.add_argument("--mpi", choices=("pmi2", "pmix", "mpiexec", "none"),
                    help="how tasks form one MPI world: srun --mpi=pmi2|pmix, or mpiexec in the job")
     c = i.add_argument_group("controller and MPI")
-    c.add_argument("--controller-ip", help="address the controller listens on and engines connect to ('*' = all)")
+    c.add_argument("--controller-ip",
+                   help="address the controller listens on and engines connect to ('*' = all)")
     c.add_argument("--controller-interface", help="engines connect to this interface's address, e.g. ib0")
     c.add_argument("--controller-location", help="host/address engines connect to")
     c.add_argument("--controller-on-compute-node", action="store_true",
@@ -138,8 +141,8 @@ cmd_profile.configure = _profile_options
 # ----------------------------------------------------------------------------- start / stop / status
 @command("start", "start a controller and MPI engines in the background from a profile")
 def cmd_start(args):
-    from . import ipcluster as IC
     from ..errors import DistributedError
+    from . import ipcluster as IC
 
     try:
         started = IC.start(args.profile, args.n, cluster_id=args.cluster_id, timeout=args.timeout,
@@ -158,7 +161,8 @@ def cmd_start(args):
 
 
 def _start_options(p):
-    p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"installed profile (default {DEFAULT_PROFILE})")
+    p.add_argument("--profile", default=DEFAULT_PROFILE,
+                   help=f"installed profile (default {DEFAULT_PROFILE})")
     p.add_argument("-n", type=int, default=4, help="number of MPI engines (default 4)")
     p.add_argument("--cluster-id", default="", help="name of this cluster (default '')")
     p.add_argument("--timeout", type=float, default=None,
@@ -186,8 +190,8 @@ def cmd_stop(args):
         jobs = f", cancelled Slurm job {', '.join(s.jobs)}" if s.jobs else ""
         if s.left:
             status = 1
-            print(f"cluster {_cid(s.cluster_id)}: still there after {args.timeout:.0f} s: {'; '.join(s.left)}",
-                  file=sys.stderr)
+            print(f"cluster {_cid(s.cluster_id)}: still there after {args.timeout:.0f} s: "
+                  f"{'; '.join(s.left)}", file=sys.stderr)
         else:
             print(f"stopped cluster {_cid(s.cluster_id)} of profile {s.profile}{jobs}")
     return status
@@ -225,9 +229,11 @@ def cmd_status(args):
         return 0
     for r in rows:
         reg = "?" if r["engines_registered"] is None else r["engines_registered"]
-        print(f"{r['profile']} cluster {_cid(r['cluster_id'])}: controller {r['controller']}; engines registered: {reg}")
+        print(f"{r['profile']} cluster {_cid(r['cluster_id'])}: controller {r['controller']}; "
+              f"engines registered: {reg}")
         for es in r["engine_sets"]:
-            where = (f"Slurm job {es['job_id']} {es['state']}" + (f" ({es['reason']})" if es.get("reason") not in (None, "", "None") else "")
+            reason = f" ({es['reason']})" if es.get("reason") not in (None, "", "None") else ""
+            where = (f"Slurm job {es['job_id']} {es['state']}" + reason
                      if es.get("job_id") else f"pid {es.get('pid')}")
             print(f"  engine set {es['engine_set']}: {es['n']} x {es['launcher']}, {where}")
         if r["error"]:

@@ -99,7 +99,8 @@ def _pending_cause(reason: str, profile: str) -> tuple[str, str]:
                 f"extra_sbatch=[...]")
     if reason in ("InvalidAccount", "InvalidQOS"):
         return (f"Slurm can never run this request ({reason}): the account or QOS is not valid for you",
-                f"clusterml profile set {profile} account=<yours> qos=<yours> (sacctmgr show assoc user=$USER)")
+                f"clusterml profile set {profile} account=<yours> qos=<yours> "
+                "(sacctmgr show assoc user=$USER)")
     if reason.startswith(("Assoc", "QOS")):
         return (f"Slurm will not run this request now ({reason}): a limit of your account or QOS is "
                 f"reached", "cancel other jobs of yours, or ask for fewer nodes/CPUs/time")
@@ -116,7 +117,7 @@ def _cause(launcher, info, tail: list[str]) -> tuple[str, str]:
     text = "\n".join(tail)
     if info is not None and info.state.startswith("PENDING"):
         return _pending_cause(_reason(info), profile)
-    if "Registration timed out" in text or "registration" in text.lower() and "timed out" in text:
+    if "Registration timed out" in text or ("registration" in text.lower() and "timed out" in text):
         # the address the engines actually tried (the connection file may hold a host name)
         tried = re.search(r"Registering with controller at tcp://(\S+)", text)
         where = tried.group(1) if tried else _controller_address(launcher.profile_dir, launcher.cluster_id)

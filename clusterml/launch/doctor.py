@@ -80,7 +80,7 @@ def check_mpi4py() -> tuple[Check, dict]:
 
 
 def _mpiexec_version(path: str) -> tuple[str | None, str]:
-    rc, out = _run([path, "--version"], timeout=30)
+    _rc, out = _run([path, "--version"], timeout=30)
     return mpi_family(out), _first_lines(out)
 
 
@@ -104,7 +104,8 @@ def check_mpiexecs(info: dict) -> list[Check]:
         fam, ver = _mpiexec_version(on_path)
         same = here_ok and os.path.realpath(on_path) == os.path.realpath(here)
         if lib_family is not None and fam == lib_family:
-            checks.append(Check("mpiexec-path", "ok", f"mpiexec on PATH ({on_path}) matches mpi4py's MPI ({fam})", ver))
+            checks.append(Check("mpiexec-path", "ok",
+                                f"mpiexec on PATH ({on_path}) matches mpi4py's MPI ({fam})", ver))
         else:
             checks.append(Check(
                 "mpiexec-path", "problem",
@@ -118,7 +119,8 @@ def check_mpiexecs(info: dict) -> list[Check]:
     if here_ok:
         fam, ver = _mpiexec_version(here)
         if lib_family is not None and fam == lib_family:
-            checks.append(Check("mpiexec-python", "ok", f"{here} matches mpi4py's MPI ({fam}); the local profile uses it", ver))
+            checks.append(Check("mpiexec-python", "ok",
+                                f"{here} matches mpi4py's MPI ({fam}); the local profile uses it", ver))
         else:
             checks.append(Check("mpiexec-python", "problem",
                                 f"{here} is {fam or 'unknown'}, but mpi4py uses {lib}", ver,
@@ -173,9 +175,10 @@ def check_profiles(slurm_up: bool) -> tuple[list[Check], dict]:
             continue
         try:
             cluster = _load_profile(name)
-            cluster.engine_launcher_class  # resolve (imports the launcher)
+            _ = cluster.engine_launcher_class  # resolve (imports the launcher)
         except Exception as e:
-            checks.append(Check(f"profile {name}", "problem", f"{name} does not load", f"{type(e).__name__}: {e}",
+            checks.append(Check(f"profile {name}", "problem", f"{name} does not load",
+                                f"{type(e).__name__}: {e}",
                                 f"fix {d / CONFIG} or reinstall: clusterml profile install --force"))
             continue
         loaded[name] = cluster
@@ -207,7 +210,8 @@ def check_connection_files() -> Check:
 
 
 # ----------------------------------------------------------------------------- driver
-def run_checks(profile: str | None = None, slurm: str = "auto", timeout: float = 120, progress=None) -> list[Check]:
+def run_checks(profile: str | None = None, slurm: str = "auto", timeout: float = 120,
+               progress=None) -> list[Check]:
     """Run every check and return the verdicts in order.
 
     Parameters

@@ -47,7 +47,8 @@ def check_sinfo() -> tuple[Check, list[dict]]:
     for line in out.splitlines():
         parts = line.strip().split("|")
         if len(parts) == 5:
-            nodes.append(dict(name=parts[0], addr=parts[1], hostname=parts[2], partition=parts[3], state=parts[4]))
+            nodes.append(dict(name=parts[0], addr=parts[1], hostname=parts[2], partition=parts[3],
+                              state=parts[4]))
     if not nodes:
         return Check("slurm", "problem", "sinfo answers but lists no nodes", out.strip()), []
     states = sorted({n["state"] for n in nodes})
@@ -164,8 +165,8 @@ def _run_probe_job(template: str, argv: list[str], spread: bool, folder: Path, t
         job = S.sbatch(path, args=["--nodes=2", "--ntasks-per-node=1"] if spread else [], timeout=60)
     except S.SlurmError as e:
         return Check("srun-world", "problem", "Slurm refused the test job", str(e),
-                     f"change the profile's settings: clusterml profile set {SLURM_PROFILE} partition=... account=... "
-                     "time=... nodes=...")
+                     f"change the profile's settings: clusterml profile set {SLURM_PROFILE} "
+                     "partition=... account=... time=... nodes=...")
     t0 = time.monotonic()
     while True:
         info = S.job_info(job.job_id)
@@ -178,14 +179,16 @@ def _run_probe_job(template: str, argv: list[str], spread: bool, folder: Path, t
         if time.monotonic() - t0 > timeout:
             S.scancel(job.job_id)
             S.wait_for_job_end(job.job_id, 60)
-            return Check("srun-world", "problem", f"the test job did not finish within {timeout:.0f} s: {info}",
+            return Check("srun-world", "problem",
+                         f"the test job did not finish within {timeout:.0f} s: {info}",
                          "it was cancelled; the world and reachability checks could not run",
                          "retry with a longer --timeout, or a partition with free nodes")
         time.sleep(0.5)
     if progress:
         progress(None)
     out = folder / "job.out"
-    return job.job_id, _read_probes(str(folder / "out")), out.read_text(errors="replace") if out.exists() else "", info
+    text = out.read_text(errors="replace") if out.exists() else ""
+    return job.job_id, _read_probes(str(folder / "out")), text, info
 
 
 def check_slurm_job(cluster, nodes: list[dict], timeout: float, progress=None) -> list[Check]:
@@ -209,7 +212,8 @@ def check_slurm_job(cluster, nodes: list[dict], timeout: float, progress=None) -
                 listener = _Listener(bind)
             except OSError as e:
                 return [Check("controller-address", "problem", f"cannot listen on {bind}: {e}",
-                              fix=f"clusterml profile set {SLURM_PROFILE} controller_ip=<an address of this machine, or '*'>")]
+                              fix=f"clusterml profile set {SLURM_PROFILE} "
+                                  "controller_ip=<an address of this machine, or '*'>")]
         jobs = profile_dir(SLURM_PROFILE) / "jobs"
         jobs.mkdir(mode=0o700, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="doctor-", dir=jobs))  # shared with compute nodes
@@ -229,7 +233,8 @@ def check_slurm_job(cluster, nodes: list[dict], timeout: float, progress=None) -
     job_id, rows, joblog, info = ran
     checks = [_world_check(rows, how, job_id, spread, joblog, info)]
     if on_node:
-        checks.append(Check("controller-address", "ok", "the controller runs as a Slurm job (on_compute_node)"))
+        checks.append(Check("controller-address", "ok",
+                            "the controller runs as a Slurm job (on_compute_node)"))
     elif rows:
         checks.append(_reach_check(rows, addr, bind, listener.port, alts))
     loop = check_loopback(addr, on_node, nodes)
@@ -271,8 +276,9 @@ def _reach_check(rows, addr, bind, port, alts: dict) -> Check:
     bad_nodes = sorted({r["host"] for r in bad})
     summary = (f"controller address {', '.join(f'{ip}:{port}' for ip in ips)} is not reachable from "
                f"{', '.join(bad_nodes)}")
-    named = f"{addr!r} (" + ("this host's name" if addr == socket.gethostname() else "the profile's controller "
-                            "location" if addr != bind else "the profile's controller ip") + ")"
+    named = f"{addr!r} (" + ("this host's name" if addr == socket.gethostname()
+                             else "the profile's controller location" if addr != bind
+                             else "the profile's controller ip") + ")"
     details = (f"engines are told to connect to {named}, which the nodes resolve to {', '.join(ips)}; "
                + "; ".join(f"{r['host']}: {r.get('reach')}" for r in bad))
     good = [a for a in alts if all((r.get("alts") or {}).get(a) == "ok" for r in rows)]

@@ -20,13 +20,13 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from ..errors import ClusterTimeoutError, EngineError
 from . import slurm as S
-from .diagnose import HOPELESS_REASONS  # noqa: F401  (re-exported)
+from .diagnose import HOPELESS_REASONS
 from .lifecycle import Stopped, stop_cluster
 from .records import _load_record, _record_running, _remove_cluster_files, _sanitize
 from .wait import connect_client, wait_for_engines
@@ -366,7 +366,7 @@ def _check_one_world(client, n: int) -> None:
     )
     dv = client[:]
     dv.execute(code, block=True)
-    got = dict(zip(dv.targets, dv.pull("_cml_world").get(timeout=60)))
+    got = dict(zip(dv.targets, dv.pull("_cml_world").get(timeout=60), strict=True))
     dv.execute("del _cml_world, _cml_MPI", block=True)
     sizes = sorted({size for _, size in got.values()})
     if sizes != [n] or any(eid != rank for eid, (rank, _) in got.items()):
@@ -375,7 +375,8 @@ def _check_one_world(client, n: int) -> None:
             "library understands (check the profile's MPI mode / mpiexec, or run clusterml doctor)"
             if sizes == [1] and n > 1 else ""
         )
-        raise EngineError(f"the engines are not one MPI world of size {n}: engine -> (rank, size) = {got}{hint}")
+        raise EngineError(f"the engines are not one MPI world of size {n}: "
+                          f"engine -> (rank, size) = {got}{hint}")
 
 
 def _record_ids(profile: str) -> list[str]:
@@ -443,7 +444,8 @@ def status(profile: str, *, connect_timeout: float = 10) -> list[dict]:
             sets.append(entry)
         registered = None
         error = None
-        url = os.path.join(pdir, "security", f"ipcontroller-{cid}-client.json" if cid else "ipcontroller-client.json")
+        url = os.path.join(pdir, "security",
+                           f"ipcontroller-{cid}-client.json" if cid else "ipcontroller-client.json")
         if controller != "not running" and os.path.exists(url):
             try:
                 rc = ipp.Client(url, profile_dir=pdir, cluster_id=cid, timeout=connect_timeout)

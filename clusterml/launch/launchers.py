@@ -23,8 +23,7 @@ import os
 import subprocess
 import threading
 
-from ipyparallel.cluster.launcher import (MPIEngineSetLauncher, SlurmControllerLauncher,
-                                          SlurmEngineSetLauncher)
+from ipyparallel.cluster.launcher import MPIEngineSetLauncher, SlurmControllerLauncher, SlurmEngineSetLauncher
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -32,8 +31,8 @@ from ..errors import ClusterStartError
 from . import diagnose
 from . import slurm as S
 
-__all__ = ["SlurmSite", "batch_template_of", "ClusterMLSlurmEngineSetLauncher", "ClusterMLSlurmControllerLauncher",
-           "ClusterMLMPIEngineSetLauncher"]
+__all__ = ["SlurmSite", "batch_template_of", "ClusterMLSlurmEngineSetLauncher",
+           "ClusterMLSlurmControllerLauncher", "ClusterMLMPIEngineSetLauncher"]
 
 _NONE_OK = dict(allow_none=True, config=True)
 

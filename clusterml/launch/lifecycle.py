@@ -23,9 +23,22 @@ from dataclasses import dataclass
 import psutil
 
 from . import slurm as S
-from .records import (DEFAULT_PROFILE, _alive, _cluster_file, _cluster_processes, _kill_all,
-                      _load_record, _profile_dir, _record_jobs, _record_path, _record_pids,
-                      _remove_cluster_files, _sanitize, _tree, _wait_gone)
+from .records import (
+    DEFAULT_PROFILE,
+    _alive,
+    _cluster_file,
+    _cluster_processes,
+    _kill_all,
+    _load_record,
+    _profile_dir,
+    _record_jobs,
+    _record_path,
+    _record_pids,
+    _remove_cluster_files,
+    _sanitize,
+    _tree,
+    _wait_gone,
+)
 
 __all__ = ["list_clusters", "stop_cluster", "stop_all", "Stopped", "DEFAULT_PROFILE"]
 

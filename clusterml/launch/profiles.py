@@ -209,8 +209,11 @@ def _check(name: str, config: dict) -> None:
                      **cfg.ClusterMLMPIEngineSetLauncher.get("env", {})}.items():
         if not _ENV_NAME.match(str(var)) or "\x00" in str(val):
             raise ValueError(f"env {var}={val!r}: expected NAME=VALUE with a shell variable name")
-    from .launchers import (ClusterMLMPIEngineSetLauncher, ClusterMLSlurmControllerLauncher,
-                            ClusterMLSlurmEngineSetLauncher)
+    from .launchers import (
+        ClusterMLMPIEngineSetLauncher,
+        ClusterMLSlurmControllerLauncher,
+        ClusterMLSlurmEngineSetLauncher,
+    )
 
     try:
         if name == "clusterml-slurm":

@@ -10,13 +10,13 @@ a reused pid is never signalled.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
-import glob
 import os
 import re
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import psutil
 

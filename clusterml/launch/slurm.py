@@ -37,9 +37,9 @@ import re
 import shlex
 import subprocess
 import time as _time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 __all__ = [
     "MPI_MODES",
@@ -153,7 +153,7 @@ class SlurmSettings:
     srun_args: Sequence[str] = ()
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, object] | "SlurmSettings") -> "SlurmSettings":
+    def from_mapping(cls, values: Mapping[str, object] | SlurmSettings) -> SlurmSettings:
         """Build settings from a mapping, refusing unknown keys.
 
         Parameters

@@ -20,7 +20,6 @@ module never sees MPI (``clusterml.spmd.comm`` does) nor ipyparallel (the
 
 from __future__ import annotations
 
-
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import _check_sample_weight

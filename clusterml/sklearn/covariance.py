@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from scipy import linalg
 from sklearn.covariance import EmpiricalCovariance as _SkEmpiricalCovariance
@@ -41,7 +43,8 @@ class EmpiricalCovariance(DistributedEstimator, _SkEmpiricalCovariance):
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
-    _parameter_constraints = {**_SkEmpiricalCovariance._parameter_constraints, **COMMON_CONSTRAINTS}
+    _parameter_constraints: ClassVar[dict] = {**_SkEmpiricalCovariance._parameter_constraints,
+                                              **COMMON_CONSTRAINTS}
 
     def __init__(self, *, store_precision=True, assume_centered=False, distributed=False, cluster=None):
         self.store_precision = store_precision

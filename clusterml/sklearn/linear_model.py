@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from numbers import Real
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import MultiOutputMixin, RegressorMixin
@@ -10,8 +11,11 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ..spmd.algorithm import Result
-from ..spmd.linear_model import (linear_regression_prediction, linear_regression_training,
-                                 ridge_regression_training)
+from ..spmd.linear_model import (
+    linear_regression_prediction,
+    linear_regression_training,
+    ridge_regression_training,
+)
 from ._base import COMMON_CONSTRAINTS, DistributedEstimator, total_rows
 
 __all__ = ["LinearRegression", "Ridge"]
@@ -107,7 +111,8 @@ class LinearRegression(_LinearModel):
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
-    _parameter_constraints = {"fit_intercept": ["boolean"], "copy_X": ["boolean"], **COMMON_CONSTRAINTS}
+    _parameter_constraints: ClassVar[dict] = {"fit_intercept": ["boolean"], "copy_X": ["boolean"],
+                                              **COMMON_CONSTRAINTS}
 
     def __init__(self, *, fit_intercept=True, copy_X=True, distributed=False, cluster=None):
         self.fit_intercept = fit_intercept
@@ -145,7 +150,7 @@ class Ridge(_LinearModel):
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
-    _parameter_constraints = {"alpha": [Interval(Real, 0, None, closed="left"), np.ndarray],
+    _parameter_constraints: ClassVar[dict] = {"alpha": [Interval(Real, 0, None, closed="left"), np.ndarray],
                               "fit_intercept": ["boolean"], "copy_X": ["boolean"], **COMMON_CONSTRAINTS}
 
     def __init__(self, alpha=1.0, *, fit_intercept=True, copy_X=True, distributed=False, cluster=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Real
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import ClassifierMixin
@@ -56,7 +57,7 @@ class MultinomialNB(ClassifierMixin, DistributedEstimator):
 
     _supervised = True
     _y_numeric = False
-    _parameter_constraints = {
+    _parameter_constraints: ClassVar[dict] = {
         "alpha": [Interval(Real, 0, None, closed="left"), "array-like"],
         "fit_prior": ["boolean"], "class_prior": ["array-like", None], "force_alpha": ["boolean"],
         **COMMON_CONSTRAINTS,
@@ -96,7 +97,8 @@ class MultinomialNB(ClassifierMixin, DistributedEstimator):
             if self.force_alpha:
                 raise ValueError("alpha=0 is not supported by clusterml's MultinomialNB; use a "
                                  "small positive alpha (or force_alpha=False)")
-            warnings.warn("alpha too small will result in numeric errors, setting alpha = 1.0e-10")
+            warnings.warn("alpha too small will result in numeric errors, setting alpha = 1.0e-10",
+                          stacklevel=1)
             alpha = np.maximum(alpha, 1e-10)
         return np.broadcast_to(alpha, (p,)).copy()
 

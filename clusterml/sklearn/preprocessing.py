@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from sklearn.base import OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
@@ -47,8 +49,8 @@ class StandardScaler(OneToOneFeatureMixin, TransformerMixin, DistributedEstimato
         When fitted on a DataFrame with string column names.
     """
 
-    _parameter_constraints = {"copy": ["boolean"], "with_mean": ["boolean"], "with_std": ["boolean"],
-                              **COMMON_CONSTRAINTS}
+    _parameter_constraints: ClassVar[dict] = {"copy": ["boolean"], "with_mean": ["boolean"],
+                                              "with_std": ["boolean"], **COMMON_CONSTRAINTS}
 
     def __init__(self, *, copy=True, with_mean=True, with_std=True, distributed=False, cluster=None):
         self.copy = copy

@@ -317,7 +317,7 @@ def _canonical(value) -> str:
     return repr(value)
 
 
-def _agree_on_call(algo: "Algorithm", args, kwargs) -> dict:
+def _agree_on_call(algo: Algorithm, args, kwargs) -> dict:
     """The first collective of a distributed ``compute()``: agree on the call.
 
     Every rank contributes a digest of the algorithm's name, its parameters
@@ -372,7 +372,7 @@ def bind_inputs(what: str, tables, extras, args, kwargs) -> dict:
     if len(args) > len(names):
         raise ParameterError(f"{what}.compute takes {len(names)} input(s) ({', '.join(names)}), "
                              f"got {len(args)}")
-    given = dict(zip(names, args))
+    given = dict(zip(names, args, strict=False))
     for k, v in kwargs.items():
         if k not in names:
             raise ParameterError(f"{what}.compute got an unexpected input {k!r}; "
@@ -398,7 +398,7 @@ def checked_partial(partial, is_finite, names: tuple = ("data",)):
     def run(*args):
         part = partial(*args)
         if not is_finite(part):
-            for arr, nm in zip(args, names):
+            for arr, nm in zip(args, names, strict=False):
                 check_finite(arr, nm)
             raise InputError(f"{', '.join(names)}: sums or products overflow (float32 products "
                              f"above ~1e18 with fptype='float', float64 sums otherwise); rescale "

@@ -192,6 +192,6 @@ def stream_map(fn: Callable) -> Callable:
             del B, part, parts  # before the next block is read
         if out is None:
             return fn(np.empty((0, X.shape[1])), *args, **kwargs)
-        return out if None not in out else out[None]
+        return out.get(None, out)
 
     return run

@@ -53,7 +53,7 @@ class _Window(io.RawIOBase):
     """Bytes ``[start, stop)`` of a file as a read-only stream (for pandas' parser)."""
 
     def __init__(self, path, start, stop):
-        self._fh = open(path, "rb")
+        self._fh = open(path, "rb")  # noqa: SIM115 - stays open for the stream's life; close() closes it
         self._fh.seek(start)
         self._left = stop - start
 

@@ -151,7 +151,7 @@ class dbscan(Algorithm):
 
     def _slabs(self, ctx, data):
         """The axis of widest spread and the cuts giving ranks about equal row counts."""
-        lows, highs = zip(*ctx.allgather(db_k.bounds, data, step="dbscan bounds"))
+        lows, highs = zip(*ctx.allgather(db_k.bounds, data, step="dbscan bounds"), strict=True)
         lo, hi = np.min(lows, axis=0), np.max(highs, axis=0)
         width = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
         axis = int(np.argmax(width))

@@ -20,8 +20,8 @@ from ..kernels import svd as svd_k
 from ..kernels import tsqr
 from ..kernels.blocks import iter_blocks
 from .algorithm import Algorithm, Result, check_choice, check_int, register, require_rows
-from .streaming import Streaming, check_streaming, finalize_tsqr
 from .blockwise import stream_map, streamed
+from .streaming import Streaming, check_streaming, finalize_tsqr
 
 __all__ = ["pca", "pca_transform", "svd"]
 

@@ -15,11 +15,13 @@ algorithm uses (``allgather``, ``fold``, ``sum``, ``bcast_from``, ``local``,
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import ComputeError, DistributedError, RankFailure
 
-__all__ = ["Failure", "rank_failure", "raise_failures", "Context", "SerialContext", "Outcome", "agreed", "is_agreed"]
+__all__ = ["Failure", "rank_failure", "raise_failures", "Context", "SerialContext", "Outcome", "agreed",
+           "is_agreed"]
 
 # Fault injection for the reliability tests: "step@rank[:kill][,step@rank...]";
 # a guarded step whose name matches raises on that rank ("*" matches any step
@@ -101,7 +103,7 @@ def _run_local(step: str, rank: int, fn: Callable, args, kwargs):
         if fault is not None:
             raise RuntimeError(f"fault injected into step '{step}' ({_FAULT_ENV})")
         return fn(*args, **kwargs), None
-    except Exception as exc:  # noqa: BLE001 - every rank must reach the collective
+    except Exception as exc:
         return None, rank_failure(rank, exc, step)
 
 
@@ -120,7 +122,7 @@ class Outcome:
         report through it).
     """
 
-    __slots__ = ("value", "failures", "missing")
+    __slots__ = ("value", "failures", "missing")  # noqa: RUF023 - the pickled state's order
 
     def __init__(self, value=None, failures=(), missing=()):
         self.value = value
@@ -137,12 +139,12 @@ class Outcome:
     def __setstate__(self, state):
         self.value, self.failures, self.missing = state
 
-    def combine(self, other: "Outcome", merge: Callable, rank: int) -> "Outcome":
+    def combine(self, other: Outcome, merge: Callable, rank: int) -> Outcome:
         """This subtree's outcome followed (in rank order) by ``other``'s."""
         if self.ok and other.ok:
             try:
                 return Outcome(merge(self.value, other.value))
-            except Exception as exc:  # noqa: BLE001 - a merge that fails is this rank's failure
+            except Exception as exc:
                 return Outcome(failures=[rank_failure(rank, exc, "merge")])
         return Outcome(failures=self.failures + other.failures,
                        missing=self.missing + other.missing)
@@ -315,7 +317,7 @@ def _mismatch(groups: dict, descs: list):
 def _ranges(ranks) -> str:
     ranks = sorted(ranks)
     out, start = [], ranks[0]
-    for prev, cur in zip(ranks, ranks[1:] + [None]):
+    for prev, cur in zip(ranks, ranks[1:] + [None], strict=True):
         if cur != prev + 1:
             out.append(str(start) if start == prev else f"{start}-{prev}")
             start = cur
@@ -324,7 +326,7 @@ def _ranges(ranks) -> str:
 
 def _add(a, b):
     if isinstance(a, tuple):
-        return tuple(x + y for x, y in zip(a, b))
+        return tuple(x + y for x, y in zip(a, b, strict=True))
     return a + b
 
 

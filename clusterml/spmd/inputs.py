@@ -31,8 +31,8 @@ are converted into a new float64 array.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -40,8 +40,17 @@ from ..errors import InputError
 from ..kernels.fused import first_bad_value
 from ..kernels.moments import as_plain
 from .blockwise import _BLOCK_ROW0, Stream, iter_aligned, rows_from
-from .readers import (Partition, RankFile, block_range, frame_to_array,
-                      read_csv, read_hdf5, read_partition, resolve_path, settings)
+from .readers import (
+    Partition,
+    RankFile,
+    block_range,
+    frame_to_array,
+    read_csv,
+    read_hdf5,
+    read_partition,
+    resolve_path,
+    settings,
+)
 
 __all__ = [
     "read_partition",

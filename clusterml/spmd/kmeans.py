@@ -17,8 +17,7 @@ import numpy as np
 
 from ..errors import InputError, ParameterError
 from ..kernels import kmeans as km_k
-from .algorithm import (Algorithm, Result, check_choice, check_int, check_memory, check_positive,
-                        register)
+from .algorithm import Algorithm, Result, check_choice, check_int, check_memory, check_positive, register
 from .inputs import Partition, check_finite, is_sparse, load_local
 from .moments import csr_kernel
 
@@ -297,7 +296,8 @@ class kmeans(Algorithm):
         rows = km_k.Rows(data, layout.offset)
         info = {"fixed_point": False}
         centroids, objective, n_iter = km_k.lloyd(_RankTeam(ctx, rows), box["C"],
-                                                  self.maxIterations, self.accuracyThreshold, self.dtype, info)
+                                                  self.maxIterations, self.accuracyThreshold, self.dtype,
+                                                  info)
         if info["fixed_point"]:
             # daal4py counts the iteration that finds the objective unchanged (measured on
             # daal4py 2024.7 distributed: one more than scikit-learn's n_iter_, at most maxIterations)

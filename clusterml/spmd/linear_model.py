@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import InputError, ParameterError
 from ..kernels import linear_model as lm_k
 from ..kernels import tsqr
-from .algorithm import (Algorithm, Result, check_choice, check_model_finite, checked_partial, register)
+from .algorithm import Algorithm, Result, check_choice, check_model_finite, checked_partial, register
 from .blockwise import stream_map, streamed
 from .streaming import Streaming, check_streaming
 

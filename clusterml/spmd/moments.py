@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from ..kernels import covariance as cov_k
 from ..errors import InputError
+from ..kernels import covariance as cov_k
 from ..kernels import moments as mom_k
 from ..kernels import sparse as sparse_k
 from .algorithm import Algorithm, Result, check_choice, checked_partial, register, require_rows
@@ -129,7 +129,8 @@ class covariance(Streaming, Algorithm):
 
     def _partial(self, data):
         """This rank's partial of ``data``: the CSR or dense kernel, block by block for a large file."""
-        kernel = csr_kernel(self, data, sparse_k.cov_partial, functools.partial(cov_k.partial, dtype=self.dtype))
+        kernel = csr_kernel(self, data, sparse_k.cov_partial,
+                            functools.partial(cov_k.partial, dtype=self.dtype))
         return streamed(checked_partial(kernel, cov_k.is_finite), cov_k.merge)
 
     def _check_global(self, layout, extras):

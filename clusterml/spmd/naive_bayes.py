@@ -11,8 +11,7 @@ from ..kernels import naive_bayes as nb_k
 from ..kernels import sparse as sparse_k
 from ..kernels.blocks import iter_blocks
 from ..kernels.sparse import nb_predict as sparse_predict
-from .algorithm import (Algorithm, Result, check_choice, check_int, check_memory, check_model_finite,
-                        register)
+from .algorithm import Algorithm, Result, check_choice, check_int, check_memory, check_model_finite, register
 from .blockwise import stream_map, streamed
 from .inputs import OVERFLOW_LIMIT, check_finite, describe_row, is_sparse
 from .moments import csr_kernel

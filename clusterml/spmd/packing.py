@@ -94,7 +94,7 @@ def _rebuild(node, leaves):
         items = [_rebuild(c, leaves) for c in node[1]]
         return tuple(items) if kind == "tuple" else items
     cls, names, children = node[1], node[2], node[3]
-    return cls(**{n: _rebuild(c, leaves) for n, c in zip(names, children)})
+    return cls(**{n: _rebuild(c, leaves) for n, c in zip(names, children, strict=True)})
 
 
 def _leaf_specs(node, out: list):
@@ -122,7 +122,7 @@ def _pad(n: int) -> int:
 class _Plan:
     """Everything about one structure that does not depend on the values: computed once."""
 
-    __slots__ = ("structure", "header", "prefix", "leaves", "total")
+    __slots__ = ("header", "leaves", "prefix", "structure", "total")
 
     def __init__(self, structure, header: bytes):
         self.structure, self.header = structure, header
@@ -164,7 +164,7 @@ def encode(obj) -> np.ndarray:
         return encode_pickle(obj)
     buf = np.empty(plan.total, dtype=np.uint8)
     buf[:plan.prefix.size] = plan.prefix
-    for leaf, (_, _, _, pos, size) in zip(leaves, plan.leaves):
+    for leaf, (_, _, _, pos, size) in zip(leaves, plan.leaves, strict=True):
         if size:
             buf[pos:pos + size] = np.ascontiguousarray(leaf).reshape(-1).view(np.uint8)
     return buf

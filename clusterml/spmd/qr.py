@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from ..kernels import qr as qr_k
 from ..kernels.blocks import iter_blocks
-from ..errors import InputError
 from .algorithm import Algorithm, Result, check_choice, register, require_rows
 from .streaming import Streaming, check_streaming, finalize_tsqr
 
@@ -69,11 +69,8 @@ class qr(Streaming, Algorithm):
 
     def _local_qr(self, data):
         dt = self._dtype
-        if dt != data.dtype:
-            # a block at a time: the float32 copy never exists next to a second whole one
-            blocks = (b.astype(dt) for b in iter_blocks(data))
-        else:
-            blocks = iter_blocks(data)
+        # a block at a time: the float32 copy never exists next to a second whole one
+        blocks = (b.astype(dt) for b in iter_blocks(data)) if dt != data.dtype else iter_blocks(data)
         return qr_k.local_qr(blocks, data.shape[1], n_rows=len(data), dtype=dt)
 
     def _compute(self, ctx, layout, data):

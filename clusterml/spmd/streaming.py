@@ -116,7 +116,7 @@ def finalize_tsqr(ctx, parts: list, finish, step: str):
 
     def rows():
         Ws = split(fields["factors"][ctx.rank])
-        out = [qr_k.q_rows(lq, W) for lq, W in zip(parts, Ws)]
+        out = [qr_k.q_rows(lq, W) for lq, W in zip(parts, Ws, strict=True)]
         return np.vstack(out) if out else np.zeros((0, R.shape[1]))
 
     return fields, ctx.local(rows, step=f"{step} rows")

@@ -80,7 +80,8 @@ print(f"test RMSE {rmse:.4f} (noise standard deviation 1.0)")
 alphas = np.logspace(-1, 6, 15)
 ridge_betas = []
 for a in tqdm(alphas, desc="ridge sweep"):
-    ridge_betas.append(cluster.ridge_regression_training(ridgeParameters=a, interceptFlag=True).compute(Xtr, ytr).model.Beta[0])
+    ridge = cluster.ridge_regression_training(ridgeParameters=a, interceptFlag=True)
+    ridge_betas.append(ridge.compute(Xtr, ytr).model.Beta[0])
 ridge_betas = np.array(ridge_betas)
 
 fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -108,7 +109,8 @@ base = rng.dirichlet(np.full(n_words, 2.0))                   # shared word freq
 word_probs = rng.dirichlet(100 * base, size=n_classes)       # ... and each class's variation on them
 doc_class = rng.integers(0, n_classes, size=n_docs)
 lengths = rng.poisson(25, size=n_docs)
-counts = np.array([rng.multinomial(m, word_probs[c]) for m, c in zip(lengths, doc_class)], dtype=float)
+counts = np.array([rng.multinomial(m, word_probs[c]) for m, c in zip(lengths, doc_class, strict=True)],
+                  dtype=float)
 paths = {}
 for name, arr in [("counts_train", counts[:n_train]), ("labels_train", doc_class[:n_train, None]),
                   ("counts_test", counts[n_train:]), ("labels_test", doc_class[n_train:, None])]:
@@ -162,9 +164,10 @@ np.testing.assert_allclose(lin_qr.model.Beta[0], beta_ls, rtol=1e-9, atol=1e-10)
 np.testing.assert_allclose(y_hat, np.c_[np.ones(len(X_test)), X_test] @ beta_ls, rtol=1e-9, atol=1e-9)
 assert np.abs(beta_ls - np.r_[intercept_true, beta_true]).max() < 0.05
 
-for a, b in zip(alphas, ridge_betas):
+for a, b in zip(alphas, ridge_betas, strict=True):
     ref = Ridge(alpha=a).fit(X_train, y_train)
-    np.testing.assert_allclose(b, np.r_[ref.intercept_, ref.coef_], rtol=1e-8, atol=1e-10, err_msg=f"alpha={a}")
+    np.testing.assert_allclose(b, np.r_[ref.intercept_, ref.coef_], rtol=1e-8, atol=1e-10,
+                               err_msg=f"alpha={a}")
 assert np.abs(ridge_betas[-1, 1:]).max() < np.abs(ridge_betas[0, 1:]).max() / 2   # shrinkage
 
 ref_nb = MultinomialNB(alpha=1.0, fit_prior=False).fit(counts[:n_train], doc_class[:n_train])

@@ -13,6 +13,7 @@
 
 # %%
 %matplotlib inline
+import itertools
 import os
 import time
 
@@ -78,7 +79,7 @@ summary.round(2)
 # %%
 sub = rng.choice(n_rows, 4000, replace=False)      # plot a sample of the points
 fig, axes = plt.subplots(1, 5, figsize=(19, 3.9), gridspec_kw={"width_ratios": [1, 1, 1, 1, 0.9]})
-for ax, method in zip(axes, METHODS):
+for ax, method in zip(axes, METHODS, strict=False):   # the 5th axis gets the bar chart below
     r = runs[method]
     ax.scatter(*X[sub].T, c=r["labels"][sub], s=2, cmap="tab10", alpha=0.5)
     ax.scatter(*r["init"].T, marker="x", s=80, c="k", label="start")
@@ -107,7 +108,7 @@ plt.show()
 # %%
 C = runs["randomDense"]["init"]
 objective = [cluster.kmeans(K, maxIterations=0).compute(data, C).objectiveFunction[0, 0]]
-for it in tqdm(range(100), desc="Lloyd iterations"):
+for _ in tqdm(range(100), desc="Lloyd iterations"):
     step = cluster.kmeans(K, maxIterations=1).compute(data, C)
     moved = np.abs(step.centroids - C).max()
     C = step.centroids
@@ -170,7 +171,7 @@ for method in METHODS:
     assert r["final"] <= r["start"] * (1 + 1e-12), method
 np.testing.assert_array_equal(runs["defaultDense"]["init"], X[:K])        # the first K rows
 np.testing.assert_allclose(stepwise, runs["randomDense"]["centroids"], rtol=1e-9, atol=1e-9)
-assert all(a >= b * (1 - 1e-12) for a, b in zip(objective, objective[1:])), "objective went up"
+assert all(a >= b * (1 - 1e-12) for a, b in itertools.pairwise(objective)), "objective went up"
 # the blobs are well separated: the best run finds them
 best = min(METHODS, key=lambda m: runs[m]["final"])
 found = runs[best]["centroids"]

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 import clusterml as cml
-from clusterml.sklearn import KMeans, PCA, StandardScaler
+from clusterml.sklearn import PCA, KMeans, StandardScaler
 
 N_ENGINES = 3
 DATA = os.path.abspath(os.path.join("data", "sensors"))

@@ -66,7 +66,7 @@ def notebook_server(tmp_path):
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(k, "1")
     env.pop("MPLBACKEND", None)
-    log = open(tmp_path / "jupyter.log", "wb")
+    log = open(tmp_path / "jupyter.log", "wb")  # noqa: SIM115 - the server's stdout; closed in finally
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "notebook", "--no-browser", "--allow-root",
          "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
@@ -167,7 +167,7 @@ def test_quickstart_runs_in_a_real_browser(notebook_server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    base, token, ipython_dir = notebook_server
+    base, token, _ipython_dir = notebook_server
     browser.get(f"{base}/notebooks/{NOTEBOOK}?token={token}")
     # the notebook is open and its kernel idle (the status bar's execution indicator)
     WebDriverWait(browser, 120).until(

@@ -32,8 +32,9 @@ def my_processes(ipython_dir=None) -> list:
                 continue
         except psutil.Error:
             continue
-        if env.get("IPP_PROFILE_DIR", "").startswith(ipython_dir) or \
-                env.get("IPYTHONDIR", "") == ipython_dir and p.info["name"] in ("mpiexec", "hydra_pmi_proxy"):
+        if env.get("IPP_PROFILE_DIR", "").startswith(ipython_dir) or (
+                env.get("IPYTHONDIR", "") == ipython_dir
+                and p.info["name"] in ("mpiexec", "hydra_pmi_proxy")):
             out.append(p)
     return out
 

@@ -40,9 +40,9 @@ def no_orphans_after_module(ipython_dir):
 
 @pytest.fixture(scope="module")
 def cluster(ipython_dir):
-    import clusterml as cml
-
     import cml_testalgos  # noqa: F401  (registers the test algorithms on the client)
+
+    import clusterml as cml
 
     c = cml.Cluster(n=3, engine_env=engine_env(), timeout=120)
     try:

@@ -103,7 +103,7 @@ def test_parameters_checked_on_the_client(cluster):
     with pytest.raises(cml.ParameterError, match="unexpected input"):
         cluster.covariance().compute(X, labels=X)
     with pytest.raises(AttributeError, match="algorithms"):
-        cluster.no_such_algorithm
+        _ = cluster.no_such_algorithm
 
 
 def test_forced_disagreement_is_caught(cluster):
@@ -174,7 +174,7 @@ def test_error_on_one_engine(cluster, tmp_path):
     assert "no such file" in str(info.value)
     # an unguarded exception on rank 1: one ComputeError with the original type and traceback
     # (every rank raises it: compute() ends with an agreement, issue 15)
-    with pytest.raises(cml.ComputeError, match="rank 1.*ValueError: boom on rank 1") as info:
+    with pytest.raises(cml.ComputeError, match=r"rank 1.*ValueError: boom on rank 1") as info:
         cluster.cmltest_raise(rank=1).compute(X)
     assert info.value.ranks == [1]
     assert "Traceback" in info.value.remote_traceback() and "cml_testalgos" in info.value.remote_traceback()
@@ -185,7 +185,7 @@ def test_error_on_one_engine(cluster, tmp_path):
 def test_recoverable_timeout(cluster):
     # every rank sleeps in Python: the interrupt reaches all of them and the cluster recovers
     t0 = time.monotonic()
-    with pytest.raises(cml.ClusterTimeoutError, match="timed out after 2 s.*usable again") as info:
+    with pytest.raises(cml.ClusterTimeoutError, match=r"timed out after 2 s.*usable again") as info:
         cluster.cmltest_sleep(seconds=60, rank=-1).compute(X, timeout=2)
     assert "rank(s) 0, 1, 2" in str(info.value)
     assert time.monotonic() - t0 < 30

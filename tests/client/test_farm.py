@@ -10,11 +10,10 @@ import time
 import numpy as np
 import psutil
 import pytest
+from clienthelp import ROOT, engine_env
 
 import clusterml as cml
 from clusterml.client import TaskError
-
-from clienthelp import ROOT, engine_env
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -325,9 +324,8 @@ def test_killed_engine_during_joblib_is_reported(ipython_dir):
                 os.kill(victim, signal.SIGKILL)
             return i
 
-        with pytest.raises(cml.EngineError, match="restart"):
-            with c.joblib():
-                joblib.Parallel(batch_size=1)(joblib.delayed(slow)(i) for i in range(20))
+        with pytest.raises(cml.EngineError, match="restart"), c.joblib():
+            joblib.Parallel(batch_size=1)(joblib.delayed(slow)(i) for i in range(20))
         procs = _processes_of(c)
     assert _gone(procs) == []
 

@@ -8,13 +8,12 @@ import time
 
 import numpy as np
 import pytest
+from clienthelp import engine_env
 
 import clusterml as cml
 from clusterml.client import TaskError
 from clusterml.client.farm import _dumps_function
 from clusterml.spmd.comm import NestedUseError
-
-from clienthelp import engine_env
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -11,11 +11,10 @@ import time
 import numpy as np
 import psutil
 import pytest
+from clienthelp import HERE, engine_env, my_processes, wait_no_processes
 
 import clusterml as cml
 from clusterml.client.cluster import list_clusters, stop_all
-
-from clienthelp import HERE, engine_env, my_processes, wait_no_processes
 
 pytestmark = pytest.mark.timeout(400)
 

@@ -4,9 +4,8 @@ import os
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from clienthelp import ROOT, wait_no_processes
+from nbclient import NotebookClient
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -33,7 +32,8 @@ def test_magics_in_a_real_kernel(ipython_dir, tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
     env = dict(os.environ, IPYTHONDIR=ipython_dir, OMP_NUM_THREADS="1",
-               PYTHONPATH=ROOT + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
+               PYTHONPATH=ROOT + (os.pathsep + os.environ["PYTHONPATH"]
+                                  if os.environ.get("PYTHONPATH") else ""))
     client = NotebookClient(nb, timeout=240, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute(env=env)  # starts the kernel with env, runs every cell, shuts the kernel down

@@ -14,12 +14,12 @@ def parted(X, eps, min_obs, counts):
     ends = np.cumsum(counts)
     blocks = np.split(X, ends[:-1])
     gblocks = np.split(np.arange(len(X)), ends[:-1])
-    lows, highs = zip(*[k.bounds(B) for B in blocks])
+    lows, highs = zip(*[k.bounds(B) for B in blocks], strict=True)
     lo, hi = np.min(lows, axis=0), np.max(highs, axis=0)
     axis = int(np.argmax(hi - lo))
     a, b = lo[axis], hi[axis]
     cuts = k.slab_cuts(sum(k.histogram(B, axis, a, b) for B in blocks), a, b, parts)
-    sent = [k.route(B, g, axis, cuts, eps, parts) for B, g in zip(blocks, gblocks)]
+    sent = [k.route(B, g, axis, cuts, eps, parts) for B, g in zip(blocks, gblocks, strict=True)]
     held = []
     for r in range(parts):
         got = [sent[s][r] for s in range(parts)]
@@ -29,7 +29,7 @@ def parted(X, eps, min_obs, counts):
                      np.concatenate([x[2] for x in got])[order]))
     core_own = [k.core_flags(X_[o], X_, eps, min_obs) for _, X_, o in held]
     flags = [k.halo_flags(X_[o], G[o], c, r, axis, cuts, eps, parts)
-             for r, ((G, X_, o), c) in enumerate(zip(held, core_own))]
+             for r, ((G, X_, o), c) in enumerate(zip(held, core_own, strict=True))]
     summaries, comps, sizes = [], [], []
     for r, (G, X_, o) in enumerate(held):
         core = np.zeros(len(G), bool)

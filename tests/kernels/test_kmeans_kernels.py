@@ -13,6 +13,7 @@ from sklearn.cluster import KMeans
 from clusterml.kernels import kmeans as kk
 from clusterml.kernels import random as kr
 
+
 # Row counts per simulated rank: 1 rank; 2 with an empty one; 3 uneven; 7 with
 # empty ranks and a first rank holding a single row.
 def layouts(n):
@@ -262,7 +263,7 @@ def test_lloyd_empty_cluster_takes_the_farthest_row():
     for max_iter in (1, 2, 300):
         ref = sk_lloyd(X, C0, max_iter)
         for counts in layouts(len(X)):
-            C, labels, obj, n_iter = run_lloyd(X, counts, C0, max_iter)
+            C, labels, obj, _n_iter = run_lloyd(X, counts, C0, max_iter)
             np.testing.assert_allclose(C, ref.cluster_centers_, rtol=1e-10, atol=1e-10)
             assert np.array_equal(labels, ref.labels_)
             np.testing.assert_allclose(obj, ref.inertia_, rtol=1e-9)

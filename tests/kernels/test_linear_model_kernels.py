@@ -1,5 +1,7 @@
 """Regression kernels in one process: chunks merged == NumPy lstsq / scikit-learn Ridge."""
 
+import itertools
+
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
@@ -11,7 +13,7 @@ SIZES = [100, 0, 7, 293]
 
 def chunks(A, sizes=SIZES):
     bounds = np.cumsum([0] + list(sizes))
-    return [A[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [A[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def regression_data(n=400, p=5, r=2, seed=0, noise=0.1):
@@ -24,7 +26,7 @@ def regression_data(n=400, p=5, r=2, seed=0, noise=0.1):
 
 def fit(X, Y, method, intercept, ridge=None, sizes=SIZES, block_rows=32):
     p = X.shape[1]
-    parts = list(zip(chunks(X, sizes), chunks(Y, sizes)))
+    parts = list(zip(chunks(X, sizes), chunks(Y, sizes), strict=True))
     if method == "qr":
         return lm_k.solve_qr([lm_k.qr_partial(x, y, intercept, block_rows) for x, y in parts], p, intercept)
     g = None

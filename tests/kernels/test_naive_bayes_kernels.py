@@ -1,5 +1,7 @@
 """Multinomial naive Bayes kernels in one process vs scikit-learn's MultinomialNB."""
 
+import itertools
+
 import numpy as np
 import pytest
 from sklearn.naive_bayes import MultinomialNB
@@ -21,7 +23,7 @@ def counts_data(n=500, p=8, c=4, seed=0):
 def test_training_and_prediction_match_sklearn(alpha, prior):
     X, y = counts_data()
     bounds = [0, 120, 120, 301, 500]
-    parts = [nb_k.partial(X[a:b], y[a:b], 4) for a, b in zip(bounds[:-1], bounds[1:])]
+    parts = [nb_k.partial(X[a:b], y[a:b], 4) for a, b in itertools.pairwise(bounds)]
     assert all(ok for _, ok in parts)
     counts = sum(c for c, _ in parts)
     priors = np.full(4, 0.25) if prior is None else np.asarray(prior)

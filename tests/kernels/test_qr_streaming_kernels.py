@@ -32,7 +32,7 @@ def test_tsqr_q_r_over_parts(weights, cond):
     X = conditioned(cond)
     parts = [tsqr.local_qr(iter_blocks(B, 40), X.shape[1], n_rows=len(B)) for B in chunks(X, weights)]
     fin = qr_k.finalize([lq.r for lq in parts])
-    Q = np.vstack([qr_k.q_rows(lq, W) for lq, W in zip(parts, fin["q_factors"])])
+    Q = np.vstack([qr_k.q_rows(lq, W) for lq, W in zip(parts, fin["q_factors"], strict=True)])
     R = fin["matrixR"]
     assert np.all(np.diag(R) >= 0) and np.array_equal(R, np.triu(R))
     assert np.linalg.norm(Q @ R - X) / np.linalg.norm(X) < 1e-13
@@ -45,7 +45,7 @@ def test_merge_local_is_one_more_tree_level():
     lqs = [tsqr.local_qr(iter_blocks(B), X.shape[1], n_rows=len(B)) for B in pieces]
     R, split = qr_k.merge_local(lqs)
     fin = qr_k.finalize([R])
-    Q = np.vstack([qr_k.q_rows(lq, W) for lq, W in zip(lqs, split(fin["q_factors"][0]))])
+    Q = np.vstack([qr_k.q_rows(lq, W) for lq, W in zip(lqs, split(fin["q_factors"][0]), strict=True)])
     assert np.linalg.norm(Q @ fin["matrixR"] - X) / np.linalg.norm(X) < 1e-13
     assert np.linalg.norm(Q.T @ Q - np.eye(X.shape[1])) < 1e-13
 

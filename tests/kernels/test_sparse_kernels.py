@@ -1,5 +1,7 @@
 """The CSR kernels against the dense ones: split into chunks (one empty), merge, compare."""
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -18,7 +20,7 @@ BOUNDS = [0, 40, 40, 170, 230]       # chunk 1 is empty
 
 
 def chunks(A):
-    return [A[a:b] for a, b in zip(BOUNDS, BOUNDS[1:])]
+    return [A[a:b] for a, b in itertools.pairwise(BOUNDS)]
 
 
 @pytest.mark.parametrize("kernel,dense,merge,fields", [
@@ -57,7 +59,7 @@ def test_naive_bayes_counts_and_prediction():
 def test_lloyd_on_csr_chunks_equals_dense():
     C0 = X[[0, 50, 120, 200]] + 0.01
     dense = km_k.lloyd(km_k.Chunks.split(X, np.diff(BOUNDS).tolist()), C0, 12)
-    team = km_k.Chunks([km_k.Rows(sp.csr_array(X[a:b]), offset=a) for a, b in zip(BOUNDS, BOUNDS[1:])])
+    team = km_k.Chunks([km_k.Rows(sp.csr_array(X[a:b]), offset=a) for a, b in itertools.pairwise(BOUNDS)])
     got = km_k.lloyd(team, C0, 12)
     np.testing.assert_allclose(got[0], dense[0], rtol=1e-10, atol=1e-12)
     assert abs(got[1] - dense[1]) <= 1e-9 * dense[1] and got[2] == dense[2]

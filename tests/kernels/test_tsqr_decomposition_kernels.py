@@ -1,5 +1,7 @@
 """TSQR, SVD and PCA kernels in one process: k chunks merged == NumPy on all rows."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ from clusterml.kernels.blocks import iter_blocks
 def chunks(X, sizes):
     bounds = np.cumsum([0] + list(sizes))
     assert bounds[-1] == len(X)
-    return [X[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [X[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def normalise_rows(V):
@@ -61,7 +63,7 @@ def run_svd(X, sizes, block=16, store=False):
     lqs = [tsqr.local_qr(iter_blocks(c, block), p, n_rows=len(c) if store else None)
            for c in chunks(X, sizes)]
     fin = svd_k.finalize([lq.r for lq in lqs], want_u=True)
-    U = np.vstack([tsqr.apply_q(lq, W) for lq, W in zip(lqs, fin["u_factors"])])
+    U = np.vstack([tsqr.apply_q(lq, W) for lq, W in zip(lqs, fin["u_factors"], strict=True)])
     return fin["singularValues"], fin["rightSingularMatrix"], U
 
 

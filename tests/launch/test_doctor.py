@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 import pytest
+from helpers import subprocess_env
 
 from clusterml.launch import doctor as D
 from clusterml.launch import doctor_slurm as DS
 from clusterml.launch import profiles as P
-from helpers import subprocess_env
 
 
 def doctor(*args, env):

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, subprocess_env
 
 from clusterml.launch import profiles as P
-from helpers import ROOT, subprocess_env
 
 REPO = Path(ROOT)
 
@@ -73,7 +73,8 @@ def test_install_writes_both_profiles_with_modes_and_settings(ipython_dir, tmp_p
         extra_sbatch=["--qos=debug", "--constraint=skylake"], setup=["module load mpich", "echo ready"],
         mpi="mpiexec", env={"FI_TCP_IFACE": "lo", "CML_X": "a b"},
     )
-    assert values["Cluster"]["controller_ip"] == "*" and values["Cluster"]["controller_location"] == "127.0.0.1"
+    assert (values["Cluster"]["controller_ip"] == "*"
+            and values["Cluster"]["controller_location"] == "127.0.0.1")
     assert values["Cluster"]["engine_timeout"] == 77
     local = P.read_settings((ipython_dir / "profile_clusterml-local" / "ipcluster_config.json").read_text())
     assert local["Cluster"]["controller_ip"] == "*" and local["Cluster"]["engine_timeout"] == 77
@@ -192,6 +193,7 @@ def test_slurm_settings_are_refused_for_the_local_profile_alone(ipython_dir):
 def test_templates_have_one_source_shipped_as_data_files():
     """``profiles/`` is the one copy of the templates: values only, shipped as data files."""
     import json
+
     import tomllib
 
     copies = sorted(p.relative_to(REPO) for p in REPO.rglob("ipcluster_config.*")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers import subprocess_env
 
 from clusterml import ClusterStartError, ClusterTimeoutError
 from clusterml.launch import ipcluster as IC
 from clusterml.launch import profiles as P
 from clusterml.launch import slurm as S
-from helpers import subprocess_env
 
 
 def cli(*args, env, timeout=300):
@@ -84,7 +84,8 @@ def test_start_status_stop_through_slurm(live_slurm, env, ipython_dir):
         (job,) = S.list_jobs()
         assert job.state == "RUNNING" and job.name == "ipengine-cmlstart"
         sec = pdir / "security"
-        for f in ("cluster-cmlstart.json", "ipcontroller-cmlstart-client.json", "ipcontroller-cmlstart-engine.json"):
+        for f in ("cluster-cmlstart.json", "ipcontroller-cmlstart-client.json",
+                  "ipcontroller-cmlstart-engine.json"):
             assert (sec / f).exists() and (os.stat(sec / f).st_mode & 0o777) == 0o600, f
         assert list(Path(env["CML_TEST_CWD"]).iterdir()) == []
 
@@ -104,7 +105,8 @@ def test_start_status_stop_through_slurm(live_slurm, env, ipython_dir):
             dv = rc[:]
             dv.execute("from mpi4py import MPI\n_w = (MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size())",
                        block=True)
-            assert dict(zip(dv.targets, dv.pull("_w").get(timeout=60))) == {i: (i, 4) for i in range(4)}
+            got = dict(zip(dv.targets, dv.pull("_w").get(timeout=60), strict=True))
+            assert got == {i: (i, 4) for i in range(4)}
         finally:
             rc.close()
 
@@ -126,7 +128,8 @@ def test_start_status_stop_through_slurm(live_slurm, env, ipython_dir):
 @pytest.mark.timeout(300)
 def test_request_that_cannot_fit_fails_fast_with_slurms_reason(live_slurm, env, ipython_dir):
     # 4 tasks x 64 CPUs on a node of 8: refused at submission (EnforcePartLimits=ALL)
-    P.install(["clusterml-slurm"], P.ProfileSettings(slurm=dict(partition=live_slurm.partition, cpus_per_task=64)))
+    P.install(["clusterml-slurm"],
+              P.ProfileSettings(slurm=dict(partition=live_slurm.partition, cpus_per_task=64)))
     t0 = time.monotonic()
     r = cli("start", "-n", "4", "--profile", "clusterml-slurm", "--cluster-id", "toobig", env=env)
     took = time.monotonic() - t0
@@ -177,7 +180,8 @@ def test_stop_all_local_clusters(env, ipython_dir):
     P.install(["clusterml-local"])
     pdir = ipython_dir / "profile_clusterml-local"
     for cid in ("one", "two"):
-        r = cli("start", "-n", "2", "--profile", "clusterml-local", "--cluster-id", cid, "--timeout", "150", env=env)
+        r = cli("start", "-n", "2", "--profile", "clusterml-local", "--cluster-id", cid, "--timeout", "150",
+                env=env)
         assert r.returncode == 0, r.stdout + r.stderr
     try:
         assert len(cluster_processes(pdir)) >= 4
@@ -236,5 +240,6 @@ def test_wait_for_engines_fails_at_once_when_the_job_ended(live_slurm, tmp_path)
         wait_for_engines(SimpleNamespace(engines={"1": launcher}), FakeClient([99]), 1, 90)
     assert time.monotonic() - t0 < 60
     msg = str(err.value)
-    assert msg.startswith("cluster: 0 of 1 engines registered after ") and f"\nSlurm job {job.job_id} FAILED" in msg, msg
+    assert (msg.startswith("cluster: 0 of 1 engines registered after ")
+            and f"\nSlurm job {job.job_id} FAILED" in msg), msg
     assert "\ncause: the engines exited before they all registered" in msg, msg

@@ -1,8 +1,8 @@
 """The three-host Slurm cluster of ``slurm/dev/multihost.sh`` for the tests in this folder.
 
 One cluster for the whole package (fixture ``multihost``): brought up in a pytest temp folder
-and ALWAYS taken down when the package's tests are done, after which the fixture checks that nothing is left running
-or mounted (no namespace of its prefix, no mount under its folder, no recorded daemon).
+and ALWAYS taken down when the package's tests are done, after which the fixture checks that nothing
+is left running or mounted (no namespace of its prefix, no mount under its folder, no recorded daemon).
 
 Tests run "from the login host": code that must run there (a notebook's
 ``cml.Cluster(...)``, the ``clusterml`` CLI, ``srun`` / ``sbatch``) is run in the login
@@ -24,7 +24,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from helpers import ROOT, subprocess_env
 
 from .mhhelp import BIN
@@ -144,7 +143,8 @@ def _prefix_of(folder: Path) -> str:
 
 def leftovers(folder: Path, prefix: str, pids: dict) -> list[str]:
     """What a ``down`` must not leave: namespaces, mounts, daemons of this instance."""
-    left = [f"netns {p.name}" for p in Path("/run/netns").glob(prefix + "-*")] if Path("/run/netns").is_dir() else []
+    left = ([f"netns {p.name}" for p in Path("/run/netns").glob(prefix + "-*")]
+            if Path("/run/netns").is_dir() else [])
     with open("/proc/self/mountinfo") as f:
         left += [f"mount {line.split()[4]}" for line in f if line.split()[4].startswith(str(folder) + "/")]
     for pid, name in pids.items():

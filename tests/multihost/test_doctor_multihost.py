@@ -29,7 +29,8 @@ def test_doctor_probe_spans_both_nodes(multihost, slurm_profile):
     bad = {k: v for k, v in checks.items() if v["status"] != "ok"}
     assert rc == 0 and not bad, bad
     world = checks["srun-world"]
-    assert "srun --mpi=pmi2 gives one world of size 2 across 2 nodes (node1, node2)" in world["summary"], world
+    want = "srun --mpi=pmi2 gives one world of size 2 across 2 nodes (node1, node2)"
+    assert want in world["summary"], world
     reach = checks["controller-address"]
     assert "compute tasks reach the controller address login" in reach["summary"], reach
     assert "['node1', 'node2']" in reach["details"], reach

@@ -69,8 +69,8 @@ NOTEBOOK = """c = cml.Cluster(n=4, profile="clusterml-slurm")
     out["env"] = c.apply(env)
     c.stop()"""
 
-CLI = """p = subprocess.run([os.path.join(BIN, "clusterml"), "start", "--profile", "clusterml-slurm", "-n", "4"],
-                       capture_output=True, text=True)
+CLI = """p = subprocess.run([os.path.join(BIN, "clusterml"), "start", "--profile", "clusterml-slurm",
+                        "-n", "4"], capture_output=True, text=True)
     out.update(error=None if p.returncode == 0 else "exit", rc=p.returncode, stdout=p.stdout, msg=p.stderr)"""
 
 
@@ -136,7 +136,7 @@ def nothing_left(multihost):
 def test_multihomed_login_fails_fast_with_cause_and_fix(multihost, profile, how):
     d = profile()
     multihost.script("trap", "on")
-    out, text = run(multihost, d, NOTEBOOK if how == "notebook" else CLI, timeout=300)
+    out, _text = run(multihost, d, NOTEBOOK if how == "notebook" else CLI, timeout=300)
     multihost.script("trap", "off")
     msg = check_start_error(out, cli=how == "cli")
     job = engines_job(out)
@@ -145,7 +145,8 @@ def test_multihomed_login_fails_fast_with_cause_and_fix(multihost, profile, how)
     print(f"\n[{how}] job {job} ended at {out['ended'][job]:.1f} s; error at {out['raised_at']:.1f} s")
     assert late < 12, f"raised {late:.1f} s after Slurm ended job {job} (state {out['seen'].get(job)})"
     cause = re.search(r"^\s*cause: (.*)$", msg, re.M).group(1)
-    assert re.search(rf"controller address {re.escape(PUBLIC_ADDR)}:\d+ is not reachable from node[12]", cause), msg
+    assert re.search(rf"controller address {re.escape(PUBLIC_ADDR)}:\d+ is not reachable from node[12]",
+                     cause), msg
     fix = re.search(r"^\s*fix: (.*)$", msg, re.M).group(1)
     assert "controller_ip" in fix, msg
     nothing_left(multihost)
@@ -157,7 +158,7 @@ def test_multihomed_login_fixed_by_the_controller_ip_setting(multihost, profile)
                             ipython_dir=d, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     multihost.script("trap", "on")
-    out, text = run(multihost, d, NOTEBOOK, timeout=300)
+    out, _text = run(multihost, d, NOTEBOOK, timeout=300)
     assert out["error"] is None, out
     assert out["hosts"] == ["node1", "node2"]
     nothing_left(multihost)
@@ -184,7 +185,8 @@ def test_busy_partition_shows_pending_reason_and_honours_profile_timeout(multiho
         m = re.search(shown, t)
         assert m and m.group(1) != blocker, f"{name} did not show the pending job:\n{t[-3000:]}"
         assert re.search(shown, o["msg"]), o["msg"]
-        assert 20 <= o["raised_at"] < 60, f"{name} gave up after {o['raised_at']:.0f} s, not the profile's 25 s"
+        assert 20 <= o["raised_at"] < 60, (f"{name} gave up after {o['raised_at']:.0f} s, "
+                                           "not the profile's 25 s")
     assert "ClusterStartError" in out["mro"], out
     nothing_left(multihost)
 
@@ -193,7 +195,7 @@ def test_busy_partition_shows_pending_reason_and_honours_profile_timeout(multiho
 def test_never_runnable_job_fails_fast_with_reason(multihost, profile, how):
     """A job asking for node3, which never comes: it pends with ReqNodeNotAvail for good."""
     d = profile("--partition", "broken", "--sbatch=--nodelist=node3")  # the later --partition wins
-    out, text = run(multihost, d, NOTEBOOK if how == "notebook" else CLI, timeout=400)
+    out, _text = run(multihost, d, NOTEBOOK if how == "notebook" else CLI, timeout=400)
     msg = check_start_error(out, cli=how == "cli")
     assert re.search(r"Slurm job \d+ PENDING \(ReqNodeNotAvail", msg), msg
     assert out["raised_at"] < 30, f"failed after {out['raised_at']:.0f} s; the profile's timeout is 300 s"
@@ -203,7 +205,7 @@ def test_never_runnable_job_fails_fast_with_reason(multihost, profile, how):
 # ----------------------------------------------------------------------------- engine environment
 def test_env_option_reaches_the_engines(multihost, profile):
     d = profile("--env", "CML_MH_GREETING=hello 'world' $HOME", "--env", "CML_MH_OTHER=2")
-    out, text = run(multihost, d, NOTEBOOK, timeout=300)
+    out, _text = run(multihost, d, NOTEBOOK, timeout=300)
     assert out["error"] is None, out
     assert out["env"] == [["hello 'world' $HOME", "2"]] * 4
     nothing_left(multihost)

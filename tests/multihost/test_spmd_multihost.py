@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import ROOT
 
 pytestmark = pytest.mark.timeout(300)
@@ -82,8 +81,9 @@ def test_spmd_sbatch_example_runs_on_both_nodes(multihost, tmp_path):
     job = multihost.on("login", "sbatch", "--parsable", "--output", tmp_path / "job.out", "spmd.sbatch",
                        cwd=tmp_path).stdout.strip()
     # poll (sbatch --wait sleeps up to 32 s between its own polls)
-    while (state := multihost.on("login", "squeue", "-h", "-t", "all", "-j", job, "-o", "%T").stdout.strip()) \
-            in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", ""):
+    squeue = ("login", "squeue", "-h", "-t", "all", "-j", job, "-o", "%T")
+    while (state := multihost.on(*squeue).stdout.strip()) in ("PENDING", "CONFIGURING", "RUNNING",
+                                                               "COMPLETING", ""):
         assert time.monotonic() - t0 < 200, f"job {job} still {state or 'unlisted'}"
         time.sleep(0.5)
     multihost.timings["sbatch spmd.sbatch.example"] = time.monotonic() - t0

@@ -126,7 +126,8 @@ def _to_html(nb, title: str) -> str:
              "pre.out{background:#fff;border-left:3px solid #ccc}pre.err{background:#fee}</style>"]
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            parts.append(f"<div class='md'><pre style='background:none'>{html.escape(cell.source)}</pre></div>")
+            parts.append(f"<div class='md'><pre style='background:none'>{html.escape(cell.source)}"
+                         "</pre></div>")
             continue
         parts.append(f"<pre>[{cell.get('execution_count') or ' '}] {html.escape(cell.source)}</pre>")
         for o in cell.get("outputs", []):
@@ -227,7 +228,7 @@ def test_slurm_notebook_runs_and_checks_itself(name, live_slurm, tmp_path):
     deadline = time.monotonic() + 60
     while True:  # cancelled jobs can take a moment to leave the queue
         q = subprocess.run(["squeue", "--noheader", "--format=%i %j %T"], capture_output=True, text=True)
-        if q.returncode == 0 and not q.stdout.strip() or time.monotonic() > deadline:
+        if (q.returncode == 0 and not q.stdout.strip()) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert q.returncode == 0 and q.stdout.strip() == "", f"Slurm jobs left behind:\n{q.stdout}{q.stderr}"

@@ -17,7 +17,6 @@ import sys
 import time
 
 import pytest
-
 from test_notebooks import ARTIFACTS, NOTEBOOKS, ROOT
 
 SESSION_START = time.time()

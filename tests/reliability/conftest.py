@@ -8,9 +8,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import relhelp  # noqa: E402,F401  (puts tests/ and tests/client on sys.path)
-
-from clienthelp import wait_no_processes  # noqa: E402
+import relhelp  # noqa: F401  (puts tests/ and tests/client on sys.path)
+from clienthelp import wait_no_processes
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,9 +27,9 @@ def ipython_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cluster(ipython_dir):
     """One cluster of 3 MPI engines shared by the suite (the SIGKILL rows restart it)."""
-    import clusterml as cml
-
     from relhelp import reliability_engine_env
+
+    import clusterml as cml
 
     c = cml.Cluster(n=3, engine_env=reliability_engine_env(), timeout=300)
     try:

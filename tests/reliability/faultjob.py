@@ -10,10 +10,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import clusterml as cml  # noqa: E402
-from clusterml.spmd import REGISTRY  # noqa: E402
+from faultcases import block, build, cases
 
-from faultcases import block, build, cases  # noqa: E402
+import clusterml as cml
+from clusterml.spmd import REGISTRY
 
 name = sys.argv[1]
 cml.init()

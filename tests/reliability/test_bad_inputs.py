@@ -15,10 +15,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from relhelp import ERROR_WITHIN, Tally
 
 import clusterml as cml
-
-from relhelp import ERROR_WITHIN, Tally
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -47,7 +46,8 @@ CATALOGUE = [
      ["dtype <U1 is not numeric", "expected a float or integer array"]),
     ("complex", "covariance", (), {}, lambda f: (X.astype(complex),), E_IN,
      ["dtype complex128 is not numeric"]),
-    ("datetime", "low_order_moments", (), {}, lambda f: (np.array(["2020-01-01"] * 4, dtype="datetime64[D]"),),
+    ("datetime", "low_order_moments", (), {},
+     lambda f: (np.array(["2020-01-01"] * 4, dtype="datetime64[D]"),),
      E_IN, ["dtype datetime64[D] is not numeric"]),
     ("dict", "low_order_moments", (), {}, lambda f: ({"a": 1},), E_IN, ["dtype object is not numeric"]),
     ("3-D array", "covariance", (), {}, lambda f: (np.zeros((4, 2, 2)),), E_IN,
@@ -220,7 +220,7 @@ def fingerprint(obj):
 
 
 def run_case(make, case, files, mode):
-    cid, algo, args, kwargs, inputs, cls, needles = case
+    _cid, algo, args, kwargs, inputs, _cls, _needles = case
     t0 = time.monotonic()
     err, before, given = None, None, ()
     try:
@@ -247,7 +247,7 @@ def run_case(make, case, files, mode):
 
 
 def check(case, err, elapsed, before, given):
-    cid, algo, args, kwargs, inputs, cls, needles = case
+    cid, _algo, _args, _kwargs, _inputs, cls, needles = case
     assert isinstance(err, cls), f"{cid}: expected {cls.__name__}, got {err!r}"
     for text in needles:
         assert text in str(err), f"{cid}: {text!r} not in the message {str(err)!r}"

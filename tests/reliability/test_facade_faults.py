@@ -18,12 +18,11 @@ import time
 import numpy as np
 import psutil
 import pytest
+from faultcases import N_CLASSES, block, build, cases, landed_algorithms
+from relhelp import ERROR_WITHIN, Tally
 
 import clusterml as cml
 from clusterml.client.cluster import EngineArray
-
-from relhelp import ERROR_WITHIN, Tally
-from faultcases import N_CLASSES, block, build, cases, landed_algorithms  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -14,11 +14,9 @@ import time
 import uuid
 
 import pytest
-
+from faultcases import cases, landed_algorithms
+from helpers import mpiexec_path, subprocess_env
 from relhelp import ERROR_WITHIN, HERE, Tally, wait_gone
-
-from faultcases import cases, landed_algorithms  # noqa: E402
-from helpers import mpiexec_path, subprocess_env  # noqa: E402
 
 NRANKS = 3
 TARGETS = ["rank 0", "last rank", "every rank"]

@@ -13,13 +13,11 @@ import time
 import numpy as np
 import psutil
 import pytest
+from clienthelp import my_processes
+from relhelp import reliability_engine_env
 
 import clusterml as cml
 from clusterml.client.cluster import list_clusters
-
-from relhelp import reliability_engine_env
-
-from clienthelp import my_processes  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -90,13 +88,13 @@ def test_1000_consecutive_calls(cluster, tmp_path, capsys):
     assert last["client_fds"] <= first["client_fds"] + 2, (first, last)
     assert last["client_threads"] <= first["client_threads"] + 1, (first, last)
     assert last["client_rss"] - first["client_rss"] < 30, (first, last)
-    for a, b in zip(first["engine_rss"], last["engine_rss"]):
+    for a, b in zip(first["engine_rss"], last["engine_rss"], strict=True):
         assert b - a < 15, (first, last)
     # flat once warm: the second 500 calls add (almost) nothing
-    for a, b in zip(mid["engine_rss"], last["engine_rss"]):
+    for a, b in zip(mid["engine_rss"], last["engine_rss"], strict=True):
         assert b - a < 5, (mid, last)
     assert last["client_rss"] - mid["client_rss"] < 5, (mid, last)
-    for a, b in zip(first["engine_fds"], last["engine_fds"]):
+    for a, b in zip(first["engine_fds"], last["engine_fds"], strict=True):
         assert b <= a + 2, (first, last)
     # dropped per-row outputs are forgotten on the engines at the next call (they used to pile
     # up, one per kmeans call: 500 here); a few wait for the client's garbage collector

@@ -13,12 +13,10 @@ import time
 import numpy as np
 import psutil
 import pytest
-
-import clusterml as cml
-
+from clienthelp import my_processes
 from relhelp import ROOT, reliability_engine_env
 
-from clienthelp import my_processes  # noqa: E402
+import clusterml as cml
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -49,7 +47,8 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("engine_dies_first", [False, True], ids=["client killed", "engine then client killed"])
+@pytest.mark.parametrize("engine_dies_first", [False, True],
+                         ids=["client killed", "engine then client killed"])
 def test_killed_client_then_documented_cleanup(tmp_path, engine_dies_first):
     ipdir = str(tmp_path / "ipython")
     os.makedirs(ipdir, mode=0o700)
@@ -69,9 +68,9 @@ def test_killed_client_then_documented_cleanup(tmp_path, engine_dies_first):
         proc.wait()
     assert my_processes(ipdir), "a SIGKILLed client leaves its controller running (documented)"
     # the documented clean-up, from a new process (a restarted kernel, a terminal)
-    r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, %r); "
+    r = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); "
                         "from clusterml.client.cluster import stop_all, list_clusters; "
-                        "print(stop_all()); print(list_clusters())" % ROOT],
+                        "print(stop_all()); print(list_clusters())"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     stopped, listed = r.stdout.strip().splitlines()[-2:]

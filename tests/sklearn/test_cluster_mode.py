@@ -20,7 +20,6 @@ import sklearn.decomposition as skd
 import sklearn.linear_model as skl
 import sklearn.naive_bayes as sknb
 import sklearn.preprocessing as skp
-
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline

@@ -12,11 +12,10 @@ import sklearn.decomposition as skd
 import sklearn.linear_model as skl
 import sklearn.naive_bayes as sknb
 import sklearn.preprocessing as skp
+from clienthelp import engine_env, wait_no_processes
 
 import clusterml as cml
 from clusterml import sklearn as cs
-
-from clienthelp import engine_env, wait_no_processes
 
 
 @pytest.mark.parametrize("n", [1, 2, 4])

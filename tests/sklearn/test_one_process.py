@@ -71,7 +71,7 @@ def test_dbscan_sample_weight_as_sklearn():
     assert not np.array_equal(ref.labels_, sklearn.cluster.DBSCAN(eps=1.5, min_samples=4).fit(X).labels_)
     np.testing.assert_array_equal(ours.labels_, ref.labels_)
     np.testing.assert_array_equal(ours.core_sample_indices_, ref.core_sample_indices_)
-    with pytest.raises(ValueError, match="sample_weight.shape"):
+    with pytest.raises(ValueError, match=r"sample_weight.shape"):
         cs.DBSCAN().fit(X, sample_weight=w[:-1])
 
 

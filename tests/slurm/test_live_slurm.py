@@ -65,7 +65,8 @@ def run_probe(live_slurm, tmp_path, **settings):
     base = dict(ntasks=4, time="5", partition=live_slurm.partition, output=str(out))
     base.update(settings)
     script = S.write_batch_script(
-        S.render_spmd_script(base, [sys.executable, str(probe), str(results)]), tmp_path / "jobs", "spmd.sbatch"
+        S.render_spmd_script(base, [sys.executable, str(probe), str(results)]), tmp_path / "jobs",
+        "spmd.sbatch"
     )
     job = S.sbatch(script, wait=True, timeout=240)
     text = out.read_text() if out.exists() else ""
@@ -75,7 +76,7 @@ def run_probe(live_slurm, tmp_path, **settings):
 
 @pytest.mark.timeout(300)
 def test_spmd_under_srun_pmi2_is_one_world(live_slurm, tmp_path):
-    job, rows = run_probe(live_slurm, tmp_path)
+    _job, rows = run_probe(live_slurm, tmp_path)
     assert len(rows) == 4, rows
     assert {r["size"] for r in rows} == {4}
     assert sorted(r["rank"] for r in rows) == [0, 1, 2, 3]
@@ -86,7 +87,7 @@ def test_spmd_under_srun_pmi2_is_one_world(live_slurm, tmp_path):
 @pytest.mark.timeout(300)
 def test_srun_without_mpi_plugin_gives_singletons(live_slurm, tmp_path):
     """The trap ``clusterml doctor`` must detect: N processes, N worlds of size 1."""
-    job, rows = run_probe(live_slurm, tmp_path, mpi="none")
+    _job, rows = run_probe(live_slurm, tmp_path, mpi="none")
     assert len(rows) == 4, rows
     assert {r["size"] for r in rows} == {1}
     assert {r["rank"] for r in rows} == {0}
@@ -98,7 +99,7 @@ def test_mpiexec_inside_the_job_is_one_world(live_slurm, tmp_path):
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     if not os.access(mpiexec, os.X_OK):
         pytest.skip(f"no mpiexec next to {sys.executable}")
-    job, rows = run_probe(live_slurm, tmp_path, ntasks=3, mpi="mpiexec", mpiexec=mpiexec)
+    _job, rows = run_probe(live_slurm, tmp_path, ntasks=3, mpi="mpiexec", mpiexec=mpiexec)
     assert {r["size"] for r in rows} == {3} and sorted(r["rank"] for r in rows) == [0, 1, 2]
 
 
@@ -106,7 +107,7 @@ def test_mpiexec_inside_the_job_is_one_world(live_slurm, tmp_path):
 def test_hostile_values_arrive_literally_in_a_real_job(live_slurm, tmp_path):
     name = "a b;$(id) `id` 'q' {x} #c"
     hostile = "; rm -rf ~ $(touch pwned) `id` \"dq\" 'sq' {} \\ \n second line"
-    job, rows = run_probe(
+    _job, rows = run_probe(
         live_slurm, tmp_path, ntasks=2, job_name=name, env={"CML_HOSTILE": hostile}
     )
     assert [r["job_name"] for r in rows] == [name, name]
@@ -204,8 +205,8 @@ def test_ipyparallel_engines_through_slurm_profile(live_slurm, ipython_dir, tmp_
         )
         results = dv.pull("_cml_probe").get(timeout=60)
         assert list(dv.targets) == rc.ids and len(results) == 4
-        by_engine = dict(zip(dv.targets, results))
-        for eid, (rank, size, slurm_job, pid, env) in by_engine.items():
+        by_engine = dict(zip(dv.targets, results, strict=True))
+        for eid, (rank, size, slurm_job, _pid, env) in by_engine.items():
             assert eid == rank, by_engine
             assert size == 4
             assert slurm_job == job_id
@@ -263,7 +264,7 @@ def test_controller_on_a_compute_node(live_slurm, ipython_dir, tmp_path, monkeyp
         assert names.get(job_ids[1], "").startswith("ipengine-cmlctl"), names
         dv = rc[:]
         dv.execute("from mpi4py import MPI\n_r = MPI.COMM_WORLD.Get_rank()", block=True)
-        assert dict(zip(dv.targets, dv.pull("_r").get(timeout=60))) == {0: 0, 1: 1}
+        assert dict(zip(dv.targets, dv.pull("_r").get(timeout=60), strict=True)) == {0: 0, 1: 1}
         assert sorted(p.name for p in (profile_dir / "jobs").iterdir()) == [
             "slurm_controller-cmlctl.sbatch", "slurm_engine-cmlctl.sbatch"
         ]

@@ -108,7 +108,7 @@ def test_local_profile_starts_mpi_engines_with_id_equal_rank(ipython_dir, tmp_pa
             "_cml = (MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size())",
             block=True,
         )
-        got = dict(zip(dv.targets, dv.pull("_cml").get(timeout=60)))
+        got = dict(zip(dv.targets, dv.pull("_cml").get(timeout=60), strict=True))
         assert got == {0: (0, 3), 1: (1, 3), 2: (2, 3)}
         rc.close()
     finally:

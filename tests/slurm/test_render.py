@@ -208,8 +208,8 @@ def test_spmd_script_content():
         assert line + "\n" in text, line
     # every #SBATCH line comes before the first command, or sbatch ignores it
     lines = text.splitlines()
-    last_sbatch = max(i for i, l in enumerate(lines) if l.startswith("#SBATCH"))
-    first_cmd = min(i for i, l in enumerate(lines[1:], 1) if l and not l.startswith("#"))
+    last_sbatch = max(i for i, ln in enumerate(lines) if ln.startswith("#SBATCH"))
+    first_cmd = min(i for i, ln in enumerate(lines[1:], 1) if ln and not ln.startswith("#"))
     assert last_sbatch < first_cmd
 
 

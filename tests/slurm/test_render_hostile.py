@@ -66,7 +66,7 @@ def test_facade_refuses_a_cluster_id_that_breaks_the_batch_script(cluster_id, ip
 
     P.install(["clusterml-slurm"])
     cluster = cml.Cluster(n=2, profile="clusterml-slurm", cluster_id=cluster_id, start=False)
-    with pytest.raises(cml.ParameterError, match="cluster_id=.*batch script"):
+    with pytest.raises(cml.ParameterError, match=r"cluster_id=.*batch script"):
         cluster.start()
     assert not list((ipython_dir / "profile_clusterml-slurm" / "jobs").iterdir())
     assert not cluster.running

@@ -12,11 +12,11 @@ import time
 from datetime import datetime
 
 import pytest
+from helpers import subprocess_env
 
 import clusterml as cml
 from clusterml.launch import profiles as P
 from clusterml.launch import slurm as S
-from helpers import subprocess_env
 
 
 def _end_time(job_id: str) -> float:
@@ -52,12 +52,13 @@ def test_engines_that_die_fail_the_notebook_within_seconds_of_the_job_end(live_s
     print(f"\nengines died: ClusterStartError after {time.monotonic() - t0:.1f} s:\n{msg}")
     assert isinstance(info.value, cml.DistributedError) and isinstance(info.value, RuntimeError)
     lines = _lines(msg)
-    job = [line for line in lines if line.startswith("Slurm job ")][0]
+    job = next(line for line in lines if line.startswith("Slurm job "))
     job_id = job.split()[2]
     assert job.split()[3] in ("FAILED", "COMPLETED"), job
     assert "engine log (last lines):" in lines, msg
     assert any("PYTHONHOME" in line or "encodings" in line for line in lines), msg  # Python's own words
-    assert any(line.startswith("cause: ") for line in lines) and any(line.startswith("fix: ") for line in lines)
+    assert (any(line.startswith("cause: ") for line in lines)
+            and any(line.startswith("fix: ") for line in lines))
     assert raised - _end_time(job_id) < 10, (raised, _end_time(job_id))  # not at the 300 s timeout
     _no_jobs_left()
     assert sorted(p.name for p in (ipython_dir / "profile_clusterml-slurm" / "security").iterdir()) == []
@@ -112,7 +113,8 @@ def test_notebook_shows_the_pending_reason_and_honours_the_profile_timeout(live_
     print(f"\nnotebook, partition busy: failed after {took:.1f} s:\n{msg}")
     assert isinstance(info.value, cml.ClusterTimeoutError)
     assert "0 of 2 engines registered" in _lines(msg)[0], msg
-    assert any(line.startswith("Slurm job ") and line.endswith("PENDING (Resources)") for line in _lines(msg)), msg
+    assert any(line.startswith("Slurm job ") and line.endswith("PENDING (Resources)")
+               for line in _lines(msg)), msg
     assert "within 8 s" in msg and 8 <= took < 40, took  # the profile's 8 s, not a default
     _no_jobs_left()
 
@@ -134,7 +136,7 @@ def test_unreachable_controller_address_is_named_with_the_fix(live_slurm, ipytho
     msg = r.stderr.split("cluster not started: ")[1]
     lines = _lines(msg)
     assert any(line.startswith("Slurm job ") for line in lines), msg
-    cause = [x for x in lines if x.startswith("cause: ")][0]
+    cause = next(x for x in lines if x.startswith("cause: "))
     assert cause.startswith("cause: controller address 192.0.2.1:") and "is not reachable from " in cause, msg
     assert any(x.startswith("fix: clusterml profile set clusterml-slurm controller_ip=") for x in lines), msg
     assert took < 90, took  # not the profile's 300 s

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mpihelpers import rank, world  # noqa: E402
+from mpihelpers import rank, world
 
 
 @pytest.fixture

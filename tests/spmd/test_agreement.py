@@ -10,10 +10,9 @@ import time
 
 import numpy as np
 import pytest
+from mpihelpers import mpi_assert, my_block, rank, same_on_every_rank, size, world
 
 import clusterml as cml
-
-from mpihelpers import mpi_assert, my_block, rank, same_on_every_rank, size, world
 
 WITHIN = 1.0  # seconds, the bound of the issue
 X = np.random.default_rng(5).normal(size=(120, 3))

@@ -46,7 +46,7 @@ def on_rank0(fn):
     if rank() == 0:
         try:
             fn()
-        except Exception as exc:  # noqa: BLE001 - reported on every rank below
+        except Exception as exc:
             err = repr(exc)
     err = world().bcast(err, root=0)
     assert err is None, f"writing test files on rank 0 failed: {err}"

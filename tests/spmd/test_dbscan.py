@@ -2,13 +2,11 @@
 
 import numpy as np
 import pytest
+from mpihelpers import expect_distributed_error, mpi_assert, my_block, rank, same_on_every_rank, size, world
 from sklearn.cluster import DBSCAN
 from sklearn.datasets import make_blobs, make_moons
 
 import clusterml as cml
-
-from mpihelpers import (expect_distributed_error, mpi_assert, my_block, rank, same_on_every_rank,
-                        size, world)
 
 
 def shuffled(X, seed=0):

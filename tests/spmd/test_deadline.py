@@ -10,11 +10,10 @@ import time
 
 import numpy as np
 import pytest
+from mpihelpers import mpi_assert, my_block, rank, same_on_every_rank, size, world
 
 import clusterml as cml
 from clusterml.spmd import comm
-
-from mpihelpers import mpi_assert, my_block, rank, same_on_every_rank, size, world
 
 TIMEOUT = 1.0
 X = np.random.default_rng(8).normal(size=(90, 3))

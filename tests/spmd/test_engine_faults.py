@@ -12,11 +12,10 @@ import time
 import numpy as np
 import psutil
 import pytest
+from mpihelpers import expect_distributed_error, mpi_assert, my_block, rank, same_on_every_rank, size, world
 
 import clusterml as cml
 from clusterml.spmd.algorithm import Algorithm
-
-from mpihelpers import expect_distributed_error, mpi_assert, my_block, rank, same_on_every_rank, size, world
 
 X = np.random.default_rng(11).normal(size=(60, 4))
 
@@ -129,10 +128,11 @@ def test_constructors_refuse_parameters_whose_memory_cannot_be_had():
 def test_covariance_of_one_row_in_total_is_an_error_as_for_pca():
     one = X[:1] if rank() == 0 else X[:0]
     for algo in ("covariance", "pca"):
-        expect_distributed_error(lambda: getattr(cml, algo)(distributed=True).compute(one),
+        expect_distributed_error(lambda algo=algo: getattr(cml, algo)(distributed=True).compute(one),
                                  match=f"{algo} needs at least 2 rows in total, got 1",
                                  cls=cml.InputError)
-    res = cml.covariance(outputMatrixType="correlationMatrix", distributed=True).compute(X[:2] if rank() == 0 else X[:0])
+    res = cml.covariance(outputMatrixType="correlationMatrix", distributed=True).compute(
+        X[:2] if rank() == 0 else X[:0])
     mpi_assert(np.all(np.isfinite(res.covariance)), "two rows: finite")
 
 

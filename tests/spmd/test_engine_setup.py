@@ -1,10 +1,9 @@
 """The engine-side setup the notebook facade runs: it answers at once, loads in the background."""
 
+from mpihelpers import mpi_assert
 from threadpoolctl import threadpool_info
 
 from clusterml.spmd import comm, remote
-
-from mpihelpers import mpi_assert
 
 
 def _blas_threads() -> set:

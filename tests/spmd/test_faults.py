@@ -20,12 +20,11 @@ import time
 
 import numpy as np
 import pytest
+from faultcases import N_CLASSES, block, build, cases, landed_algorithms
+from mpihelpers import _canonical, mpi_assert, rank, size, world
 
 import clusterml as cml
 from clusterml.spmd import REGISTRY
-
-from faultcases import N_CLASSES, block, build, cases, landed_algorithms
-from mpihelpers import _canonical, mpi_assert, rank, size, world
 
 ERROR_WITHIN = 30.0  # seconds: the contract for every error
 
@@ -99,7 +98,7 @@ def path_of(key, files, variant):
 
 def bad_inputs(name, fault, target, files):
     """Inputs for one case and the error expected on every rank (class, text in the message)."""
-    _, _, tables, extras, _ = CASES[name]
+    _, _, tables, _extras, _ = CASES[name]
     hit = rank() in target_ranks(target)
     inputs = good_inputs(name, files)
     if fault == "unreadable input":

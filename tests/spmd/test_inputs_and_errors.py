@@ -5,11 +5,18 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from mpihelpers import (
+    expect_distributed_error,
+    mpi_allclose,
+    mpi_assert,
+    my_block,
+    rank,
+    size,
+    uneven_counts,
+    world,
+)
 
 import clusterml as cml
-
-from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank, size,
-                      uneven_counts, world)
 
 
 def data(n=301, d=4, seed=1):

@@ -4,12 +4,20 @@ import os
 
 import numpy as np
 import pytest
+from mpihelpers import (
+    expect_distributed_error,
+    mpi_allclose,
+    mpi_assert,
+    my_block,
+    rank,
+    same_on_every_rank,
+    size,
+    uneven_counts,
+    world,
+)
 from sklearn.cluster import KMeans
 
 import clusterml as cml
-
-from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank,
-                      same_on_every_rank, size, uneven_counts, world)
 
 
 def blobs(n_per=60, centres=5, d=4, seed=3, offset=0.0):

@@ -6,10 +6,9 @@ methods are checked on 1, 2, 3, 4 and 7 ranks, with an empty rank.
 
 import numpy as np
 import pytest
+from mpihelpers import mpi_assert, my_block, same_on_every_rank, size
 
 import clusterml as cml
-
-from mpihelpers import mpi_assert, my_block, same_on_every_rank, size
 
 
 def blobs(n_per=40, centres=5, d=3, seed=11):
@@ -95,6 +94,6 @@ def test_non_finite_data_anywhere_is_refused(method):
         Xb = X.copy()
         Xb[g, 2] = value
         err = expect_distributed_error(
-            lambda: cml.kmeans_init(3, method=method, seed=5, distributed=True).compute(my_block(Xb)),
+            lambda Xb=Xb: cml.kmeans_init(3, method=method, seed=5, distributed=True).compute(my_block(Xb)),
             match, cml.InputError)
         mpi_assert(err.ranks == [owner], f"failing ranks {err.ranks}")

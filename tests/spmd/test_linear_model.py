@@ -2,13 +2,20 @@
 
 import numpy as np
 import pytest
+from mpihelpers import (
+    expect_distributed_error,
+    mpi_allclose,
+    mpi_assert,
+    my_block,
+    rank,
+    same_on_every_rank,
+    size,
+    world,
+)
 from sklearn.linear_model import Ridge
 
 import clusterml as cml
 from clusterml.spmd import comm
-
-from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank,
-                      same_on_every_rank, size, world)
 
 
 def regression_data(n=301, p=4, r=2, seed=0):
@@ -134,7 +141,7 @@ def test_errors_on_every_rank():
             Xr, Yr = my_block(X).copy(), my_block(Y).copy()
             if rank() == last:
                 (Xr if table == "data" else Yr)[1, 1] = value
-            err = expect_distributed_error(lambda: make().compute(Xr, Yr),
+            err = expect_distributed_error(lambda make=make, Xr=Xr, Yr=Yr: make().compute(Xr, Yr),
                                            f"{table}: {value} at row 1, column 1", cml.InputError)
             mpi_assert(err.ranks == [last], f"failing ranks {err.ranks}")
 

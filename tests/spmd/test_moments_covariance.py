@@ -2,11 +2,9 @@
 
 import numpy as np
 import pytest
+from mpihelpers import mpi_allclose, mpi_assert, my_block, rank, same_on_every_rank, size, uneven_counts
 
 import clusterml as cml
-
-from mpihelpers import (mpi_allclose, mpi_assert, my_block, rank, same_on_every_rank, size,
-                      uneven_counts)
 
 
 def full_data(n=1003, d=7, offset=0.0, seed=0):

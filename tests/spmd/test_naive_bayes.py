@@ -2,12 +2,18 @@
 
 import numpy as np
 import pytest
+from mpihelpers import (
+    expect_distributed_error,
+    mpi_allclose,
+    mpi_assert,
+    my_block,
+    rank,
+    same_on_every_rank,
+    world,
+)
 from sklearn.naive_bayes import MultinomialNB
 
 import clusterml as cml
-
-from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank,
-                      same_on_every_rank, world)
 
 
 def counts_data(n=401, p=7, c=3, seed=0):

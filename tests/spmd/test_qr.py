@@ -2,11 +2,9 @@
 
 import numpy as np
 import pytest
+from mpihelpers import expect_distributed_error, mpi_allclose, mpi_assert, my_block, same_on_every_rank, world
 
 import clusterml as cml
-
-from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block,
-                        same_on_every_rank, world)
 
 
 def conditioned(cond, n=301, p=6, seed=3):

@@ -3,11 +3,10 @@
 import math
 
 import numpy as np
+from mpihelpers import mpi_allclose, mpi_assert, my_block, rank, same_on_every_rank, size, world
 
 from clusterml.kernels import covariance as cov_k
 from clusterml.spmd import comm, packing
-
-from mpihelpers import mpi_allclose, mpi_assert, my_block, rank, same_on_every_rank, size, world
 
 X = np.random.default_rng(21).normal(size=(200, 32)) * 1e3 + 1e6
 

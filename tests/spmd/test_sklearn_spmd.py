@@ -16,11 +16,17 @@ import sklearn.decomposition as skd
 import sklearn.linear_model as skl
 import sklearn.naive_bayes as sknb
 import sklearn.preprocessing as skp
+from mpihelpers import (
+    expect_distributed_error,
+    mpi_allclose,
+    mpi_assert,
+    my_block,
+    rank,
+    same_on_every_rank,
+    world,
+)
 
 from clusterml import sklearn as cs
-
-from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank,
-                        same_on_every_rank, world)
 
 
 def blobs(n=150, p=4, k=3, seed=0):

@@ -7,12 +7,19 @@ scikit-learn on all rows.
 
 import numpy as np
 import pytest
+from mpihelpers import (
+    expect_distributed_error,
+    mpi_allclose,
+    mpi_assert,
+    my_block,
+    rank,
+    same_on_every_rank,
+    size,
+    world,
+)
 from sklearn.linear_model import Ridge
 
 import clusterml as cml
-
-from mpihelpers import (expect_distributed_error, mpi_allclose, mpi_assert, my_block, rank, size,
-                        same_on_every_rank, world)
 
 
 def data(n=211, p=5, seed=1):
@@ -32,7 +39,7 @@ def chunks(*tables):
     mine = [my_block(t) for t in tables]
     n = len(mine[0])
     cuts = [n // 3, n // 3 if rank() == 0 and size() > 2 else n // 2]
-    return [[t[a:b] for t in mine] for a, b in zip([0] + cuts, cuts + [n])]
+    return [[t[a:b] for t in mine] for a, b in zip([0] + cuts, cuts + [n], strict=True)]
 
 
 def stream(make, *tables):
@@ -124,7 +131,7 @@ def test_streaming_errors():
         if rank() == 0:
             bad[0, 2] = np.nan
         algo.compute(my_block(X))
-        expect_distributed_error(lambda: algo.compute(bad), "data", cml.InputError)
+        expect_distributed_error(lambda algo=algo, bad=bad: algo.compute(bad), "data", cml.InputError)
         close(algo.finalize(), make().compute(my_block(X)), "after a bad chunk")
     lin = cml.linear_regression_training(interceptFlag=True, streaming=True, distributed=True)
     lin.compute(my_block(X[:3]), my_block(Y[:3]))
