@@ -286,13 +286,15 @@ def results(cluster, ar, what: str) -> list:
                            {f.rank: f.cause()}) from None
     causes = {f.rank: f.cause() for f in failures}
     lines = [f"rank {f.rank}: {f.etype}: {f.message}" for f in failures]
-    dead = any(f.etype == "EngineError" for f in failures)
-    if dead:
-        cluster.health.mark_broken(f"an engine died during {what}")
-        lines.append("MPI cannot lose a rank: call cluster.restart() for a new engine set.")
-    cls = EngineError if dead else ComputeError
-    raise cls(f"{what} failed on rank(s) {', '.join(map(str, sorted(causes)))}:\n  "
-              + "\n  ".join(lines), causes) from None
+    gone = sorted(f.rank for f in failures if f.etype == "EngineError")
+    if gone:
+        # the same words as when health.wait notices the death first (which one does is a race)
+        cluster.health.mark_broken(f"engine(s) of rank(s) {', '.join(map(str, gone))} died during {what}")
+        raise EngineError(f"engine(s) of rank(s) {', '.join(map(str, gone))} died during {what}:\n  "
+                          + "\n  ".join(lines) + "\nMPI cannot lose a rank: call cluster.restart() for "
+                          "a new engine set.", causes) from None
+    raise ComputeError(f"{what} failed on rank(s) {', '.join(map(str, sorted(causes)))}:\n  "
+                       + "\n  ".join(lines), causes) from None
 
 
 def wait(cluster, ar, timeout: float | None, what: str) -> list:
