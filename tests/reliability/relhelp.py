@@ -62,9 +62,13 @@ def wait_gone(tag_key: str, tag: str, timeout: float = 20.0) -> list:
 
 
 def reliability_engine_env() -> dict:
-    """Engine environment: this checkout, tests/client (test algorithms) and this folder."""
+    """Engine environment: this checkout, tests/client (test algorithms), this folder and tests/.
+
+    Functions of the test modules that engines run (``cluster.apply(_setenv, ...)``) are
+    unpickled by importing their module there, which imports ``faultcases`` from tests/.
+    """
     from clienthelp import engine_env
 
     env = engine_env()
-    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], HERE])
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], HERE, TESTS])
     return env
