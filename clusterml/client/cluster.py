@@ -22,6 +22,7 @@ what it left running.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import json
@@ -86,6 +87,7 @@ def default_mpiexec() -> str:
 # Handles returned to the user
 
 
+@atexit.register
 def _stop_live_clusters():
     with _LIVE_LOCK:
         live = list(_LIVE)
