@@ -60,8 +60,9 @@ _ = run("sinfo")
 # `clusterml profile install` writes the `clusterml-local` and `clusterml-slurm` profiles into
 # your IPython directory. Site settings are options: `--account`, `--partition`, `--time`,
 # `--cpus-per-task`, `--mem`, `--setup "module load mpich"`, `--mpi pmi2|pmix|mpiexec`,
-# controller address settings (`clusterml profile install --help`). Edit them later in
-# `profile_clusterml-slurm/ipcluster_config.py`; `clusterml doctor` checks the set-up.
+# controller address settings (`clusterml profile install --help`). Change one later with
+# `clusterml profile set clusterml-slurm key=value` (stored as values in
+# `profile_clusterml-slurm/ipcluster_config.json`); `clusterml doctor` checks the set-up.
 
 # %%
 _ = run(*CLUSTERML, "profile", "install", "--time", "00:15:00", "--force")
