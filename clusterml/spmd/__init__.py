@@ -15,17 +15,6 @@ import importlib
 import sys
 import types
 
-__all__ = [
-    "init", "fini", "daalinit", "daalfini", "my_procid", "num_procs",
-    "read_partition", "Partition", "read_csv", "read_hdf5", "Algorithm", "Result", "REGISTRY",
-    "low_order_moments", "covariance", "kmeans_init", "kmeans",
-    "pca", "pca_transform", "svd",
-    "linear_regression_training", "linear_regression_prediction",
-    "ridge_regression_training", "ridge_regression_prediction",
-    "multinomial_naive_bayes_training", "multinomial_naive_bayes_prediction",
-    "qr", "dbscan",
-]
-
 #: Submodule of each public name.
 _WHERE = {
     "REGISTRY": "algorithm", "Algorithm": "algorithm", "Result": "algorithm",
@@ -41,9 +30,11 @@ _WHERE = {
     "multinomial_naive_bayes_training": "naive_bayes",
     "qr": "qr", "dbscan": "dbscan",
 }
+#: The public names (one list: the keys above).
+__all__ = list(_WHERE)
 #: The modules that register algorithms.
-ALGORITHM_MODULES = ("kmeans", "moments", "decomposition", "linear_model", "naive_bayes", "qr",
-                     "dbscan")
+ALGORITHM_MODULES = tuple(dict.fromkeys(m for m in _WHERE.values()
+                                        if m not in ("algorithm", "comm", "inputs")))
 
 
 def load_algorithms() -> dict:
