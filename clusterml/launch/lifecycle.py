@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from . import slurm as S
+from . import slurmctl as S
 from .records import (
     DEFAULT_PROFILE,
     _alive,
