@@ -198,6 +198,53 @@ def test_stop_all_local_clusters(env, ipython_dir):
     assert r.returncode == 1 and "no cluster 'one' recorded" in r.stderr
 
 
+@pytest.mark.timeout(300)
+def test_list_clusters_living_from_ipyparallel_dead_records_kept(env, ipython_dir):
+    """A living cluster is listed as ipyparallel loads it, its record untouched and no watcher
+    left running here; once its processes are killed, ipyparallel drops (and deletes) its
+    record, but clusterml keeps it listed until ``stop_all`` has removed every file."""
+    import signal
+    import threading
+
+    from clusterml.launch.lifecycle import list_clusters, stop_all
+
+    P.install(["clusterml-local"])
+    pdir = ipython_dir / "profile_clusterml-local"
+    r = cli("start", "-n", "2", "--profile", "clusterml-local", "--cluster-id", "t", "--timeout", "150",
+            env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    record = (pdir / "security" / "cluster-t.json").read_bytes()
+    threads = threading.active_count()
+    try:
+        [entry] = list_clusters("clusterml-local")
+        assert entry["cluster_id"] == "t" and entry["running"] and entry["owner_pid"] is None, entry
+        assert entry["controller_pid"] == json.loads(record)["controller"]["state"]["pid"]
+        assert (pdir / "security" / "cluster-t.json").read_bytes() == record
+        deadline = time.monotonic() + 10
+        while threading.active_count() > threads and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert threading.active_count() <= threads, [t.name for t in threading.enumerate()]
+    finally:
+        procs = []
+        for p in psutil.process_iter():
+            try:
+                if p.environ().get("IPP_PROFILE_DIR") == str(pdir):
+                    procs.append(p)
+            except psutil.Error:
+                continue
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+        psutil.wait_procs(procs, timeout=20)
+    for _ in range(2):  # the first listing lets ipyparallel drop the record: the second still sees it
+        [entry] = list_clusters("clusterml-local")
+        assert entry["cluster_id"] == "t" and not entry["running"], entry
+    assert stop_all("clusterml-local") == ["t"]
+    assert list_clusters("clusterml-local") == []
+    assert sorted(p.name for p in (pdir / "security").iterdir()) == []
+    assert sorted(p.name for p in (pdir / "log").iterdir()) == []
+    assert cluster_processes(pdir) == []
+
+
 class FakeClient:
     """Engines 'register' one by one at given times."""
 
