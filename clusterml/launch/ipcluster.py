@@ -7,15 +7,15 @@
   any failure everything it started is stopped first.
 - :func:`stop` / :func:`stop_all` stop recorded clusters through
   :func:`clusterml.launch.lifecycle.stop_cluster`, the one stop of clusterml.
-- :func:`status` lists the recorded clusters with engines registered and Slurm
-  job states.
+- :func:`status` lists the clusters (living ones as ipyparallel loads them,
+  see :func:`clusterml.launch.lifecycle.list_clusters`) with engines registered
+  and Slurm job states.
 
 There is no fixed ``sleep``: every wait polls a real condition with a short
 interval against a deadline."""
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import subprocess
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import ClusterTimeoutError, EngineError
 from . import slurmctl as S
-from .lifecycle import Stopped, stop_cluster
+from .lifecycle import Stopped, list_clusters, stop_cluster
 from .records import _load_record, _record_running, _remove_cluster_files, _sanitize
 from .wait import connect_client, wait_for_engines
 
@@ -40,7 +40,6 @@ __all__ = [
     "stop",
     "stop_all",
     "status",
-    "cluster_files",
     "profile_dir_of",
 ]
 
@@ -171,11 +170,6 @@ def profile_dir_of(profile: str) -> str:
             f"run: clusterml profile install"
         )
     return str(d)
-
-
-def cluster_files(profile: str) -> list[str]:
-    """ipyparallel's records of the profile's clusters (``security/cluster-*.json``)."""
-    return sorted(glob.glob(os.path.join(profile_dir_of(profile), "security", "cluster-*.json")))
 
 
 def _cluster_file(pdir: str, cluster_id: str) -> str:
@@ -340,14 +334,6 @@ def _check_one_world(client, n: int) -> None:
                           f"engine -> (rank, size) = {got}{hint}")
 
 
-def _record_ids(profile: str) -> list[str]:
-    ids = []
-    for f in cluster_files(profile):
-        name = os.path.basename(f)[len("cluster-"):-len(".json")]
-        ids.append(name)
-    return ids
-
-
 def stop(profile: str, cluster_id: str = "", *, timeout: float = 60) -> Stopped:
     """Stop a recorded cluster (:func:`clusterml.launch.lifecycle.stop_cluster`).
 
@@ -364,12 +350,30 @@ def stop(profile: str, cluster_id: str = "", *, timeout: float = 60) -> Stopped:
 
 
 def stop_all(profile: str, *, timeout: float = 60) -> list[Stopped]:
-    """Stop every cluster recorded in the profile (``ipcluster stop --all``)."""
-    return [stop(profile, cid, timeout=timeout) for cid in _record_ids(profile)]
+    """Stop every cluster of the profile (``ipcluster stop --all``), as :func:`list_clusters` lists them.
+
+    Parameters
+    ----------
+    profile : str
+    timeout : float
+        Seconds to wait for each cluster's jobs and processes to be gone.
+
+    Returns
+    -------
+    list of Stopped
+    """
+    return [stop_cluster(e["profile_dir"], e["cluster_id"], record=e["ipyparallel_record"], timeout=timeout)
+            for e in list_clusters(profile_dir_of(profile))]
 
 
 def status(profile: str, *, connect_timeout: float = 10) -> list[dict]:
-    """Describe the profile's recorded clusters.
+    """Describe the profile's clusters (:func:`clusterml.launch.lifecycle.list_clusters`).
+
+    Parameters
+    ----------
+    profile : str
+    connect_timeout : float
+        Seconds to wait for each controller's answer.
 
     Returns
     -------
@@ -383,9 +387,10 @@ def status(profile: str, *, connect_timeout: float = 10) -> list[dict]:
 
     pdir = profile_dir_of(profile)
     out = []
-    for cid in _record_ids(profile):
-        cfile = _cluster_file(pdir, cid)
-        raw = _load_record(cfile)
+    for entry in list_clusters(pdir):
+        if entry["cluster_file"] is None:
+            continue  # a notebook's cluster not recorded by ipyparallel (yet)
+        cid, cfile, raw = entry["cluster_id"], entry["cluster_file"], entry["ipyparallel_record"]
         rec = _sanitize(raw)
         ctl = (rec.get("controller") or {}).get("state") or {}
         if ctl.get("job_id"):
@@ -396,13 +401,13 @@ def status(profile: str, *, connect_timeout: float = 10) -> list[dict]:
             controller = "not running"
         sets = []
         for sid, st in ((rec.get("engines") or {}).get("sets") or {}).items():
-            entry = {"engine_set": sid, "launcher": (raw.get("engines") or {}).get("class"), "n": st.get("n")}
+            es = {"engine_set": sid, "launcher": (raw.get("engines") or {}).get("class"), "n": st.get("n")}
             if st.get("job_id"):
                 info = _job_infos([st["job_id"]])[0]
-                entry.update(job_id=info.job_id, state=info.state, reason=info.reason)
+                es.update(job_id=info.job_id, state=info.state, reason=info.reason)
             elif st.get("pid", -1) > 0:
-                entry.update(pid=st["pid"], state="RUNNING")
-            sets.append(entry)
+                es.update(pid=st["pid"], state="RUNNING")
+            sets.append(es)
         registered = None
         error = None
         url = os.path.join(pdir, "security",
