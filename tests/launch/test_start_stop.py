@@ -54,10 +54,10 @@ def cluster_processes(profile_dir: Path) -> list[str]:
     return found
 
 
-def wait_nothing_left(profile_dir: Path, timeout=60):
+def wait_nothing_left(profile_dir: Path, timeout=60, slurm=True):
     deadline = time.monotonic() + timeout
     while True:
-        jobs, procs = C.list_jobs(), cluster_processes(profile_dir)
+        jobs, procs = C.list_jobs() if slurm else [], cluster_processes(profile_dir)
         if not jobs and not procs:
             return
         if time.monotonic() > deadline:
@@ -192,7 +192,7 @@ def test_stop_all_local_clusters(env, ipython_dir):
         r = cli("stop", "--all", "--profile", "clusterml-local", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "stopped cluster 'one'" in r.stdout and "stopped cluster 'two'" in r.stdout
-    wait_nothing_left(pdir, timeout=30)
+    wait_nothing_left(pdir, timeout=30, slurm=False)  # local clusters: no Slurm needed
     assert sorted(p.name for p in (pdir / "security").iterdir()) == []
     r = cli("stop", "--profile", "clusterml-local", "--cluster-id", "one", env=env)
     assert r.returncode == 1 and "no cluster 'one' recorded" in r.stderr

@@ -131,6 +131,10 @@ def test_impossible_request_fails_fast_with_slurms_reason(live_slurm, tmp_path, 
     # Slurm's own reason, e.g. "More processors requested than permitted"
     assert "Batch job submission failed: " in msg, msg
     assert len(msg.split("Batch job submission failed: ", 1)[1].strip()) > 5, msg
+    # the same words without submitting (clusterml start quotes them for a refused engines job)
+    said = C.sbatch_test_only(script)
+    assert msg.split("Batch job submission failed: ", 1)[1].strip() in said, (said, msg)
+    assert C.sbatch_test_only(tmp_path / "missing.sbatch") == "(no batch script to test)"
     assert C.list_jobs() == []
 
 
