@@ -17,6 +17,8 @@ import json
 import os
 import re
 
+from .slurmctl import ENDED_STATES, SlurmError, run
+
 __all__ = ["HOPELESS_REASONS", "LOOPBACK_MPI_ENV", "job_over", "job_line", "stop_data",
            "start_error_text"]
 
@@ -32,9 +34,6 @@ HOPELESS_REASONS = frozenset({
 LOOPBACK_MPI_ENV = {"UCX_NET_DEVICES": "lo", "FI_TCP_IFACE": "lo", "FI_SOCKETS_IFACE": "lo",
                     "OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_oob_tcp_if_include": "lo"}
 
-_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
-          "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "GONE"}
-
 
 def _reason(info) -> str:
     r = (info.reason or "").split(",")[0].strip()
@@ -44,7 +43,7 @@ def _reason(info) -> str:
 def job_over(info, hopeless=HOPELESS_REASONS) -> bool:
     """True when the job ended, or pends for a reason that never clears."""
     state = info.state.split()[0]
-    return state in _ENDED or (state == "PENDING" and _reason(info) in set(hopeless))
+    return state in ENDED_STATES or (state == "PENDING" and _reason(info) in set(hopeless))
 
 
 def job_line(info, job_id: str = "") -> str:
@@ -75,19 +74,17 @@ def _controller_address(profile_dir: str, cluster_id: str) -> str:
 
 
 def _nodes(job_id: str) -> str:
-    from . import slurm as S
-
     try:
-        proc = S._run(["scontrol", "-o", "show", "job", str(job_id)], None, 10)
-    except S.SlurmError:
+        proc = run(["scontrol", "-o", "show", "job", str(job_id)], None, 10)
+    except SlurmError:
         return "the compute node"
     fields = dict(kv.split("=", 1) for kv in proc.stdout.split() if "=" in kv)
     nodes = fields.get("NodeList") or fields.get("BatchHost") or ""
     if not nodes or nodes == "(null)":
         return "the compute node"
     try:  # node[1-2] -> node1, node2
-        names = S._run(["scontrol", "show", "hostnames", nodes], None, 10).stdout.split()
-    except S.SlurmError:
+        names = run(["scontrol", "show", "hostnames", nodes], None, 10).stdout.split()
+    except SlurmError:
         names = []
     return ", ".join(names) if names else nodes
 

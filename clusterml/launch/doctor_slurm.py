@@ -25,9 +25,10 @@ import threading
 import time
 from pathlib import Path
 
-from . import slurm as S
+from . import slurmctl as S
 from .probes import PROBE, Check, _first_lines, _read_probes, _run, _world_verdict
 from .profiles import profile_dir
+from .slurm import write_batch_script
 
 __all__ = ["check_sinfo", "check_slurm_job", "check_loopback", "controller_address", "local_addresses",
            "partition_nodes"]
@@ -160,7 +161,7 @@ def _run_probe_job(template: str, argv: list[str], spread: bool, folder: Path, t
         template, n=2, program_and_args=shlex.join(argv), output_file=str(folder / "job.out"),
         cluster_id="doctor", queue="", profile_dir=str(profile_dir(SLURM_PROFILE)),
     )
-    path = S.write_batch_script(script, folder, "doctor.sbatch")
+    path = write_batch_script(script, folder, "doctor.sbatch")
     try:
         job = S.sbatch(path, args=["--nodes=2", "--ntasks-per-node=1"] if spread else [], timeout=60)
     except S.SlurmError as e:
@@ -170,7 +171,7 @@ def _run_probe_job(template: str, argv: list[str], spread: bool, folder: Path, t
     t0 = time.monotonic()
     while True:
         info = S.job_info(job.job_id)
-        if info is None or info.state.split()[0] in S._ENDED:
+        if S.job_ended(info):
             break
         if progress:
             progress(f"doctor: test job {job.job_id} {info.state}"

@@ -7,15 +7,15 @@
   any failure everything it started is stopped first.
 - :func:`stop` / :func:`stop_all` stop recorded clusters through
   :func:`clusterml.launch.lifecycle.stop_cluster`, the one stop of clusterml.
-- :func:`status` lists the recorded clusters with engines registered and Slurm
-  job states.
+- :func:`status` lists the clusters (living ones as ipyparallel loads them,
+  see :func:`clusterml.launch.lifecycle.list_clusters`) with engines registered
+  and Slurm job states.
 
 There is no fixed ``sleep``: every wait polls a real condition with a short
 interval against a deadline."""
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import subprocess
@@ -25,15 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ClusterTimeoutError, EngineError
-from . import slurm as S
-from .diagnose import HOPELESS_REASONS
-from .lifecycle import Stopped, stop_cluster
+from . import slurmctl as S
+from .lifecycle import Stopped, list_clusters, stop_cluster
 from .records import _load_record, _record_running, _remove_cluster_files, _sanitize
 from .wait import connect_client, wait_for_engines
 
 __all__ = [
-    "HOPELESS_REASONS",
-    "WaitStatus",
     "engine_jobs",
     "controller_job",
     "wait_for_files",
@@ -43,50 +40,11 @@ __all__ = [
     "stop",
     "stop_all",
     "status",
-    "cluster_files",
     "profile_dir_of",
 ]
 
 
 _log = logging.getLogger("clusterml.launch")
-
-
-# ----------------------------------------------------------------------------- status reporting
-@dataclass(frozen=True)
-class WaitStatus:
-    """One observation while waiting for engines.
-
-    Attributes
-    ----------
-    registered, n : int
-        Engines registered so far / wanted.
-    elapsed : float
-        Seconds since the wait began.
-    jobs : tuple of JobInfo
-        The Slurm jobs watched (empty when engines are local processes).
-    what : str
-        What is awaited (``"engines"``, ``"controller"``).
-    """
-
-    registered: int
-    n: int
-    elapsed: float
-    jobs: tuple = ()
-    what: str = "engines"
-
-    def __str__(self) -> str:
-        if self.what == "engines":
-            text = f"{self.registered}/{self.n} engines registered, {self.elapsed:.0f} s"
-        else:
-            text = f"waiting for the {self.what}, {self.elapsed:.0f} s"
-        for j in self.jobs:
-            text += f"; {j}"
-        return text
-
-    @property
-    def key(self):
-        """What changed, ignoring elapsed time (to print only news when not a terminal)."""
-        return (self.registered, tuple((j.job_id, j.state, j.reason) for j in self.jobs), self.what)
 
 
 # ----------------------------------------------------------------------------- cluster introspection
@@ -112,10 +70,6 @@ def _job_infos(job_ids: Sequence[str], env=None) -> tuple:
     return tuple(infos)
 
 
-def _ended(info: S.JobInfo) -> bool:
-    return info.state == "GONE" or info.state.split()[0] in S._ENDED
-
-
 # ----------------------------------------------------------------------------- waiting
 def wait_for_files(
     paths: Iterable[str],
@@ -123,12 +77,30 @@ def wait_for_files(
     *,
     slurm_job_id: str | None = None,
     what: str = "controller",
-    progress: Callable[[WaitStatus], None] | None = None,
+    progress: Callable[[str], None] | None = None,
     poll: float = 0.25,
     slurm_poll: float = 2.0,
     env=None,
 ) -> None:
     """Wait for files to appear (the controller's connection files), watching its Slurm job.
+
+    Parameters
+    ----------
+    paths : iterable of str
+        The files awaited.
+    timeout : float
+        Seconds.
+    slurm_job_id : str, optional
+        The job that writes them; the wait fails as soon as it ended.
+    what : str
+        Named in messages.
+    progress : callable, optional
+        Receives a line (``waiting for the controller, 3 s; Slurm job 812 is PENDING``)
+        at every poll.
+    poll, slurm_poll : float
+        Seconds between two looks at the files / at Slurm.
+    env : mapping, optional
+        Environment of the Slurm commands.
 
     Raises
     ------
@@ -148,9 +120,9 @@ def wait_for_files(
             infos = _job_infos([slurm_job_id], env)
             next_slurm = now + slurm_poll
         if progress is not None:
-            progress(WaitStatus(0, 0, now - t0, infos, what=what))
+            progress("; ".join([f"waiting for the {what}, {now - t0:.0f} s", *map(str, infos)]))
         for info in infos:
-            if _ended(info):
+            if S.job_ended(info):
                 raise EngineError(f"the {what} job ended before it wrote {paths}: {info}")
         if now >= deadline:
             facts = "; ".join(str(i) for i in infos)
@@ -200,11 +172,6 @@ def profile_dir_of(profile: str) -> str:
     return str(d)
 
 
-def cluster_files(profile: str) -> list[str]:
-    """ipyparallel's records of the profile's clusters (``security/cluster-*.json``)."""
-    return sorted(glob.glob(os.path.join(profile_dir_of(profile), "security", "cluster-*.json")))
-
-
 def _cluster_file(pdir: str, cluster_id: str) -> str:
     return os.path.join(pdir, "security", f"cluster-{cluster_id}.json")
 
@@ -232,22 +199,6 @@ class Started:
     seconds: float = 0.0
 
 
-def _refused_reason(engine_set, env=None) -> str:
-    """Slurm's reason for refusing a batch script, asked with ``sbatch --test-only``."""
-    batch = getattr(engine_set, "batch_file", "")
-    if not batch or not os.path.isfile(batch):
-        return "(no batch script to test)"
-    try:
-        proc = subprocess.run(
-            ["sbatch", "--test-only", batch], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True, timeout=60, env=env,
-            cwd=os.path.dirname(batch),
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"(sbatch --test-only failed: {e})"
-    return proc.stdout.strip()
-
-
 def _refuse_running(pdir: str, profile: str, cluster_id: str) -> None:
     """Refuse a second cluster of this id; clear the files of a dead one."""
     cfile = _cluster_file(pdir, cluster_id)
@@ -267,10 +218,21 @@ def _start_engines(cluster, n: int) -> None:
     except subprocess.CalledProcessError as e:
         es = list(cluster.engines.values())[-1] if cluster.engines else None
         raise EngineError(
-            f"the engines job was refused: {_refused_reason(es)}"
+            f"the engines job was refused: {S.sbatch_test_only(getattr(es, 'batch_file', ''))}"
             if es is not None and type(es).__name__.startswith("Slurm")
             else f"starting the engines failed: {e}"
         ) from None
+
+
+def _start_controller(cluster, timeout: float, t0: float, progress) -> str | None:
+    """Start the controller; wait for its connection files (0600); return its Slurm job, if any."""
+    cluster.start_controller_sync()
+    ctl_job = controller_job(cluster)
+    remaining = max(1.0, timeout - (time.monotonic() - t0))
+    wait_for_files(cluster.controller.connection_files.values(), remaining,
+                   slurm_job_id=ctl_job, progress=progress)
+    secure_connection_files(cluster.profile_dir)
+    return ctl_job
 
 
 def start(
@@ -279,7 +241,7 @@ def start(
     *,
     cluster_id: str = "",
     timeout: float | None = None,
-    progress: Callable[[WaitStatus], None] | None = None,
+    progress: Callable[[str], None] | None = None,
     check_world: bool = True,
     log_level: int = logging.WARNING,
     show: bool | None = None,
@@ -299,7 +261,7 @@ def start(
         Seconds to wait for the engines, queue time included; default the
         profile's ``Cluster.engine_timeout``.
     progress : callable, optional
-        Receives :class:`WaitStatus` while waiting for a controller job's files.
+        Receives a line of status while waiting for a controller job's files.
     show : bool, optional
         Show the engines' progress bar (tqdm, with the Slurm job state);
         default on a terminal.
@@ -334,14 +296,7 @@ def start(
     t0 = time.monotonic()
     client = None
     try:
-        cluster.start_controller_sync()
-        ctl_job = controller_job(cluster)
-        remaining = max(1.0, timeout - (time.monotonic() - t0))
-        wait_for_files(
-            cluster.controller.connection_files.values(), remaining,
-            slurm_job_id=ctl_job, progress=progress,
-        )
-        secure_connection_files(pdir)
+        ctl_job = _start_controller(cluster, timeout, t0, progress)
         _start_engines(cluster, n)
         what = f"cluster {cluster_id!r} of profile {profile}"
         client = connect_client(cluster, what=what)
@@ -379,14 +334,6 @@ def _check_one_world(client, n: int) -> None:
                           f"engine -> (rank, size) = {got}{hint}")
 
 
-def _record_ids(profile: str) -> list[str]:
-    ids = []
-    for f in cluster_files(profile):
-        name = os.path.basename(f)[len("cluster-"):-len(".json")]
-        ids.append(name)
-    return ids
-
-
 def stop(profile: str, cluster_id: str = "", *, timeout: float = 60) -> Stopped:
     """Stop a recorded cluster (:func:`clusterml.launch.lifecycle.stop_cluster`).
 
@@ -403,12 +350,30 @@ def stop(profile: str, cluster_id: str = "", *, timeout: float = 60) -> Stopped:
 
 
 def stop_all(profile: str, *, timeout: float = 60) -> list[Stopped]:
-    """Stop every cluster recorded in the profile (``ipcluster stop --all``)."""
-    return [stop(profile, cid, timeout=timeout) for cid in _record_ids(profile)]
+    """Stop every cluster of the profile (``ipcluster stop --all``), as :func:`list_clusters` lists them.
+
+    Parameters
+    ----------
+    profile : str
+    timeout : float
+        Seconds to wait for each cluster's jobs and processes to be gone.
+
+    Returns
+    -------
+    list of Stopped
+    """
+    return [stop_cluster(e["profile_dir"], e["cluster_id"], record=e["ipyparallel_record"], timeout=timeout)
+            for e in list_clusters(profile_dir_of(profile))]
 
 
 def status(profile: str, *, connect_timeout: float = 10) -> list[dict]:
-    """Describe the profile's recorded clusters.
+    """Describe the profile's clusters (:func:`clusterml.launch.lifecycle.list_clusters`).
+
+    Parameters
+    ----------
+    profile : str
+    connect_timeout : float
+        Seconds to wait for each controller's answer.
 
     Returns
     -------
@@ -422,9 +387,10 @@ def status(profile: str, *, connect_timeout: float = 10) -> list[dict]:
 
     pdir = profile_dir_of(profile)
     out = []
-    for cid in _record_ids(profile):
-        cfile = _cluster_file(pdir, cid)
-        raw = _load_record(cfile)
+    for entry in list_clusters(pdir):
+        if entry["cluster_file"] is None:
+            continue  # a notebook's cluster not recorded by ipyparallel (yet)
+        cid, cfile, raw = entry["cluster_id"], entry["cluster_file"], entry["ipyparallel_record"]
         rec = _sanitize(raw)
         ctl = (rec.get("controller") or {}).get("state") or {}
         if ctl.get("job_id"):
@@ -435,13 +401,13 @@ def status(profile: str, *, connect_timeout: float = 10) -> list[dict]:
             controller = "not running"
         sets = []
         for sid, st in ((rec.get("engines") or {}).get("sets") or {}).items():
-            entry = {"engine_set": sid, "launcher": (raw.get("engines") or {}).get("class"), "n": st.get("n")}
+            es = {"engine_set": sid, "launcher": (raw.get("engines") or {}).get("class"), "n": st.get("n")}
             if st.get("job_id"):
                 info = _job_infos([st["job_id"]])[0]
-                entry.update(job_id=info.job_id, state=info.state, reason=info.reason)
+                es.update(job_id=info.job_id, state=info.state, reason=info.reason)
             elif st.get("pid", -1) > 0:
-                entry.update(pid=st["pid"], state="RUNNING")
-            sets.append(entry)
+                es.update(pid=st["pid"], state="RUNNING")
+            sets.append(es)
         registered = None
         error = None
         url = os.path.join(pdir, "security",

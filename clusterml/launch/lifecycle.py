@@ -1,14 +1,19 @@
 """THE cluster lifecycle of clusterml: list, stop, orphans -- for ``cml.Cluster``, ``%cml`` and the CLI.
 
-ipyparallel keeps each cluster's record (``security/cluster-<id>.json``, read
-with :meth:`ipyparallel.Cluster.from_dict`); clusterml adds only what it
-lacks (:mod:`.records`): the owner process, so the clusters of a kernel killed
-with SIGKILL are found (:func:`stop_all` with ``only_orphans=True``, run by
-every new :class:`clusterml.Cluster` of the profile), and the processes it
-started.  :func:`stop_cluster` is the one way a cluster is stopped: through
+ipyparallel keeps each cluster's record (``security/cluster-<id>.json``);
+:func:`list_clusters` gets the living clusters from
+:class:`ipyparallel.ClusterManager` (``Cluster.from_file`` on every record).
+clusterml reads itself only what ipyparallel does not give (:mod:`.records`):
+the records of dead clusters, which ipyparallel drops and deletes while their
+Slurm jobs, logs and connection files still need cleaning up, and its own
+owner record -- the notebook process that started a cluster, checked against
+pid reuse -- so the clusters of a kernel killed with SIGKILL are found
+(:func:`stop_all` with ``only_orphans=True``, run by every new
+:class:`clusterml.Cluster` of the profile, which reads owner records only).
+:func:`stop_cluster` is the one way a cluster is stopped: through
 ipyparallel's launchers (which cancel Slurm jobs), then every recorded or
-found process (TERM, then KILL), waiting until squeue no longer lists the jobs,
-then removing exactly that cluster's files.  Starting and waiting:
+found process (TERM, then KILL), waiting until squeue no longer lists the
+jobs, then removing exactly that cluster's files.  Starting and waiting:
 :mod:`.launchers` and :mod:`.wait`.
 """
 
@@ -20,9 +25,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-import psutil
-
-from . import slurm as S
+from . import slurmctl as S
 from .records import (
     DEFAULT_PROFILE,
     _alive,
@@ -45,8 +48,104 @@ __all__ = ["list_clusters", "stop_cluster", "stop_all", "Stopped", "DEFAULT_PROF
 log = logging.getLogger("clusterml.client")
 
 
+def _recorded(pdir: str) -> dict[str, tuple[str, dict]]:
+    """ipyparallel's records of the profile as they are on disk, before anything loads them."""
+    out = {}
+    for cf in sorted(glob.glob(os.path.join(pdir, "security", "cluster-*.json"))):
+        out[os.path.basename(cf)[len("cluster-"):-len(".json")]] = (cf, _load_record(cf))
+    return out
+
+
+def _detach(cluster) -> None:
+    """End the watcher threads a loaded :class:`ipyparallel.Cluster` started, without stopping anything.
+
+    Loading a record makes every launcher watch its process or job from this process;
+    a listing must not keep doing that (nor, when a watched process ends, rewrite the
+    record of a cluster that another process owns). A launcher whose state is
+    ``after`` ends its watch loop and ignores its own stop notice.
+    """
+    for launcher in [cluster.controller, *cluster.engines.values()]:
+        if launcher is not None:
+            launcher.state = "after"
+
+
+def _living(pdir: str) -> dict[str, dict]:
+    """The records of the profile's living clusters, loaded through :class:`ipyparallel.ClusterManager`.
+
+    ipyparallel drops (and deletes the record of) a cluster none of whose recorded
+    processes runs; a Slurm job counts as running until the job is seen to end.
+    """
+    import ipyparallel as ipp
+    from traitlets.config import Config
+
+    config = Config()
+    config.LocalProcessLauncher.poll_seconds = 1  # detached process watchers end within 1 s
+    manager = ipp.ClusterManager(config=config, log=logging.getLogger("clusterml.ipyparallel"))
+    manager.log.setLevel(logging.CRITICAL)  # "Controller ... not running": a dead cluster, expected
+    living = {}
+    for cluster in list(manager.load_clusters(profile_dir=pdir).values()):
+        if cluster.controller is not None or cluster.engines:
+            living[cluster.cluster_id] = cluster.to_dict()
+        _detach(cluster)
+    return living
+
+
+def _keep(cfile: str, record: dict) -> None:
+    """Put back the record of a dead cluster that loading it through ipyparallel deleted.
+
+    Its jobs, logs and connection files are still to clean up, by :func:`stop_cluster`
+    (``clusterml stop --all``, or a new notebook for an orphan); a record written
+    again in the meantime is left as it is.
+    """
+    try:
+        fd = os.open(cfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh)
+
+
+def _entry(pdir: str, cid: str, cfile: str | None, record: dict) -> dict:
+    ctrl = (record.get("controller") or {}).get("state") or {}
+    engines = record.get("engines") or {}
+    return {
+        "cluster_id": cid, "profile_dir": pdir, "cluster_file": cfile,
+        "controller_pid": ctrl.get("pid"),
+        "engines": {k: {"class": engines.get("class"), "n": v.get("n"), "pid": v.get("pid")}
+                    for k, v in (engines.get("sets") or {}).items()},
+        "owner_pid": None, "owner_alive": None, "running": False, "ipyparallel_record": record,
+    }
+
+
+def _add_owner(out: dict, pdir: str, rf: str) -> None:
+    """Merge clusterml's owner record ``rf`` (owner pid, processes it started) into ``out``."""
+    rec = _load_record(rf)
+    if not rec:
+        return
+    cid = rec.get("cluster_id", os.path.basename(rf)[len("clusterml-"):-len(".json")])
+    entry = out.setdefault(cid, _entry(pdir, cid, None, {}))
+    owner = rec.get("owner") or {}
+    entry["record"] = rf
+    entry["owner_pid"] = owner.get("pid")
+    entry["owner_alive"] = _alive(owner) is not None if owner else None
+    entry["running"] = entry["running"] or any(_alive(r) for r in rec.get("processes", []))
+
+
+def _runs(record: dict) -> bool:
+    """Does a recorded process still run its program (not a reused pid), or a job stay recorded?"""
+    rec = _sanitize(record)
+    return bool(rec.get("controller") or (rec.get("engines") or {}).get("sets"))
+
+
 def list_clusters(profile: str | None = None) -> list[dict]:
-    """Clusters recorded in a profile (ipyparallel's cluster files and clusterml's records).
+    """Clusters recorded in a profile: living ones as ipyparallel loads them, and orphans' records.
+
+    Living clusters come from :class:`ipyparallel.ClusterManager` (``Cluster.from_file``
+    on every record). clusterml reads only what ipyparallel does not give: the records
+    of clusters none of whose processes runs any more (ipyparallel drops them and
+    deletes the file, but their jobs, logs and connection files are still to clean up),
+    and its own owner record (the notebook process that started a cluster, checked
+    against pid reuse).
 
     Parameters
     ----------
@@ -58,44 +157,24 @@ def list_clusters(profile: str | None = None) -> list[dict]:
     list of dict
         ``cluster_id``, ``profile_dir``, ``cluster_file``, ``controller_pid``,
         ``engines`` (per engine set: launcher class, n, pid), ``owner_pid``,
-        ``owner_alive``, ``running`` (any recorded process still alive).
+        ``owner_alive``, ``running`` (ipyparallel sees a recorded process or job,
+        or a process clusterml recorded still runs), ``ipyparallel_record``.
     """
     try:
         pdir = _profile_dir(profile, create=False)
     except Exception:
         return []
+    recorded = _recorded(pdir)  # first: loading deletes the records of dead clusters
+    living = _living(pdir)
     out = {}
-    for cf in sorted(glob.glob(os.path.join(pdir, "security", "cluster-*.json"))):
-        cid = os.path.basename(cf)[len("cluster-"):-len(".json")]
-        try:
-            with open(cf) as fh:
-                d = json.load(fh)
-        except (OSError, ValueError):
-            d = {}
-        ctrl = (d.get("controller") or {}).get("state") or {}
-        sets = ((d.get("engines") or {}).get("sets") or {})
-        out[cid] = {
-            "cluster_id": cid, "profile_dir": pdir, "cluster_file": cf,
-            "controller_pid": ctrl.get("pid"),
-            "engines": {k: {"class": (d.get("engines") or {}).get("class"), "n": v.get("n"),
-                            "pid": v.get("pid")} for k, v in sets.items()},
-            "owner_pid": None, "owner_alive": None, "running": False,
-        }
-        pids = [ctrl.get("pid")] + [v.get("pid") for v in sets.values()]
-        out[cid]["running"] = any(p and psutil.pid_exists(p) for p in pids)
+    for cid, (cfile, record) in recorded.items():
+        if cid not in living and record:
+            _keep(cfile, record)
+        record = living.get(cid, record)
+        out[cid] = _entry(pdir, cid, cfile, record)
+        out[cid]["running"] = cid in living and _runs(record)
     for rf in sorted(glob.glob(os.path.join(pdir, "security", "clusterml-*.json"))):
-        try:
-            with open(rf) as fh:
-                rec = json.load(fh)
-        except (OSError, ValueError):
-            continue
-        cid = rec.get("cluster_id", os.path.basename(rf)[len("clusterml-"):-len(".json")])
-        entry = out.setdefault(cid, {"cluster_id": cid, "profile_dir": pdir, "cluster_file": None,
-                                     "controller_pid": None, "engines": {}, "running": False})
-        entry["record"] = rf
-        entry["owner_pid"] = rec.get("owner", {}).get("pid")
-        entry["owner_alive"] = _alive(rec.get("owner", {})) is not None if rec.get("owner") else None
-        entry["running"] = entry["running"] or any(_alive(r) for r in rec.get("processes", []))
+        _add_owner(out, pdir, rf)
     return list(out.values())
 
 
@@ -127,7 +206,8 @@ def _stop_through_ipyparallel(record: dict, pdir: str, cfile: str, cluster=None)
         log.warning("ipyparallel could not stop cluster %r cleanly: %s", record.get("cluster", {}), exc)
 
 
-def stop_cluster(pdir: str, cluster_id: str, *, cluster=None, timeout: float = 60) -> Stopped:
+def stop_cluster(pdir: str, cluster_id: str, *, cluster=None, record: dict | None = None,
+                 timeout: float = 60) -> Stopped:
     """Stop one cluster: controller, engines, Slurm jobs, leftovers; then remove its files.
 
     Parameters
@@ -137,6 +217,9 @@ def stop_cluster(pdir: str, cluster_id: str, *, cluster=None, timeout: float = 6
     cluster_id : str
     cluster : ipyparallel.Cluster, optional
         The live object, when this process started it (else read from the record).
+    record : dict, optional
+        ipyparallel's record as read before (``list_clusters()[i]["ipyparallel_record"]``),
+        when the file may be gone; default: read ``security/cluster-<id>.json``.
     timeout : float
         Seconds to wait for jobs and processes to be gone.
 
@@ -145,7 +228,9 @@ def stop_cluster(pdir: str, cluster_id: str, *, cluster=None, timeout: float = 6
     Stopped
     """
     cfile = _cluster_file(pdir, cluster_id)
-    raw = cluster.to_dict() if cluster is not None else _load_record(cfile)
+    if record is None:
+        record = cluster.to_dict() if cluster is not None else _load_record(cfile)
+    raw = record
     record = _sanitize(raw)
     ours = _load_record(_record_path(pdir, cluster_id))
     jobs = _record_jobs(raw)
@@ -195,10 +280,21 @@ def stop_all(profile: str | None = None, only_orphans: bool = False, *,
     list of str
         The ids of the clusters that were stopped.
     """
+    if only_orphans:  # owner records only: nothing of other notebooks' clusters is loaded
+        try:
+            pdir = _profile_dir(profile, create=False)
+        except Exception:
+            return []
+        entries = {}
+        for rf in sorted(glob.glob(os.path.join(pdir, "security", "clusterml-*.json"))):
+            _add_owner(entries, pdir, rf)
+        orphans = [e["cluster_id"] for e in entries.values() if e.get("owner_alive") is False]
+        for cid in orphans:
+            stop_cluster(pdir, cid, timeout=timeout)
+        return orphans
     stopped = []
     for entry in list_clusters(profile):
-        if only_orphans and entry.get("owner_alive") is not False:
-            continue
-        stop_cluster(entry["profile_dir"], entry["cluster_id"], timeout=timeout)
+        stop_cluster(entry["profile_dir"], entry["cluster_id"], record=entry["ipyparallel_record"],
+                     timeout=timeout)
         stopped.append(entry["cluster_id"])
     return stopped

@@ -11,7 +11,7 @@ batch script is rendered when a job is submitted.
 ``$IPYTHONDIR/profile_<name>/``; :func:`set_values` changes some settings of
 an installed profile and keeps the others.  Every value is checked before
 anything is written: Slurm values by rendering the batch script exactly as the
-launcher will (:mod:`clusterml.launch.slurm` refuses newlines, ``"`` and ``\\``
+launcher will (:mod:`clusterml.launch.slurmsettings` refuses newlines, ``"`` and ``\\``
 in ``#SBATCH`` values and shell-quotes the rest).
 
 Modes: the profile folder and its ``security/``, ``jobs/`` and ``log/`` folders
@@ -32,7 +32,7 @@ from pathlib import Path
 
 __all__ = ["PROFILE_NAMES", "CONFIG", "KEYS", "template_dir", "ipython_dir", "profile_dir",
            "ProfileSettings", "InstallResult", "install", "set_values", "read_settings",
-           "render_config", "parse_assignment"]
+           "render_config", "parse_assignment", "interface_address"]
 
 PROFILE_NAMES = ("clusterml-local", "clusterml-slurm")
 CONFIG = "ipcluster_config.json"
@@ -117,12 +117,38 @@ def _check_host(what: str, value) -> str:
     return value
 
 
-def _interface_address(interface: str) -> str:
-    from .slurm import interface_address
+def interface_address(interface: str) -> str:
+    """IPv4 address of a network interface of this host (e.g. ``"ib0"``), for the controller.
+
+    Parameters
+    ----------
+    interface : str
+
+    Returns
+    -------
+    str
+        Dotted-quad address.
+
+    Raises
+    ------
+    ValueError
+        If the name is not an interface name, the interface does not exist or
+        has no IPv4 address.
+    """
+    import socket
+
+    import psutil
 
     if not _IFACE.match(str(interface)):
         raise ValueError(f"controller interface={interface!r}: expected a network interface name like 'ib0'")
-    return interface_address(interface)
+    addrs = psutil.net_if_addrs()
+    if interface not in addrs:
+        raise ValueError(f"interface {interface!r}: no such interface "
+                         f"(there are: {', '.join(sorted(addrs))})")
+    for a in addrs[interface]:
+        if a.family == socket.AF_INET:
+            return a.address
+    raise ValueError(f"interface {interface!r}: no IPv4 address")
 
 
 def _controller_values(name: str, ctl: dict) -> dict:
@@ -134,7 +160,7 @@ def _controller_values(name: str, ctl: dict) -> dict:
         raise ValueError(f"controller setting(s) {sorted(set(ctl) - {'ip'})} apply to clusterml-slurm only")
     out = {}
     if "interface" in ctl:
-        addr = _interface_address(ctl["interface"])
+        addr = interface_address(ctl["interface"])
         out["controller_location"] = addr
         if "ip" not in ctl and not ctl.get("on_compute_node"):
             out["controller_ip"] = addr  # listen on that interface only

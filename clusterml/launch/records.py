@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import psutil
 
 from ..errors import ParameterError
-from . import slurm as S
+from . import slurmctl as S
 
 log = logging.getLogger("clusterml.client")
 
@@ -140,10 +140,6 @@ def _cluster_file(pdir: str, cluster_id: str) -> str:
     return os.path.join(pdir, "security", f"cluster-{cluster_id}.json")
 
 
-def _ended(info: S.JobInfo) -> bool:
-    return info.state == "GONE" or info.state.split()[0] in S._ENDED
-
-
 def _load_record(cfile: str) -> dict:
     try:
         with open(cfile) as f:
@@ -228,7 +224,7 @@ def _record_running(cfile: str) -> bool:
             info = S.job_info(j)
         except S.SlurmError:
             return True  # cannot tell: assume it runs
-        if info is not None and not _ended(info):
+        if not S.job_ended(info):
             return True
     return False
 
@@ -278,7 +274,7 @@ def _wait_gone(pids: Sequence[int], jobs: Sequence[str], timeout: float) -> list
             except S.SlurmError as e:
                 left.append(f"Slurm job {j}: {e}")
                 continue
-            if info is not None and not _ended(info):
+            if not S.job_ended(info):
                 left.append(str(info))
         if not left or time.monotonic() >= deadline:
             return left

@@ -32,6 +32,8 @@
 # "$DIR/started.pids"; `down` also ends the processes left inside these namespaces (a job's
 # tasks), found by namespace identity, never by name.
 set -euo pipefail
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 HOSTS=(login node1 node2)
 DIR="${CLUSTERML_MULTIHOST_DIR:-/tmp/clusterml-multihost}"
@@ -74,20 +76,8 @@ ensure_packages() {
     apt-get install -y --no-install-recommends "${missing[@]}" >&2
 }
 
-# ---------------------------------------------------------------- helpers
-alive() {  # alive NAME PID: the pid exists and runs NAME
-    [[ -n "${2:-}" && -r "/proc/$2/comm" && "$(cat "/proc/$2/comm" 2>/dev/null)" == "$1" ]]
-}
+# ---------------------------------------------------------------- helpers (and common.sh's)
 record() { echo "$1 $2" >> "$PIDS"; }
-pid_from_file() { [[ -f "$1" ]] && tr -dc '0-9' < "$1" || true; }
-wait_for() {  # wait_for DESCRIPTION SECONDS COMMAND...
-    local what="$1" secs="$2"; shift 2
-    local deadline=$(( $(date +%s) + secs ))
-    until "$@" >/dev/null 2>&1; do
-        (( $(date +%s) < deadline )) || { log "gave up after ${secs}s waiting for: $what"; return 1; }
-        sleep 0.1
-    done
-}
 
 # run_on HOST CMD...: CMD in HOST's namespaces, working folder kept (nsenter --wd).
 run_on() {
@@ -151,14 +141,10 @@ trap_set() {  # trap_set on|off
 
 # ---------------------------------------------------------------- daemons
 write_conf() {
-    cat > "$CONF.tmp" <<EOF
-# Written by clusterml slurm/dev/multihost.sh: login + node1 + node2 in network namespaces.
-# Clients (on login): export SLURM_CONF=$CONF
+    write_slurm_conf "$CONF" "slurm/dev/multihost.sh: login + node1 + node2 in network namespaces" \
+        "$FIRST_JOB_ID" "# Clients (on login): export SLURM_CONF=$CONF
 ClusterName=cmlmh
 SlurmctldHost=login($NET.10)
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
 AuthInfo=socket=$DIR/munge/munge.socket
 CredType=cred/munge
 StateSaveLocation=$DIR/state
@@ -166,24 +152,7 @@ SlurmdSpoolDir=$DIR/spool/%n
 SlurmctldPidFile=$DIR/run/slurmctld.pid
 SlurmdPidFile=$DIR/run/slurmd-%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd-%n.log
-SlurmctldDebug=info
-SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-MpiDefault=pmi2
-EnforcePartLimits=ALL
-ReturnToService=2
-SlurmdParameters=config_overrides
-KillWait=5
-InactiveLimit=0
-MinJobAge=30
-FirstJobId=$FIRST_JOB_ID
+SlurmdLogFile=$DIR/log/slurmd-%n.log" <<EOF
 NodeName=node1 NodeAddr=$NET.11 NodeHostname=node1 CPUs=$CPUS State=UNKNOWN
 NodeName=node2 NodeAddr=$NET.12 NodeHostname=node2 CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=node1,node2 Default=YES DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
@@ -193,7 +162,6 @@ PartitionName=one Nodes=node1 DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
 NodeName=node3 NodeAddr=$NET.13 NodeHostname=node3 CPUs=8 State=FUTURE
 PartitionName=broken Nodes=node3 DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
 EOF
-    mv "$CONF.tmp" "$CONF"
 }
 
 start_munged() {

@@ -19,6 +19,8 @@
 # ("name pid" per line); slurm/dev/stop.sh ends exactly those.
 # The last line on stdout is "export SLURM_CONF=...".
 set -euo pipefail
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 DIR="${CLUSTERML_SLURM_DIR:-/tmp/clusterml-slurm}"
 CTLD_PORT="${CLUSTERML_SLURMCTLD_PORT:-6817}"
@@ -59,14 +61,7 @@ if ((${#missing[@]})); then
     fi
 fi
 
-# ---------------------------------------------------------------- helpers
-# alive NAME PID: the pid exists and its command name is NAME.
-alive() {
-    local name="$1" pid="$2"
-    [[ -n "$pid" && -r "/proc/$pid/comm" ]] || return 1
-    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$name" ]]
-}
-
+# ---------------------------------------------------------------- helpers (and common.sh's)
 # recorded NAME: the pid start.sh recorded for NAME, if any.
 recorded() {
     [[ -f "$PIDS" ]] || return 0
@@ -79,21 +74,6 @@ record() {
     { [[ -f "$PIDS" ]] && awk -v n="$1" '$1 != n' "$PIDS"; echo "$1 $2"; } > "$tmp" || true
     mv "$tmp" "$PIDS"
 }
-
-# wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds.
-wait_for() {
-    local what="$1" secs="$2"; shift 2
-    local deadline=$(( $(date +%s) + secs ))
-    until "$@" >/dev/null 2>&1; do
-        if (( $(date +%s) >= deadline )); then
-            log "gave up after ${secs}s waiting for: $what"
-            return 1
-        fi
-        sleep 0.1
-    done
-}
-
-pid_from_file() { [[ -f "$1" ]] && tr -dc '0-9' < "$1" || true; }
 
 mkdir -p "$DIR" "$DIR/state" "$DIR/spool" "$DIR/log"
 chmod 0755 "$DIR"
@@ -121,43 +101,21 @@ SLURMD_PID=$(recorded slurmd)
 if alive slurmctld "$CTLD_PID" || alive slurmd "$SLURMD_PID"; then
     log "slurm daemons already running; keeping $CONF"
 else
-    cat > "$CONF.tmp" <<EOF
-# Written by clusterml slurm/dev/start.sh: one node on loopback, no cgroups,
-# no accounting. Clients: export SLURM_CONF=$CONF
+    write_slurm_conf "$CONF" "slurm/dev/start.sh: one node on loopback, no cgroups, no accounting" \
+        "$FIRST_JOB_ID" "# Clients: export SLURM_CONF=$CONF
 ClusterName=clusterml
 SlurmctldHost=$(hostname -s)(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
 SlurmdPidFile=$DIR/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-MpiDefault=pmi2
-EnforcePartLimits=ALL
-ReturnToService=2
-SlurmdParameters=config_overrides
-KillWait=5
-InactiveLimit=0
-MinJobAge=30
-FirstJobId=$FIRST_JOB_ID
+SlurmdLogFile=$DIR/log/slurmd.log" <<EOF
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$(hostname -s) CPUs=$CPUS State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES DefaultTime=00:30:00 MaxTime=02:00:00 State=UP
 EOF
-    mv "$CONF.tmp" "$CONF"
 fi
 export SLURM_CONF="$CONF"
 

@@ -7,6 +7,8 @@
 #   CLUSTERML_SLURM_DIR   [/tmp/clusterml-slurm]
 #   CLUSTERML_SLURM_STOP_TIMEOUT seconds to wait per step [20]
 set -euo pipefail
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # alive
 
 DIR="${CLUSTERML_SLURM_DIR:-/tmp/clusterml-slurm}"
 TIMEOUT="${CLUSTERML_SLURM_STOP_TIMEOUT:-20}"
@@ -20,11 +22,6 @@ if [[ ! -f "$PIDS" ]]; then
     exit 0
 fi
 
-alive() {
-    local name="$1" pid="$2"
-    [[ -n "$pid" && -r "/proc/$pid/comm" ]] || return 1
-    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$name" ]]
-}
 recorded() { awk -v n="$1" '$1 == n { p = $2 } END { if (p) print p }' "$PIDS"; }
 
 # wait_gone NAME PID SECONDS

@@ -20,6 +20,7 @@ from clusterml import ClusterStartError, ClusterTimeoutError
 from clusterml.launch import ipcluster as IC
 from clusterml.launch import profiles as P
 from clusterml.launch import slurm as S
+from clusterml.launch import slurmctl as C
 
 
 def cli(*args, env, timeout=300):
@@ -53,10 +54,10 @@ def cluster_processes(profile_dir: Path) -> list[str]:
     return found
 
 
-def wait_nothing_left(profile_dir: Path, timeout=60):
+def wait_nothing_left(profile_dir: Path, timeout=60, slurm=True):
     deadline = time.monotonic() + timeout
     while True:
-        jobs, procs = S.list_jobs(), cluster_processes(profile_dir)
+        jobs, procs = C.list_jobs() if slurm else [], cluster_processes(profile_dir)
         if not jobs and not procs:
             return
         if time.monotonic() > deadline:
@@ -81,7 +82,7 @@ def test_start_status_stop_through_slurm(live_slurm, env, ipython_dir):
         # progress came from Slurm while waiting (job id and state)
         assert "Slurm job" in r.stderr and "engines registered" in r.stderr, r.stderr
         # `start` returned; the cluster runs on without it
-        (job,) = S.list_jobs()
+        (job,) = C.list_jobs()
         assert job.state == "RUNNING" and job.name == "ipengine-cmlstart"
         sec = pdir / "security"
         for f in ("cluster-cmlstart.json", "ipcontroller-cmlstart-client.json",
@@ -146,19 +147,19 @@ def test_request_that_cannot_fit_fails_fast_with_slurms_reason(live_slurm, env, 
 @pytest.mark.timeout(300)
 def test_wait_in_queue_shows_reason_and_times_out_with_it(live_slurm, env, ipython_dir, tmp_path):
     P.install(["clusterml-slurm"], P.ProfileSettings(slurm=dict(partition=live_slurm.partition, time="5")))
-    hog = S.sbatch(S.write_batch_script(
+    hog = C.sbatch(S.write_batch_script(
         S.render_spmd_script(dict(ntasks=8, time="5", job_name="cml-hog", output=str(tmp_path / "hog.out")),
                              ["sleep", "300"]),
         tmp_path / "jobs", "hog.sbatch"))
     try:
         deadline = time.monotonic() + 60
-        while S.job_info(hog.job_id).state != "RUNNING":
-            assert time.monotonic() < deadline, S.describe_job(hog.job_id)
+        while C.job_info(hog.job_id).state != "RUNNING":
+            assert time.monotonic() < deadline, C.describe_job(hog.job_id)
             time.sleep(0.2)
         r = cli("start", "-n", "2", "--profile", "clusterml-slurm", "--cluster-id", "queued",
                 "--timeout", "12", env=env)
     finally:
-        S.scancel(hog.job_id)
+        C.scancel(hog.job_id)
     assert r.returncode == 1, r.stdout + r.stderr
     err = r.stderr
     # the progress bar told the job and its pending reason while waiting ...
@@ -191,10 +192,57 @@ def test_stop_all_local_clusters(env, ipython_dir):
         r = cli("stop", "--all", "--profile", "clusterml-local", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "stopped cluster 'one'" in r.stdout and "stopped cluster 'two'" in r.stdout
-    wait_nothing_left(pdir, timeout=30)
+    wait_nothing_left(pdir, timeout=30, slurm=False)  # local clusters: no Slurm needed
     assert sorted(p.name for p in (pdir / "security").iterdir()) == []
     r = cli("stop", "--profile", "clusterml-local", "--cluster-id", "one", env=env)
     assert r.returncode == 1 and "no cluster 'one' recorded" in r.stderr
+
+
+@pytest.mark.timeout(300)
+def test_list_clusters_living_from_ipyparallel_dead_records_kept(env, ipython_dir):
+    """A living cluster is listed as ipyparallel loads it, its record untouched and no watcher
+    left running here; once its processes are killed, ipyparallel drops (and deletes) its
+    record, but clusterml keeps it listed until ``stop_all`` has removed every file."""
+    import signal
+    import threading
+
+    from clusterml.launch.lifecycle import list_clusters, stop_all
+
+    P.install(["clusterml-local"])
+    pdir = ipython_dir / "profile_clusterml-local"
+    r = cli("start", "-n", "2", "--profile", "clusterml-local", "--cluster-id", "t", "--timeout", "150",
+            env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    record = (pdir / "security" / "cluster-t.json").read_bytes()
+    threads = threading.active_count()
+    try:
+        [entry] = list_clusters("clusterml-local")
+        assert entry["cluster_id"] == "t" and entry["running"] and entry["owner_pid"] is None, entry
+        assert entry["controller_pid"] == json.loads(record)["controller"]["state"]["pid"]
+        assert (pdir / "security" / "cluster-t.json").read_bytes() == record
+        deadline = time.monotonic() + 10
+        while threading.active_count() > threads and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert threading.active_count() <= threads, [t.name for t in threading.enumerate()]
+    finally:
+        procs = []
+        for p in psutil.process_iter():
+            try:
+                if p.environ().get("IPP_PROFILE_DIR") == str(pdir):
+                    procs.append(p)
+            except psutil.Error:
+                continue
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+        psutil.wait_procs(procs, timeout=20)
+    for _ in range(2):  # the first listing lets ipyparallel drop the record: the second still sees it
+        [entry] = list_clusters("clusterml-local")
+        assert entry["cluster_id"] == "t" and not entry["running"], entry
+    assert stop_all("clusterml-local") == ["t"]
+    assert list_clusters("clusterml-local") == []
+    assert sorted(p.name for p in (pdir / "security").iterdir()) == []
+    assert sorted(p.name for p in (pdir / "log").iterdir()) == []
+    assert cluster_processes(pdir) == []
 
 
 class FakeClient:
@@ -228,7 +276,7 @@ def test_wait_for_engines_fails_at_once_when_the_job_ended(live_slurm, tmp_path)
     from clusterml.launch.launchers import ClusterMLSlurmEngineSetLauncher
     from clusterml.launch.wait import wait_for_engines
 
-    job = S.sbatch(S.write_batch_script(
+    job = C.sbatch(S.write_batch_script(
         S.render_spmd_script(dict(ntasks=1, time="5", output=str(tmp_path / "o.out")), ["false"]),
         tmp_path / "jobs", "fail.sbatch"))
     launcher = ClusterMLSlurmEngineSetLauncher(profile_dir=str(tmp_path), output_file=str(tmp_path / "o.out"))

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from clusterml.launch import slurm as S
+from clusterml.launch import slurmctl as C
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,9 +69,9 @@ def run_probe(live_slurm, tmp_path, **settings):
         S.render_spmd_script(base, [sys.executable, str(probe), str(results)]), tmp_path / "jobs",
         "spmd.sbatch"
     )
-    job = S.sbatch(script, wait=True, timeout=240)
+    job = C.sbatch(script, wait=True, timeout=240)
     text = out.read_text() if out.exists() else ""
-    assert job.returncode == 0, f"{S.describe_job(job.job_id)}; output:\n{text}"
+    assert job.returncode == 0, f"{C.describe_job(job.job_id)}; output:\n{text}"
     return job, [json.loads(p.read_text()) for p in sorted(results.iterdir())]
 
 
@@ -123,14 +124,18 @@ def test_impossible_request_fails_fast_with_slurms_reason(live_slurm, tmp_path, 
         S.render_spmd_script(settings, ["true"]), tmp_path / "jobs", "big.sbatch"
     )
     t0 = time.monotonic()
-    with pytest.raises(S.SlurmError) as err:
-        S.sbatch(script, timeout=60)
+    with pytest.raises(C.SlurmError) as err:
+        C.sbatch(script, timeout=60)
     assert time.monotonic() - t0 < 30
     msg = str(err.value)
     # Slurm's own reason, e.g. "More processors requested than permitted"
     assert "Batch job submission failed: " in msg, msg
     assert len(msg.split("Batch job submission failed: ", 1)[1].strip()) > 5, msg
-    assert S.list_jobs() == []
+    # the same words without submitting (clusterml start quotes them for a refused engines job)
+    said = C.sbatch_test_only(script)
+    assert msg.split("Batch job submission failed: ", 1)[1].strip() in said, (said, msg)
+    assert C.sbatch_test_only(tmp_path / "missing.sbatch") == "(no batch script to test)"
+    assert C.list_jobs() == []
 
 
 @pytest.mark.timeout(120)
@@ -143,18 +148,18 @@ def test_job_queries_and_scancel(live_slurm, tmp_path):
         tmp_path / "jobs",
         "sleep.sbatch",
     )
-    job = S.sbatch(script)
+    job = C.sbatch(script)
     assert job.returncode == 0 and job.job_id.isdigit()
     try:
-        info = S.job_info(job.job_id)
+        info = C.job_info(job.job_id)
         assert info is not None and info.state in ("PENDING", "RUNNING"), info
-        assert [j.job_id for j in S.list_jobs(name="cml-sleeper")] == [job.job_id]
-        assert S.describe_job(job.job_id).startswith(f"Slurm job {job.job_id} is ")
+        assert [j.job_id for j in C.list_jobs(name="cml-sleeper")] == [job.job_id]
+        assert C.describe_job(job.job_id).startswith(f"Slurm job {job.job_id} is ")
     finally:
-        S.scancel(job.job_id)
-    final = S.wait_for_job_end(job.job_id, timeout=60)
+        C.scancel(job.job_id)
+    final = C.wait_for_job_end(job.job_id, timeout=60)
     assert final is None or final.state.startswith("CANCELLED"), final
-    S.scancel(job.job_id)  # already gone: not an error
+    C.scancel(job.job_id)  # already gone: not an error
 
 
 def _engine_processes(cluster_id):
@@ -223,14 +228,14 @@ def test_ipyparallel_engines_through_slurm_profile(live_slurm, ipython_dir, tmp_
     finally:
         cluster.stop_cluster_sync()
         if job_id is not None:
-            S.scancel(job_id)
+            C.scancel(job_id)
 
     # nothing left behind: no job in squeue, no slurmstepd, no engine
     deadline = time.monotonic() + 60
-    while S.list_jobs() or _engine_processes("cmltest"):
+    while C.list_jobs() or _engine_processes("cmltest"):
         if time.monotonic() > deadline:
             pytest.fail(
-                f"left behind after 60 s: jobs={S.list_jobs()} "
+                f"left behind after 60 s: jobs={C.list_jobs()} "
                 f"processes={_engine_processes('cmltest')}"
             )
         time.sleep(0.5)
@@ -259,7 +264,7 @@ def test_controller_on_a_compute_node(live_slurm, ipython_dir, tmp_path, monkeyp
         print(f"\ncontroller + 2 engines through Slurm in {time.monotonic() - t0:.1f} s")
         job_ids = [cluster.controller.job_id] + [e.job_id for e in cluster.engines.values()]
         assert type(cluster.controller).__name__ == "ClusterMLSlurmControllerLauncher"
-        names = {j.job_id: j.name for j in S.list_jobs()}
+        names = {j.job_id: j.name for j in C.list_jobs()}
         assert names.get(job_ids[0], "").startswith("ipcontroller-cmlctl"), names
         assert names.get(job_ids[1], "").startswith("ipengine-cmlctl"), names
         dv = rc[:]
@@ -273,9 +278,9 @@ def test_controller_on_a_compute_node(live_slurm, ipython_dir, tmp_path, monkeyp
     finally:
         cluster.stop_cluster_sync()
         for j in job_ids:
-            S.scancel(j)
+            C.scancel(j)
     deadline = time.monotonic() + 60
-    while S.list_jobs() or _engine_processes("cmlctl"):
+    while C.list_jobs() or _engine_processes("cmlctl"):
         if time.monotonic() > deadline:
-            pytest.fail(f"left behind: {S.list_jobs()} {_engine_processes('cmlctl')}")
+            pytest.fail(f"left behind: {C.list_jobs()} {_engine_processes('cmlctl')}")
         time.sleep(0.5)

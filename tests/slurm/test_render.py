@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from clusterml.launch import slurm as S
+from clusterml.launch import slurmctl as C
+from clusterml.launch.slurmsettings import SlurmSettings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -188,7 +190,7 @@ def test_bad_command_is_refused():
 # -------------------------------------------------------------------- content
 def test_spmd_script_content():
     text = S.render_spmd_script(
-        S.SlurmSettings(
+        SlurmSettings(
             account="proj1", partition="batch", time="00:30:00", nodes=2, ntasks=8,
             ntasks_per_node=4, cpus_per_task=3, mem="16G", job_name="job",
             extra_sbatch=["--qos=debug", "#SBATCH --constraint=skylake"],
@@ -323,32 +325,34 @@ def test_write_batch_script_mode_and_folder(tmp_path):
 
 
 def test_parse_sbatch_output():
-    assert S.parse_sbatch_output("Submitted batch job 812\n") == "812"
-    assert S.parse_sbatch_output("812;cluster\n") == "812"
-    assert S.parse_sbatch_output("sbatch: warning: x\nSubmitted batch job 9") == "9"
-    with pytest.raises(S.SlurmError, match="no job id"):
-        S.parse_sbatch_output("sbatch: error: Batch job submission failed")
+    assert C.parse_sbatch_output("Submitted batch job 812\n") == "812"
+    assert C.parse_sbatch_output("812;cluster\n") == "812"
+    assert C.parse_sbatch_output("sbatch: warning: x\nSubmitted batch job 9") == "9"
+    with pytest.raises(C.SlurmError, match="no job id"):
+        C.parse_sbatch_output("sbatch: error: Batch job submission failed")
 
 
 def test_job_info_str():
-    assert str(S.JobInfo("812", "PENDING", "Resources")) == "Slurm job 812 is PENDING (Resources)"
-    assert str(S.JobInfo("3", "RUNNING", "None")) == "Slurm job 3 is RUNNING"
+    assert str(C.JobInfo("812", "PENDING", "Resources")) == "Slurm job 812 is PENDING (Resources)"
+    assert str(C.JobInfo("3", "RUNNING", "None")) == "Slurm job 3 is RUNNING"
 
 
 def test_no_mpi4py_import():
+    """The renderer stays pure: no MPI, no ipyparallel, not even the Slurm commands."""
     code = (
         "import sys; import clusterml.launch.slurm; "
-        "assert 'mpi4py' not in sys.modules and 'ipyparallel' not in sys.modules"
+        "assert 'mpi4py' not in sys.modules and 'ipyparallel' not in sys.modules; "
+        "assert 'clusterml.launch.slurmctl' not in sys.modules, 'the renderer loads slurmctl'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=30)
 
 
 # -------------------------------------------------------------------- shipped templates
 SHIPPED = {
-    "engines.sbatch.tmpl": lambda: S.render_engine_batch_template(S.SlurmSettings()),
-    "controller.sbatch.tmpl": lambda: S.render_controller_batch_template(S.SlurmSettings()),
+    "engines.sbatch.tmpl": lambda: S.render_engine_batch_template(SlurmSettings()),
+    "controller.sbatch.tmpl": lambda: S.render_controller_batch_template(SlurmSettings()),
     "spmd.sbatch.example": lambda: S.render_spmd_script(
-        S.SlurmSettings(ntasks=4, time="00:10:00"), ["python", "job.py"]
+        SlurmSettings(ntasks=4, time="00:10:00"), ["python", "job.py"]
     ),
 }
 

@@ -17,6 +17,7 @@ from helpers import subprocess_env
 import clusterml as cml
 from clusterml.launch import profiles as P
 from clusterml.launch import slurm as S
+from clusterml.launch import slurmctl as C
 
 
 def _end_time(job_id: str) -> float:
@@ -28,8 +29,8 @@ def _end_time(job_id: str) -> float:
 
 def _no_jobs_left(timeout=60):
     deadline = time.monotonic() + timeout
-    while S.list_jobs():
-        assert time.monotonic() < deadline, S.list_jobs()
+    while C.list_jobs():
+        assert time.monotonic() < deadline, C.list_jobs()
         time.sleep(0.2)
 
 
@@ -67,10 +68,10 @@ def test_engines_that_die_fail_the_notebook_within_seconds_of_the_job_end(live_s
 @pytest.mark.timeout(300)
 def test_a_job_that_can_never_run_fails_fast_with_its_reason(live_slurm, ipython_dir, tmp_path):
     # a dependency on a job that failed can never be satisfied: Slurm keeps it PENDING forever
-    failed = S.sbatch(S.write_batch_script(
+    failed = C.sbatch(S.write_batch_script(
         S.render_spmd_script(dict(ntasks=1, time="1", output=str(tmp_path / "f.out")), ["false"]),
         tmp_path / "jobs", "fail.sbatch"))
-    S.wait_for_job_end(failed.job_id, 60)
+    C.wait_for_job_end(failed.job_id, 60)
     P.install(["clusterml-slurm"], P.ProfileSettings(slurm=dict(
         partition=live_slurm.partition, time="5", extra_sbatch=[f"--dependency=afterok:{failed.job_id}"])))
     env = subprocess_env(IPYTHONDIR=str(ipython_dir))
@@ -95,20 +96,20 @@ def test_notebook_shows_the_pending_reason_and_honours_the_profile_timeout(live_
     monkeypatch.chdir(tmp_path)
     P.install(["clusterml-slurm"], P.ProfileSettings(slurm=dict(partition=live_slurm.partition, time="5"),
                                                     engine_timeout=8))
-    hog = S.sbatch(S.write_batch_script(
+    hog = C.sbatch(S.write_batch_script(
         S.render_spmd_script(dict(ntasks=8, time="5", job_name="cml-hog", output=str(tmp_path / "hog.out")),
                              ["sleep", "300"]), tmp_path / "jobs", "hog.sbatch"))
     try:
         deadline = time.monotonic() + 60
-        while S.job_info(hog.job_id).state != "RUNNING":
-            assert time.monotonic() < deadline, S.describe_job(hog.job_id)
+        while C.job_info(hog.job_id).state != "RUNNING":
+            assert time.monotonic() < deadline, C.describe_job(hog.job_id)
             time.sleep(0.2)
         t0 = time.monotonic()
         with pytest.raises(cml.ClusterStartError) as info:
             cml.Cluster(n=2, profile="clusterml-slurm", cluster_id="queued")  # no start_timeout given
         took = time.monotonic() - t0
     finally:
-        S.scancel(hog.job_id)
+        C.scancel(hog.job_id)
     msg = str(info.value)
     print(f"\nnotebook, partition busy: failed after {took:.1f} s:\n{msg}")
     assert isinstance(info.value, cml.ClusterTimeoutError)
