@@ -6,7 +6,7 @@
 #                     and stops it again afterwards)
 #   ./dev.sh docs   - make .venv, install clusterml[docs], build the documentation site into
 #                     docs/_build/html (the example notebooks are executed during the build)
-# Any further arguments go to `clusterml demo` / pytest.
+# Any further arguments go to `clusterml demo` / pytest (test paths replace the whole suite).
 set -euo pipefail
 cd "$(dirname "$0")"
 here=$PWD
@@ -39,7 +39,12 @@ case "${1:-}" in
         ensure_venv test,farm,bench
         export CLUSTERML_FAIL_ON_SKIP=1
         export PATH="$venv/bin:$PATH"
-        exec "$venv/bin/python" -m pytest tests -p no:cacheprovider "$@"
+        # the whole suite, unless test paths were given (./dev.sh test tests/spmd -x)
+        where=(tests)
+        for arg in "$@"; do
+            case $arg in tests|tests/*|*.py|*.py::*) where=() ;; esac
+        done
+        exec "$venv/bin/python" -m pytest "${where[@]}" -p no:cacheprovider "$@"
         ;;
     docs)
         shift
