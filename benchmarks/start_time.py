@@ -24,7 +24,10 @@ ipyparallel's start are timed in both: when ``start_controller`` and
 ``start_engines`` returned (bare ``start_cluster`` sleeps its ``delay``, 1 s,
 between the two, then finds the controller's connection file ready; clusterml
 starts the engines at once and ``start_engines`` waits for that file itself,
-so compare when the engines were launched, not how long ``start_engines`` took).
+so compare when the engines were launched, not how long ``start_engines`` took),
+when all engines had registered, and for clusterml when its setup round trip
+returned: "ready" minus "engines registered" is clusterml's own cost, measured
+within one start and so free of the noise between two starts.
 
 The table printed last gives, for "ready" and "first call", the median and
 the spread (min .. max) of bare and of clusterml over the rounds, and of the
@@ -71,6 +74,24 @@ def _timed_phases():
     for name in ("start_controller", "start_engines"):
         wrap(name)
 
+    # clusterml's own steps after ipyparallel's: all engines registered, the setup round trip
+    from clusterml.client.cluster import Cluster
+    from clusterml.launch import wait
+
+    def mark(owner, name, phase):
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            try:
+                return original(*args, **kwargs)
+            finally:
+                PHASES[phase] = time.perf_counter()
+
+        setattr(owner, name, timed)
+
+    mark(wait, "wait_for_engines", "registered")
+    mark(Cluster, "_setup", "setup")
+
 
 def _zero():
     return 0
@@ -88,6 +109,7 @@ def run_bare(n: int, mpiexec: str, timeout: float) -> dict:
         cluster.start_cluster_sync()
         rc = cluster.connect_client_sync()
         rc.wait_for_engines(n, timeout=timeout)
+        PHASES["registered"] = time.perf_counter()
         ready = time.perf_counter() - t0
         rc[:].apply_sync(_zero)
         first = time.perf_counter() - t0
@@ -177,6 +199,12 @@ def summary(runs: dict) -> tuple[list[str], dict]:
                                              for c in cols))
     lines.append(f"{'clusterml - bare':<30}" + "".join(f"{_spread(diffs[c], True):<{w}}" for c in cols)
                  + "(per round; target: within +0.50)")
+    own = [r for r in runs["clusterml"] if "registered_done" in r]
+    if own:
+        lines.append(f"clusterml's own steps after its engines registered (same round, no noise "
+                     f"from the other start): setup round trip "
+                     f"{_spread([r['setup_done'] - r['registered_done'] for r in own])}, ready "
+                     f"{_spread([r['ready'] - r['registered_done'] for r in own])} after registered")
     algo = [r for r in runs["clusterml"] if "algorithm_first" in r]
     if algo:
         lines.append(f"clusterml only, after 'first call': a first algorithm call "
@@ -222,10 +250,12 @@ def _run(args) -> int:
           f"load average {load[0]:.1f}", flush=True)
     print(f"client imports: ipyparallel {t_ipp:.2f} s, then clusterml's facade {t_cml:.2f} s "
           f"(not in the times below)", flush=True)
-    cols = ("ready", "first_call", "start_controller_done", "start_engines_done", "algorithm_first",
-            "algorithm_again")
-    print(f"{'':>16}{'ready':>9}{'1st call':>9}{'ctrl up':>9}{'engines':>9}{'1st algo':>9}{'2nd algo':>9}")
-    print(f"{'round':>5} {'what':<10}{'':>18}{'launched':>9}{'launched':>9}{'(client)':>9}{'(client)':>9}")
+    cols = ("ready", "first_call", "start_controller_done", "start_engines_done", "registered_done",
+            "setup_done", "algorithm_first", "algorithm_again")
+    print(f"{'':>16}{'ready':>9}{'1st call':>9}{'ctrl up':>9}{'engines':>9}{'engines':>9}{'setup':>9}"
+          f"{'1st algo':>9}{'2nd algo':>9}")
+    print(f"{'round':>5} {'what':<10}{'':>18}{'launched':>9}{'launched':>9}{'register':>9}{'done':>9}"
+          f"{'(client)':>9}{'(client)':>9}")
     runs = {"bare": [], "clusterml": []}
     for r in range(args.rounds):
         order = ("bare", "clusterml") if r % 2 == 0 else ("clusterml", "bare")
@@ -237,7 +267,7 @@ def _run(args) -> int:
     med = {w: {c: statistics.median(x[c] for x in rs) for c in cols if all(c in x for x in rs)}
            for w, rs in runs.items()}
     lines, difference = summary(runs)
-    print("-" * 72)
+    print("-" * 88)
     print("\n".join(lines))
     print(f"clusterml - bare: ready {difference['ready']:+.2f} s, first call "
           f"{difference['first_call']:+.2f} s (medians of the rounds; target: within 0.5 s; "
