@@ -24,8 +24,14 @@ ipyparallel's start are timed in both: when ``start_controller`` and
 ``start_engines`` returned (bare ``start_cluster`` sleeps its ``delay``, 1 s,
 between the two, then finds the controller's connection file ready; clusterml
 starts the engines at once and ``start_engines`` waits for that file itself,
-so compare when the engines were launched, not how long ``start_engines`` took).  Medians over the
-rounds are printed last, with the difference clusterml - bare.
+so compare when the engines were launched, not how long ``start_engines`` took),
+when all engines had registered, and for clusterml when its setup round trip
+returned: "ready" minus "engines registered" is clusterml's own cost, measured
+within one start and so free of the noise between two starts.
+
+The table printed last gives, for "ready" and "first call", the median and
+the spread (min .. max) of bare and of clusterml over the rounds, and of the
+difference clusterml - bare taken round by round (the two ran side by side).
 
 The machine is shared and has 2 cores: compare the two columns of one run,
 never runs of different days.
@@ -68,6 +74,24 @@ def _timed_phases():
     for name in ("start_controller", "start_engines"):
         wrap(name)
 
+    # clusterml's own steps after ipyparallel's: all engines registered, the setup round trip
+    from clusterml.client.cluster import Cluster
+    from clusterml.launch import wait
+
+    def mark(owner, name, phase):
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            try:
+                return original(*args, **kwargs)
+            finally:
+                PHASES[phase] = time.perf_counter()
+
+        setattr(owner, name, timed)
+
+    mark(wait, "wait_for_engines", "registered")
+    mark(Cluster, "_setup", "setup")
+
 
 def _zero():
     return 0
@@ -85,6 +109,7 @@ def run_bare(n: int, mpiexec: str, timeout: float) -> dict:
         cluster.start_cluster_sync()
         rc = cluster.connect_client_sync()
         rc.wait_for_engines(n, timeout=timeout)
+        PHASES["registered"] = time.perf_counter()
         ready = time.perf_counter() - t0
         rc[:].apply_sync(_zero)
         first = time.perf_counter() - t0
@@ -127,6 +152,69 @@ def _fmt(v) -> str:
     return f"{v:8.2f}" if isinstance(v, (int, float)) else f"{'-':>8}"
 
 
+def _cpu() -> str:
+    """The CPU's model name and core count (the numbers only compare within one machine)."""
+    name = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")),
+                        name)
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def _spread(values, signed=False) -> str:
+    """``median [min - max]`` of ``values``."""
+    f = "+.2f" if signed else ".2f"
+    return (f"{statistics.median(values):{f}} [{min(values):{f}} .. {max(values):{f}}]"
+            if values else "-")
+
+
+def summary(runs: dict) -> tuple[list[str], dict]:
+    """The table printed last: bare, clusterml and their difference, ready and first call.
+
+    Parameters
+    ----------
+    runs : dict
+        ``{"bare": [round, ...], "clusterml": [round, ...]}``, each round a dict
+        with ``ready`` and ``first_call`` (clusterml also ``algorithm_first`` and
+        ``algorithm_again``), in seconds.
+
+    Returns
+    -------
+    lines : list of str
+        The table.
+    difference : dict
+        Medians of the per-round differences clusterml - bare (``ready``,
+        ``first_call``) and the differences of every round (``per_round``).
+    """
+    cols = ("ready", "first_call")
+    pairs = list(zip(runs["bare"], runs["clusterml"], strict=True))  # one round each: measured side by side
+    diffs = {c: [m[c] - b[c] for b, m in pairs] for c in cols}
+    w = 26
+    lines = [f"{'seconds, median [min .. max]':<30}{'ready':<{w}}{'first call':<{w}}"]
+    for what in ("bare", "clusterml"):
+        lines.append(f"{what:<30}" + "".join(f"{_spread([r[c] for r in runs[what]]):<{w}}"
+                                             for c in cols))
+    lines.append(f"{'clusterml - bare':<30}" + "".join(f"{_spread(diffs[c], True):<{w}}" for c in cols)
+                 + "(per round; target: within +0.50)")
+    own = [r for r in runs["clusterml"] if "registered_done" in r]
+    if own:
+        lines.append(f"clusterml's own steps after its engines registered (same round, no noise "
+                     f"from the other start): setup round trip "
+                     f"{_spread([r['setup_done'] - r['registered_done'] for r in own])}, ready "
+                     f"{_spread([r['ready'] - r['registered_done'] for r in own])} after registered")
+    algo = [r for r in runs["clusterml"] if "algorithm_first" in r]
+    if algo:
+        lines.append(f"clusterml only, after 'first call': a first algorithm call "
+                     f"{_spread([r['algorithm_first'] for r in algo])}, the same again "
+                     f"{_spread([r['algorithm_again'] for r in algo])}")
+    difference = {c: statistics.median(diffs[c]) for c in cols}
+    difference["per_round"] = diffs
+    return lines, difference
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-n", type=int, default=4, help="engines (default 4)")
@@ -157,12 +245,17 @@ def _run(args) -> int:
 
     _timed_phases()
     mpiexec = mpiexec_for_this_python()
-    print(f"start time, {args.n} MPI engines, {args.rounds} round(s); client imports: ipyparallel "
-          f"{t_ipp:.2f} s, then clusterml's facade {t_cml:.2f} s (not in the times below)", flush=True)
-    cols = ("ready", "first_call", "start_controller_done", "start_engines_done", "algorithm_first",
-            "algorithm_again")
-    print(f"{'':>16}{'ready':>9}{'1st call':>9}{'ctrl up':>9}{'engines':>9}{'1st algo':>9}{'2nd algo':>9}")
-    print(f"{'round':>5} {'what':<10}{'':>18}{'launched':>9}{'launched':>9}{'(client)':>9}{'(client)':>9}")
+    load = os.getloadavg()
+    print(f"start time, {args.n} MPI engines, {args.rounds} interleaved round(s); {_cpu()}, "
+          f"load average {load[0]:.1f}", flush=True)
+    print(f"client imports: ipyparallel {t_ipp:.2f} s, then clusterml's facade {t_cml:.2f} s "
+          f"(not in the times below)", flush=True)
+    cols = ("ready", "first_call", "start_controller_done", "start_engines_done", "registered_done",
+            "setup_done", "algorithm_first", "algorithm_again")
+    print(f"{'':>16}{'ready':>9}{'1st call':>9}{'ctrl up':>9}{'engines':>9}{'engines':>9}{'setup':>9}"
+          f"{'1st algo':>9}{'2nd algo':>9}")
+    print(f"{'round':>5} {'what':<10}{'':>18}{'launched':>9}{'launched':>9}{'register':>9}{'done':>9}"
+          f"{'(client)':>9}{'(client)':>9}")
     runs = {"bare": [], "clusterml": []}
     for r in range(args.rounds):
         order = ("bare", "clusterml") if r % 2 == 0 else ("clusterml", "bare")
@@ -173,18 +266,17 @@ def _run(args) -> int:
             print(f"{r + 1:>5} {what:<10}" + "".join(f" {_fmt(res.get(c))}" for c in cols), flush=True)
     med = {w: {c: statistics.median(x[c] for x in rs) for c in cols if all(c in x for x in rs)}
            for w, rs in runs.items()}
-    print("-" * (16 + 9 * len(cols)))
-    for w in ("bare", "clusterml"):
-        print(f"{'med':>5} {w:<10}" + "".join(f" {_fmt(med[w].get(c))}" for c in cols))
-    diff = med["clusterml"]["ready"] - med["bare"]["ready"]
-    diff_first = med["clusterml"]["first_call"] - med["bare"]["first_call"]
-    print(f"clusterml - bare: ready {diff:+.2f} s, first call {diff_first:+.2f} s "
-          f"(target: within 0.5 s)")
+    lines, difference = summary(runs)
+    print("-" * 88)
+    print("\n".join(lines))
+    print(f"clusterml - bare: ready {difference['ready']:+.2f} s, first call "
+          f"{difference['first_call']:+.2f} s (medians of the rounds; target: within 0.5 s; "
+          f"load average now {os.getloadavg()[0]:.1f})")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"n": args.n, "rounds": args.rounds, "runs": runs, "median": med,
+            json.dump({"n": args.n, "rounds": args.rounds, "cpu": _cpu(), "runs": runs, "median": med,
                        "imports": {"ipyparallel": t_ipp, "clusterml_facade": t_cml},
-                       "difference": {"ready": diff, "first_call": diff_first}}, fh, indent=2)
+                       "difference": difference}, fh, indent=2)
     return 0
 
 

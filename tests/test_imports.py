@@ -166,3 +166,17 @@ def test_every_module_imports_in_a_fresh_interpreter():
                  "        bad.append(f'{n}: {exc!r}')\n"
                  "print(json.dumps(bad))")
     assert got == []
+
+
+def test_array_inputs_do_not_wait_for_pandas():
+    # An engine imports pandas in the background after loading the algorithms; a call on arrays
+    # must not need it (else the first call waits for that import), a DataFrame still works.
+    got = _fresh(
+        "import json, sys, numpy as np, clusterml as cml\n"
+        "X = np.arange(12.0).reshape(4, 3)\n"
+        "cov = cml.covariance().compute(X).covariance\n"
+        "arrays = 'pandas' in sys.modules\n"
+        "import pandas as pd\n"
+        "same = bool(np.array_equal(cml.covariance().compute(pd.DataFrame(X)).covariance, cov))\n"
+        "print(json.dumps([arrays, same, bool(np.allclose(cov, np.cov(X.T)))]))")
+    assert got == [False, True, True]

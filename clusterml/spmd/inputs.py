@@ -31,6 +31,7 @@ are converted into a new float64 array.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -173,13 +174,14 @@ def _as_csr(M, name):
 
 
 def _from_object(obj, name):
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pd = None
-    if pd is not None and isinstance(obj, pd.DataFrame):
+    # Only an imported pandas makes DataFrames, so arrays never wait for pandas' import (~0.5 s,
+    # which an engine does in the background after loading the algorithms).  getattr: while
+    # that import runs, the module is in sys.modules without its names (and obj is no frame).
+    pd = sys.modules.get("pandas")
+    frame, series = getattr(pd, "DataFrame", None), getattr(pd, "Series", None)
+    if frame is not None and isinstance(obj, frame):
         return _frame_to_array(obj, f"{name} (DataFrame)")
-    if pd is not None and isinstance(obj, pd.Series):
+    if series is not None and isinstance(obj, series):
         return _frame_to_array(obj.to_frame(), f"{name} (Series)")
     if obj is None:
         raise InputError(f"{name}: no input given (None)")

@@ -85,7 +85,7 @@ def _lookup(name: str):
 # Setup and identity
 
 
-_WARM = {"thread": None, "error": None}
+_WARM = {"thread": None, "error": None, "loaded": threading.Event()}
 _WARM_DELAY = 0.05
 _WARM_LOCK = threading.Lock()
 
@@ -98,6 +98,11 @@ def setup() -> dict:
     in a background thread, which every call of this module waits for
     (:func:`ready`), so the engines register and answer quickly while the
     first call never pays a surprise nor races with the loading.
+
+    Returns
+    -------
+    dict
+        :func:`engine_info` of this engine.
     """
     import clusterml
 
@@ -109,16 +114,34 @@ def setup() -> dict:
 
 
 def start_warm_up() -> threading.Thread:
-    """Run :func:`warm_up` in a daemon thread (once per engine process)."""
+    """Run :func:`warm_up` in a daemon thread (once per engine process).
+
+    The thread loads the algorithms and kernels first and then marks this
+    engine ready (:func:`ready`); pandas, needed only for CSV and DataFrame
+    inputs, is imported after that, so the first call on arrays does not wait
+    for it (a call that needs pandas waits for that import through Python's
+    import lock, never races with it).
+
+    Returns
+    -------
+    threading.Thread
+        The warm-up thread (the same one on every call).
+    """
     with _WARM_LOCK:
         if _WARM["thread"] is None:
             def run():
                 # let the setup reply leave before the imports take the GIL
                 time.sleep(_WARM_DELAY)
                 try:
-                    warm_up()
+                    warm_up(with_pandas=False)
                 except BaseException as exc:
                     _WARM["error"] = exc
+                finally:
+                    _WARM["loaded"].set()
+                try:
+                    import pandas  # noqa: F401  (CSV / DataFrame inputs; after the algorithms)
+                except ImportError:  # pragma: no cover - a dependency; the input path says so
+                    pass
 
             _WARM["thread"] = threading.Thread(target=run, name="clusterml-warm-up", daemon=True)
             _WARM["thread"].start()
@@ -130,22 +153,35 @@ def ready(timeout: float | None = None) -> bool:
 
     A warm-up that failed is not raised here: the call that needs the failing
     import raises the same error itself, as a normal error reply.
+
+    Parameters
+    ----------
+    timeout : float, optional
+        Seconds to wait at most (default: until loaded).
+
+    Returns
+    -------
+    bool
+        True when no warm-up runs or it has loaded the algorithms.
     """
-    thread = _WARM["thread"]
-    if thread is not None:
-        thread.join(timeout)
-        return not thread.is_alive()
-    return True
+    if _WARM["thread"] is None:
+        return True
+    return _WARM["loaded"].wait(timeout)
 
 
-def warm_up() -> None:
+def warm_up(with_pandas: bool = True) -> None:
     """Do now what the first call would otherwise do inside the user's (timed) call.
 
-    Imports pandas and scipy.linalg, applies the BLAS thread limit
-    :func:`~clusterml.spmd.comm.init` chose, and loads (or, the first time on
-    this machine, compiles) the numba kernels by running them on a tiny array.
+    Imports scipy.linalg, applies the BLAS thread limit
+    :func:`~clusterml.spmd.comm.init` chose, loads (or, the first time on this
+    machine, compiles) the numba kernels by running them on a tiny array,
+    imports every algorithm and, if asked, pandas.
+
+    Parameters
+    ----------
+    with_pandas : bool
+        Also import pandas (CSV / DataFrame inputs).
     """
-    import pandas  # noqa: F401  (CSV / DataFrame inputs)
     import scipy.linalg  # noqa: F401  (BLAS / LAPACK kernels)
 
     comm.apply_blas_threads()
@@ -166,6 +202,8 @@ def warm_up() -> None:
     for method in ("plusPlusDense", "parallelPlusDense"):   # the seeding passes, exact sums
         kmeans.init_centroids(kmeans.Chunks([kmeans.Rows(rows)]), method, 3)
     load_algorithms()
+    if with_pandas:
+        import pandas  # noqa: F401  (CSV / DataFrame inputs)
 
 
 def engine_info() -> dict:
