@@ -28,8 +28,9 @@ from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import ClusterStartError
-from . import diagnose
+from . import diagnose, slurmctl
 from . import slurm as S
+from .slurmsettings import sbatch_value
 
 __all__ = ["SlurmSite", "batch_template_of", "ClusterMLSlurmEngineSetLauncher",
            "ClusterMLSlurmControllerLauncher", "ClusterMLMPIEngineSetLauncher"]
@@ -77,7 +78,7 @@ class SlurmSite(LoggingConfigurable):
                     f"'slurm' launcher for a template of your own")
         extra = list(self.extra_sbatch)
         if getattr(self, "qos", ""):
-            extra.append(f"--qos={S._sbatch_value('qos', self.qos)}")
+            extra.append(f"--qos={sbatch_value('qos', self.qos)}")
         values = dict(account=self.account or None, partition=self.queue or None,
                       time=str(self.timelimit) if self.timelimit not in ("", None) else None,
                       cpus_per_task=self.cpus_per_task, mem=self.mem, extra_sbatch=extra,
@@ -155,8 +156,8 @@ class _SlurmWatched:
         if not self.job_id or self.state == "after":
             return self.stop_data if self.state == "after" else None
         try:
-            info = S.job_info(self.job_id, timeout=30)
-        except S.SlurmError as exc:
+            info = slurmctl.job_info(self.job_id, timeout=30)
+        except slurmctl.SlurmError as exc:
             self.log.debug("Slurm poll of %s failed: %s", self.job_id, exc)
             return None
         self.slurm_info = info
@@ -164,8 +165,8 @@ class _SlurmWatched:
             return None
         if info is not None and info.state == "PENDING":
             try:
-                S.scancel(self.job_id)  # it can never run: do not leave it queued
-            except S.SlurmError as exc:
+                slurmctl.scancel(self.job_id)  # it can never run: do not leave it queued
+            except slurmctl.SlurmError as exc:
                 self.log.warning("%s", exc)
         data = diagnose.stop_data(self, info)
         self.notify_stop(data)

@@ -54,19 +54,6 @@ _OUTPUT = "\x00output_file\x00"
 _CLUSTER_ID = "\x00cluster_id\x00"
 
 
-def __getattr__(name: str):
-    # Until launchers.py's Slurm watcher names these at their homes (its body is another
-    # branch's during this change), ``S.job_info`` etc. resolve there, imported only when
-    # asked for, so that rendering never loads the Slurm commands. Not for new code.
-    if name in ("job_info", "scancel", "SlurmError"):
-        from . import slurmctl
-
-        return getattr(slurmctl, name)
-    if name == "_sbatch_value":
-        return sbatch_value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # --------------------------------------------------------------------- rendering
 def _render(
     s: SlurmSettings,
