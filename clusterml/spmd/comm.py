@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CollectiveTimeoutError
-from . import packing, stall
+from . import packing, stall, tree
 from .guard import Context, Failure, Outcome, SerialContext, agreed, raise_failures, rank_failure
 
 __all__ = [
@@ -297,39 +297,11 @@ def mpi_info() -> dict:
 
 
 # --------------------------------------------------------------------------
-# Collectives: a binomial tree in rank order, over point-to-point messages
-#
-# Up: rank r merges its children r+1, r+2, r+4, ... (each covers the ranks
-# after the previous one) and sends the result to r - lowbit(r); rank 0 ends
-# with every rank's value merged in one fixed bracketing per p.  Down: rank
-# 0's encoded verdict (the value, or the failures) is forwarded byte for byte
-# along the same tree, so every rank decodes the same bits.  Each rank sends
-# and receives at most ceil(log2 p) + 1 messages per collective; failures
-# ride in the same messages, so agreeing on errors costs nothing more.
-#
-# Every wait polls non-blocking MPI calls against the deadline, so that a
-# rank that never arrives becomes CollectiveTimeoutError naming it.
-
-# A collective's four tags: stall notices and replies, the tree up and down, an exchange.
-_NOTICE, _UP, _DOWN, _SWAP = 0, 1, 2, 3
-# A wait polls without yielding for 2 ms (a yielded core comes back a time slice later), then
-# yields between polls until 50 ms, then sleeps between polls.
-_SPIN_SECONDS = (0.002, 0.05)
-_VALUE, _FAILED = 0, 1
-
-
-def _children(rank: int, size: int) -> list[tuple[int, int]]:
-    """``(child, distance)`` of ``rank`` in the binomial tree, nearest first."""
-    out, s = [], 1
-    while s < size and not rank & s:
-        if rank + s < size:
-            out.append((rank + s, s))
-        s <<= 1
-    return out
-
-
-def _parent(rank: int) -> int | None:
-    return None if rank == 0 else rank - (rank & -rank)
+# Collectives: a binomial tree in rank order, over point-to-point messages (the geometry and
+# the messages are in tree.py).  Each rank sends and receives at most ceil(log2 p) + 1
+# messages per collective; failures ride in the same messages, so agreeing on errors costs
+# nothing more.  Every wait polls non-blocking MPI calls against the deadline, so that a rank
+# that never arrives becomes CollectiveTimeoutError naming it.
 
 
 class MPIContext(Context):
@@ -394,9 +366,9 @@ class MPIContext(Context):
                 spins += 1
                 if spins == 1:
                     start = now
-                elif now - start < _SPIN_SECONDS[0]:
+                elif now - start < tree.SPIN_SECONDS[0]:
                     pass               # busy-poll, as MPICH's blocking calls do
-                elif now - start < _SPIN_SECONDS[1]:
+                elif now - start < tree.SPIN_SECONDS[1]:
                     os.sched_yield()   # a polite busy-poll
                 else:                  # a long wait: leave the core to others
                     time.sleep(min(1e-3, 1e-5 * spins))
@@ -406,11 +378,11 @@ class MPIContext(Context):
 
     def _stalled(self, now: float, awaited) -> None:
         """Past the stall time: warn once, tell the awaited ranks; later, read their replies."""
-        tag = self._tag + _NOTICE
+        tag = self._tag + tree.NOTICE
         if self._stall_at > 0:   # the first time in this collective
             self._stall_at = 0.0
             stall.write(stall.waiting_message(self.rank, self._step, now - self._t0, awaited,
-                                              _parent(self.rank), self._timeout))
+                                              tree.parent(self.rank), self._timeout))
             describe = _state["call"]
             notice = {"kind": "notice", "from": self.rank, "step": self._step,
                       "waited": now - self._t0, "call": describe() if describe else None}
@@ -429,13 +401,13 @@ class MPIContext(Context):
     # -- the two primitives ----------------------------------------------------
     def _tree(self, outcome: Outcome, merge, step: str, packed: bool):
         self._begin(step)
-        for child, dist in _children(self.rank, self.size):
-            buf = self._recv(child, self._tag + _UP, self._deadline(math.log2(dist)),
+        for child, dist in tree.children(self.rank, self.size):
+            buf = self._recv(child, self._tag + tree.UP, self._deadline(math.log2(dist)),
                              [(child, child, min(child + dist, self.size))])
             try:
                 if buf is None:
                     part = Outcome(missing=[(child, child, min(child + dist, self.size))])
-                elif buf[0] == _FAILED:
+                elif buf[0] == tree.FAILED:
                     part = packing.decode(buf[1:])
                 else:
                     part = Outcome(packing.decode(buf[1:]))
@@ -443,12 +415,12 @@ class MPIContext(Context):
                 part = Outcome(failures=[rank_failure(self.rank, exc, step)])
             outcome = outcome.combine(part, merge, self.rank)
         try:
-            message = _encode(outcome, packed)
+            message = tree.encode(outcome, packed)
         except Exception as exc:
-            message = _encode(Outcome(failures=[rank_failure(self.rank, exc, step)]), False)
-        parent = _parent(self.rank)
+            message = tree.encode(Outcome(failures=[rank_failure(self.rank, exc, step)]), False)
+        parent = tree.parent(self.rank)
         if parent is not None:
-            self._send(message, parent, self._tag + _UP)
+            self._send(message, parent, self._tag + tree.UP)
             return self._down(None, step)
         return self._down(message, step)
 
@@ -460,15 +432,15 @@ class MPIContext(Context):
         named by CollectiveTimeoutError.
         """
         self._begin(step)
-        tag = self._tag + _SWAP
+        tag = self._tag + tree.SWAP
         bufs = None
         if outcome.ok:
             try:
-                bufs = [_encode(Outcome(p), True) for p in outcome.value]
+                bufs = [tree.encode(Outcome(p), True) for p in outcome.value]
             except Exception as exc:
                 outcome = Outcome(failures=[rank_failure(self.rank, exc, step)])
         if bufs is None:
-            bufs = [_encode(outcome, False)] * self.size
+            bufs = [tree.encode(outcome, False)] * self.size
         for k in range(1, self.size):   # rank r sends to r+1 first: the receivers differ
             dest = (self.rank + k) % self.size
             self._send(bufs[dest], dest, tag)
@@ -483,30 +455,30 @@ class MPIContext(Context):
             got[self._source] = buf
         failures = []
         for r in range(self.size):
-            if got[r][0] == _FAILED:
+            if got[r][0] == tree.FAILED:
                 failures += packing.decode(got[r][1:]).failures
         raise_failures(failures, step)
         return [packing.decode(got[r][1:]) for r in range(self.size)]
 
     def _bcast0(self, outcome: Outcome | None, step: str):
         self._begin(step)
-        return self._down(None if outcome is None else _encode(outcome, False), step)
+        return self._down(None if outcome is None else tree.encode(outcome, False), step)
 
     def _down(self, verdict: np.ndarray | None, step: str):
         """Forward rank 0's verdict down the tree; decode it and raise a failure."""
-        tag = self._tag + _DOWN
+        tag = self._tag + tree.DOWN
         if verdict is None:
             MPI = _mpi()
             # deeper ranks wait longer, so a verdict of "timed out" can reach them first
             levels = math.log2(max(self.size, 1)) + 2 + bin(self.rank).count("1")
             verdict = self._recv(MPI.ANY_SOURCE, tag, self._deadline(levels))
             if verdict is None:  # no word from above: the parent stands for what is missing
-                parent = _parent(self.rank)
-                verdict = _encode(Outcome(missing=[(parent, parent, parent + 1)]), False)
-        for child, _ in reversed(_children(self.rank, self.size)):
+                parent = tree.parent(self.rank)
+                verdict = tree.encode(Outcome(missing=[(parent, parent, parent + 1)]), False)
+        for child, _ in reversed(tree.children(self.rank, self.size)):
             self._send(verdict, child, tag)
         # decode a copy: the verdict's buffer may still be in flight to the children
-        if verdict[0] == _VALUE:
+        if verdict[0] == tree.VALUE:
             return packing.decode(verdict[1:].copy())
         outcome = packing.decode(verdict[1:])
         if outcome.missing and self.rank == 0:
@@ -551,7 +523,7 @@ def serial_call_check(describe) -> None:
     comm = _state["comm"]
     if comm is None or _state["broken"] is not None or comm.Get_size() == 1:
         return
-    tag = ((_state["seq"] + 1) % _state["tags"]) * 4 + _NOTICE
+    tag = ((_state["seq"] + 1) % _state["tags"]) * 4 + tree.NOTICE
     notices = _notices(comm, tag, "notice")
     if not notices:
         return
@@ -562,19 +534,6 @@ def serial_call_check(describe) -> None:
         reply = packing.encode_pickle({"kind": "reply", "from": rank, "call": desc,
                                        "same": n.get("call") == desc})
         _state["sends"].append((comm.Isend([reply, MPI.BYTE], dest=n["from"], tag=tag), reply))
-
-
-def _encode(outcome: Outcome, packed: bool) -> np.ndarray:
-    """One message: a flag byte, then the value (packed arrays or pickle) or the failures."""
-    if outcome.ok:
-        body = packing.encode(outcome.value) if packed else packing.encode_pickle(outcome.value)
-        flag = _VALUE
-    else:
-        body, flag = packing.encode_pickle(outcome), _FAILED
-    buf = np.empty(body.nbytes + 1, dtype=np.uint8)
-    buf[0] = flag
-    buf[1:] = body
-    return buf
 
 
 class NestedUseError(RuntimeError):
