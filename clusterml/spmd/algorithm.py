@@ -244,10 +244,10 @@ class Algorithm:
     def _serial_compute(self, args, kwargs):
         """``distributed=False``: this process's rows; say so if other ranks wait for this one."""
         given = bind_inputs(type(self).__name__, self._tables, self._extras, args, kwargs)
-        comm.serial_call_check(lambda: _call_desc(self))
-        result = self._run(comm.context(False), given)
-        comm.serial_call_check(lambda: _call_desc(self))
-        return result
+        try:
+            return self._run(comm.context(False), given)
+        finally:   # after the work: notices sent while it ran are there too
+            comm.serial_call_check(lambda: _call_desc(self))
 
     def _run(self, ctx, given: dict):
         tables = {n: given[n] for n in self._tables}

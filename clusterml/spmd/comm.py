@@ -508,8 +508,8 @@ def _notices(comm, tag: int, kind: str) -> list:
 def serial_call_check(describe) -> None:
     """On a rank computing with ``distributed=False``: say so if the others wait for it.
 
-    One ``Iprobe`` for the stall notices of the collective this rank would
-    enter next (see :mod:`clusterml.spmd.stall`); when there are some, write
+    An ``Iprobe`` (two when nothing is there) for the stall notices of the
+    collective this rank would enter next (see :mod:`clusterml.spmd.stall`); when there are some, write
     what this rank is doing to stderr and reply to the waiting ranks.  Never
     an error (this rank may join them later); does nothing before
     :func:`init` or on one rank.
@@ -524,7 +524,8 @@ def serial_call_check(describe) -> None:
     if comm is None or _state["broken"] is not None or comm.Get_size() == 1:
         return
     tag = ((_state["seq"] + 1) % _state["tags"]) * 4 + tree.NOTICE
-    notices = _notices(comm, tag, "notice")
+    # twice: MPICH's first probe after a long pause may only move a waiting message in
+    notices = _notices(comm, tag, "notice") or _notices(comm, tag, "notice")
     if not notices:
         return
     desc, rank = describe(), comm.Get_rank()

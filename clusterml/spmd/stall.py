@@ -4,7 +4,7 @@ A rank that has waited ``stall_warning`` seconds in one of clusterml's
 collectives writes one warning to stderr naming the ranks it waits for and the
 likely causes, and sends each of them a small *notice* (its step and the call
 it is in).  A rank that later computes with ``distributed=False`` finds the
-notice (one ``Iprobe``) and says on its own stderr that the others are
+notice (an ``Iprobe`` when its computation ends) and says on its own stderr that the others are
 waiting for it -- in the same call, or in another one -- and replies, so that
 the waiting rank's stderr says so too.  Neither is an error: a rank that
 computes serially while the others wait may still join them afterwards (a
