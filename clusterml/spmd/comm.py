@@ -383,9 +383,12 @@ class MPIContext(Context):
             self._stall_at = 0.0
             stall.write(stall.waiting_message(self.rank, self._step, now - self._t0, awaited,
                                               tree.parent(self.rank), self._timeout))
-            describe = _state["call"]
+            try:   # a warning never breaks the collective it is about
+                call = _state["call"]() if _state["call"] else None
+            except Exception:
+                call = None
             notice = {"kind": "notice", "from": self.rank, "step": self._step,
-                      "waited": now - self._t0, "call": describe() if describe else None}
+                      "waited": now - self._t0, "call": call}
             for r in sorted({a[0] for a in awaited or ()}):
                 self._send(packing.encode_pickle(notice), r, tag)
             return
