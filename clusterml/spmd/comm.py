@@ -531,7 +531,10 @@ def serial_call_check(describe) -> None:
     notices = _notices(comm, tag, "notice") or _notices(comm, tag, "notice")
     if not notices:
         return
-    desc, rank = describe(), comm.Get_rank()
+    try:   # a warning never replaces the call's own outcome
+        desc, rank = describe(), comm.Get_rank()
+    except Exception:
+        return
     stall.write(stall.serial_message(rank, desc, notices))
     MPI = _mpi()
     for n in notices:
