@@ -222,21 +222,32 @@ class Algorithm:
         model or initial centroids); keywords by the same names work too.
         """
         if not self.distributed:
-            given = bind_inputs(type(self).__name__, self._tables, self._extras, args, kwargs)
-            return self._run(comm.context(False), given)
-        given = _agree_on_call(self, args, kwargs)
-        ctx = comm.context(True)
+            return self._serial_compute(args, kwargs)
+        comm.set_call(lambda: _call_desc(self))   # named by stall notices
         try:
-            result = self._run(ctx, given)
-        except Exception as exc:
-            if is_agreed(exc):  # raised on every rank alike already
+            given = _agree_on_call(self, args, kwargs)
+            ctx = comm.context(True)
+            try:
+                result = self._run(ctx, given)
+            except Exception as exc:
+                if is_agreed(exc):  # raised on every rank alike already
+                    raise
+                # raised here only (e.g. MemoryError outside a guarded step): the others
+                # hear of it in their next collective, or in this closing one
+                ctx.close(exc, step=f"{type(self).__name__}")
                 raise
-            # raised here only (e.g. MemoryError outside a guarded step): the others
-            # hear of it in their next collective, or in this closing one
-            ctx.close(exc, step=f"{type(self).__name__}")
-            raise
-        ctx.close(None, step=f"{type(self).__name__}")
+            ctx.close(None, step=f"{type(self).__name__}")
+        finally:
+            comm.set_call(None)
         return result
+
+    def _serial_compute(self, args, kwargs):
+        """``distributed=False``: this process's rows; say so if other ranks wait for this one."""
+        given = bind_inputs(type(self).__name__, self._tables, self._extras, args, kwargs)
+        try:
+            return self._run(comm.context(False), given)
+        finally:   # after the work: notices sent while it ran are there too
+            comm.serial_call_check(lambda: _call_desc(self))
 
     def _run(self, ctx, given: dict):
         tables = {n: given[n] for n in self._tables}
@@ -315,6 +326,14 @@ def _canonical(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_canonical(v) for v in value) + "]"
     return repr(value)
+
+
+def _call_desc(algo: Algorithm) -> dict:
+    """The algorithm's name and parameters as a distributed call has them (for stall notices)."""
+    desc = {"algorithm": type(algo).__name__}
+    desc.update({k: _canonical(v) for k, v in algo.get_params().items()})
+    desc["distributed"] = "True"
+    return desc
 
 
 def _agree_on_call(algo: Algorithm, args, kwargs) -> dict:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CollectiveTimeoutError
-from . import packing
+from . import packing, stall, tree
 from .guard import Context, Failure, Outcome, SerialContext, agreed, raise_failures, rank_failure
 
 __all__ = [
@@ -55,10 +55,13 @@ __all__ = [
     "reset_stats",
     "stats",
     "collective_timeout",
+    "stall_warning",
+    "set_call",
+    "serial_call_check",
 ]
 
 _state: dict[str, Any] = {"comm": None, "parent": None, "timeout": None, "seq": 0,
-                          "broken": None, "sends": []}
+                          "broken": None, "sends": [], "stall": stall.DEFAULT_STALL, "call": None}
 
 # What this rank sent and received in clusterml's collectives (SPEC section 1).
 _stats = {"enabled": False, "bytes": 0, "received": 0, "calls": 0}
@@ -91,7 +94,7 @@ def _mpi():
     return MPI
 
 
-def init(comm=None, timeout=None, *, defer_blas: bool = False):
+def init(comm=None, timeout=None, *, defer_blas: bool = False, stall_warning=None):
     """Initialise clusterml's runtime on this process (collective).
 
     Idempotent: calling it again with the same (or no) communicator does
@@ -117,6 +120,12 @@ def init(comm=None, timeout=None, *, defer_blas: bool = False):
         but leave applying it to :func:`apply_blas_threads`: applying it
         imports SciPy's BLAS first (~0.4 s), which an engine does in its
         background warm-up instead of while it registers.
+    stall_warning : float, optional
+        Seconds a rank waits in one collective before it writes one warning
+        to stderr naming the ranks it waits for and the likely causes (and
+        tells them, so that a rank computing with ``distributed=False``
+        says so).  Default: the environment variable
+        ``CLUSTERML_STALL_WARNING``, else 60; 0 or a negative value: never.
 
     Returns
     -------
@@ -127,6 +136,8 @@ def init(comm=None, timeout=None, *, defer_blas: bool = False):
     parent = MPI.COMM_WORLD if comm is None else comm
     if timeout is not None or _state["comm"] is None:
         _state["timeout"] = _parse_timeout(timeout)
+    if stall_warning is not None or _state["comm"] is None:
+        _state["stall"] = stall.parse_seconds(stall_warning, stall.STALL_ENV, stall.DEFAULT_STALL)
     if not isinstance(parent, MPI.Intracomm) or parent == MPI.COMM_NULL:
         raise TypeError(f"clusterml.init needs an MPI intracommunicator, got {parent!r}")
     if _state["comm"] is not None:
@@ -147,22 +158,29 @@ def init(comm=None, timeout=None, *, defer_blas: bool = False):
 
 
 def _parse_timeout(timeout) -> float | None:
-    value = os.environ.get(TIMEOUT_ENV) if timeout is None else timeout
-    if value in (None, ""):
-        return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"collective timeout {value!r} (argument or {TIMEOUT_ENV}) must be "
-                         f"a number of seconds") from None
-    if math.isnan(seconds):
-        raise ValueError(f"collective timeout {value!r} must be a number of seconds")
-    return seconds if 0 < seconds < math.inf else None
+    return stall.parse_seconds(timeout, TIMEOUT_ENV)
 
 
 def collective_timeout() -> float | None:
     """Seconds a rank may wait in a clusterml collective (None: no limit)."""
     return _state["timeout"]
+
+
+def stall_warning() -> float | None:
+    """Seconds a rank waits in one collective before it warns on stderr (None: never)."""
+    return _state["stall"]
+
+
+def set_call(describe) -> None:
+    """Name the distributed call this rank is in, for the notices of stall warnings.
+
+    Parameters
+    ----------
+    describe : callable or None
+        Returns the call's ``{name: value repr}`` (called only when a
+        collective stalls); None when the call ended.
+    """
+    _state["call"] = describe
 
 
 _THREAD_VARS = ("CLUSTERML_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -279,38 +297,11 @@ def mpi_info() -> dict:
 
 
 # --------------------------------------------------------------------------
-# Collectives: a binomial tree in rank order, over point-to-point messages
-#
-# Up: rank r merges its children r+1, r+2, r+4, ... (each covers the ranks
-# after the previous one) and sends the result to r - lowbit(r); rank 0 ends
-# with every rank's value merged in one fixed bracketing per p.  Down: rank
-# 0's encoded verdict (the value, or the failures) is forwarded byte for byte
-# along the same tree, so every rank decodes the same bits.  Each rank sends
-# and receives at most ceil(log2 p) + 1 messages per collective; failures
-# ride in the same messages, so agreeing on errors costs nothing more.
-#
-# Every wait polls non-blocking MPI calls against the deadline, so that a
-# rank that never arrives becomes CollectiveTimeoutError naming it.
-
-_UP, _DOWN = 1, 2
-# A wait polls without yielding for 2 ms (a yielded core comes back a time slice later), then
-# yields between polls until 50 ms, then sleeps between polls.
-_SPIN_SECONDS = (0.002, 0.05)
-_VALUE, _FAILED = 0, 1
-
-
-def _children(rank: int, size: int) -> list[tuple[int, int]]:
-    """``(child, distance)`` of ``rank`` in the binomial tree, nearest first."""
-    out, s = [], 1
-    while s < size and not rank & s:
-        if rank + s < size:
-            out.append((rank + s, s))
-        s <<= 1
-    return out
-
-
-def _parent(rank: int) -> int | None:
-    return None if rank == 0 else rank - (rank & -rank)
+# Collectives: a binomial tree in rank order, over point-to-point messages (the geometry and
+# the messages are in tree.py).  Each rank sends and receives at most ceil(log2 p) + 1
+# messages per collective; failures ride in the same messages, so agreeing on errors costs
+# nothing more.  Every wait polls non-blocking MPI calls against the deadline, so that a rank
+# that never arrives becomes CollectiveTimeoutError naming it.
 
 
 class MPIContext(Context):
@@ -336,6 +327,7 @@ class MPIContext(Context):
         self._t0 = time.monotonic()
         self._step = step
         self._timeout = _state["timeout"]
+        self._stall_at = self._t0 + _state["stall"] if _state["stall"] else math.inf
         if _stats["enabled"]:
             _stats["calls"] += 1
         _state["sends"] = [(r, b) for r, b in _state["sends"] if not r.Test()]
@@ -346,8 +338,13 @@ class MPIContext(Context):
         grace = min(1.0, 0.05 + 0.05 * self._timeout)
         return self._t0 + self._timeout + grace * levels
 
-    def _recv(self, source: int, tag: int, deadline: float):
-        """Receive one message as a uint8 array; None if the deadline passed first."""
+    def _recv(self, source: int, tag: int, deadline: float, awaited=None):
+        """Receive one message as a uint8 array; None if the deadline passed first.
+
+        ``awaited``: the ``(rank, lo, hi)`` the message would come from (for
+        the stall warning; None: the outcome from the parent).  The sender's
+        rank is left in ``self._source``.
+        """
         MPI = _mpi()
         status = MPI.Status()
         spins = 0
@@ -357,24 +354,46 @@ class MPIContext(Context):
                 if msg is not None:
                     buf = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
                     msg.Recv([buf, MPI.BYTE])
+                    self._source = status.Get_source()
                     if _stats["enabled"]:
                         _stats["received"] += buf.nbytes
                     return buf
                 now = time.monotonic()
                 if now > deadline:
                     return None
+                if now > self._stall_at:
+                    self._stalled(now, awaited)
                 spins += 1
                 if spins == 1:
                     start = now
-                elif now - start < _SPIN_SECONDS[0]:
+                elif now - start < tree.SPIN_SECONDS[0]:
                     pass               # busy-poll, as MPICH's blocking calls do
-                elif now - start < _SPIN_SECONDS[1]:
+                elif now - start < tree.SPIN_SECONDS[1]:
                     os.sched_yield()   # a polite busy-poll
                 else:                  # a long wait: leave the core to others
                     time.sleep(min(1e-3, 1e-5 * spins))
         except BaseException:  # Ctrl-C / the facade's interrupt: this collective is abandoned
             _state["broken"] = f"a collective was interrupted ({self._step})"
             raise
+
+    def _stalled(self, now: float, awaited) -> None:
+        """Past the stall time: warn once, tell the awaited ranks; later, read their replies."""
+        tag = self._tag + tree.NOTICE
+        if self._stall_at > 0:   # the first time in this collective
+            self._stall_at = 0.0
+            stall.write(stall.waiting_message(self.rank, self._step, now - self._t0, awaited,
+                                              tree.parent(self.rank), self._timeout))
+            try:   # a warning never breaks the collective it is about
+                call = _state["call"]() if _state["call"] else None
+            except Exception:
+                call = None
+            notice = {"kind": "notice", "from": self.rank, "step": self._step,
+                      "waited": now - self._t0, "call": call}
+            for r in sorted({a[0] for a in awaited or ()}):
+                self._send(packing.encode_pickle(notice), r, tag)
+            return
+        for reply in _notices(self.comm, tag, "reply"):
+            stall.write(stall.reply_message(self.rank, reply["from"], reply["call"], reply["same"]))
 
     def _send(self, buf: np.ndarray, dest: int, tag: int) -> None:
         MPI = _mpi()
@@ -385,12 +404,13 @@ class MPIContext(Context):
     # -- the two primitives ----------------------------------------------------
     def _tree(self, outcome: Outcome, merge, step: str, packed: bool):
         self._begin(step)
-        for child, dist in _children(self.rank, self.size):
-            buf = self._recv(child, self._tag + _UP, self._deadline(math.log2(dist)))
+        for child, dist in tree.children(self.rank, self.size):
+            buf = self._recv(child, self._tag + tree.UP, self._deadline(math.log2(dist)),
+                             [(child, child, min(child + dist, self.size))])
             try:
                 if buf is None:
                     part = Outcome(missing=[(child, child, min(child + dist, self.size))])
-                elif buf[0] == _FAILED:
+                elif buf[0] == tree.FAILED:
                     part = packing.decode(buf[1:])
                 else:
                     part = Outcome(packing.decode(buf[1:]))
@@ -398,34 +418,70 @@ class MPIContext(Context):
                 part = Outcome(failures=[rank_failure(self.rank, exc, step)])
             outcome = outcome.combine(part, merge, self.rank)
         try:
-            message = _encode(outcome, packed)
+            message = tree.encode(outcome, packed)
         except Exception as exc:
-            message = _encode(Outcome(failures=[rank_failure(self.rank, exc, step)]), False)
-        parent = _parent(self.rank)
+            message = tree.encode(Outcome(failures=[rank_failure(self.rank, exc, step)]), False)
+        parent = tree.parent(self.rank)
         if parent is not None:
-            self._send(message, parent, self._tag + _UP)
+            self._send(message, parent, self._tag + tree.UP)
             return self._down(None, step)
         return self._down(message, step)
 
+    def _exchange(self, outcome: Outcome, step: str) -> list:
+        """Send payload ``r`` of ``outcome.value`` to rank ``r``; every rank's, in rank order.
+
+        A failed rank sends its failure to every rank instead, so every rank
+        raises the same error; a sender not heard from by the deadline is
+        named by CollectiveTimeoutError.
+        """
+        self._begin(step)
+        tag = self._tag + tree.SWAP
+        bufs = None
+        if outcome.ok:
+            try:
+                bufs = [tree.encode(Outcome(p), True) for p in outcome.value]
+            except Exception as exc:
+                outcome = Outcome(failures=[rank_failure(self.rank, exc, step)])
+        if bufs is None:
+            bufs = [tree.encode(outcome, False)] * self.size
+        for k in range(1, self.size):   # rank r sends to r+1 first: the receivers differ
+            dest = (self.rank + k) % self.size
+            self._send(bufs[dest], dest, tag)
+        got = {self.rank: bufs[self.rank]}
+        deadline = self._deadline(1)
+        while len(got) < self.size:
+            pending = [(r, r, r + 1) for r in range(self.size) if r not in got]
+            buf = self._recv(_mpi().ANY_SOURCE, tag, deadline, pending)
+            if buf is None:
+                _state["broken"] = CollectiveTimeoutError.describe(pending, step, self._timeout)
+                raise agreed(CollectiveTimeoutError.naming(pending, step, self._timeout))
+            got[self._source] = buf
+        failures = []
+        for r in range(self.size):
+            if got[r][0] == tree.FAILED:
+                failures += packing.decode(got[r][1:]).failures
+        raise_failures(failures, step)
+        return [packing.decode(got[r][1:]) for r in range(self.size)]
+
     def _bcast0(self, outcome: Outcome | None, step: str):
         self._begin(step)
-        return self._down(None if outcome is None else _encode(outcome, False), step)
+        return self._down(None if outcome is None else tree.encode(outcome, False), step)
 
     def _down(self, verdict: np.ndarray | None, step: str):
         """Forward rank 0's verdict down the tree; decode it and raise a failure."""
-        tag = self._tag + _DOWN
+        tag = self._tag + tree.DOWN
         if verdict is None:
             MPI = _mpi()
             # deeper ranks wait longer, so a verdict of "timed out" can reach them first
             levels = math.log2(max(self.size, 1)) + 2 + bin(self.rank).count("1")
             verdict = self._recv(MPI.ANY_SOURCE, tag, self._deadline(levels))
             if verdict is None:  # no word from above: the parent stands for what is missing
-                parent = _parent(self.rank)
-                verdict = _encode(Outcome(missing=[(parent, parent, parent + 1)]), False)
-        for child, _ in reversed(_children(self.rank, self.size)):
+                parent = tree.parent(self.rank)
+                verdict = tree.encode(Outcome(missing=[(parent, parent, parent + 1)]), False)
+        for child, _ in reversed(tree.children(self.rank, self.size)):
             self._send(verdict, child, tag)
         # decode a copy: the verdict's buffer may still be in flight to the children
-        if verdict[0] == _VALUE:
+        if verdict[0] == tree.VALUE:
             return packing.decode(verdict[1:].copy())
         outcome = packing.decode(verdict[1:])
         if outcome.missing and self.rank == 0:
@@ -439,17 +495,52 @@ class MPIContext(Context):
         raise_failures(outcome.failures, step)
 
 
-def _encode(outcome: Outcome, packed: bool) -> np.ndarray:
-    """One message: a flag byte, then the value (packed arrays or pickle) or the failures."""
-    if outcome.ok:
-        body = packing.encode(outcome.value) if packed else packing.encode_pickle(outcome.value)
-        flag = _VALUE
-    else:
-        body, flag = packing.encode_pickle(outcome), _FAILED
-    buf = np.empty(body.nbytes + 1, dtype=np.uint8)
-    buf[0] = flag
-    buf[1:] = body
-    return buf
+def _notices(comm, tag: int, kind: str) -> list:
+    """The stall notices (or replies) waiting to be received on ``tag``."""
+    MPI = _mpi()
+    status, out = MPI.Status(), []
+    while (msg := comm.Improbe(source=MPI.ANY_SOURCE, tag=tag, status=status)) is not None:
+        buf = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
+        msg.Recv([buf, MPI.BYTE])
+        item = packing.decode(buf)
+        if isinstance(item, dict) and item.get("kind") == kind:
+            out.append(item)
+    return out
+
+
+def serial_call_check(describe) -> None:
+    """On a rank computing with ``distributed=False``: say so if the others wait for it.
+
+    An ``Iprobe`` (two when nothing is there) for the stall notices of the
+    collective this rank would enter next (see :mod:`clusterml.spmd.stall`); when there are some, write
+    what this rank is doing to stderr and reply to the waiting ranks.  Never
+    an error (this rank may join them later); does nothing before
+    :func:`init` or on one rank.
+
+    Parameters
+    ----------
+    describe : callable
+        Returns this call's ``{name: value repr}`` as its distributed twin
+        would describe it.
+    """
+    comm = _state["comm"]
+    if comm is None or _state["broken"] is not None or comm.Get_size() == 1:
+        return
+    tag = ((_state["seq"] + 1) % _state["tags"]) * 4 + tree.NOTICE
+    # twice: MPICH's first probe after a long pause may only move a waiting message in
+    notices = _notices(comm, tag, "notice") or _notices(comm, tag, "notice")
+    if not notices:
+        return
+    try:   # a warning never replaces the call's own outcome
+        desc, rank = describe(), comm.Get_rank()
+    except Exception:
+        return
+    stall.write(stall.serial_message(rank, desc, notices))
+    MPI = _mpi()
+    for n in notices:
+        reply = packing.encode_pickle({"kind": "reply", "from": rank, "call": desc,
+                                       "same": n.get("call") == desc})
+        _state["sends"].append((comm.Isend([reply, MPI.BYTE], dest=n["from"], tag=tag), reply))
 
 
 class NestedUseError(RuntimeError):

@@ -22,22 +22,6 @@ __all__ = ["dbscan"]
 _RESULTS = ("computeCoreIndices", "computeCoreObservations")
 
 
-def alltoall(ctx, fn, *args, step: str):
-    """Run ``fn`` (returning one payload per rank) guarded, then deliver payload ``r`` to rank ``r``.
-
-    Errors in ``fn`` are agreed on first (``ctx.local``), so the exchange itself
-    only moves already-built payloads.  Returns the payloads this rank
-    received, in sender order.
-    """
-    payloads = ctx.local(fn, *args, step=step)
-    if not ctx.distributed:
-        return [payloads[0]]
-    # point-to-point traffic: only rank r's rows reach rank r (an allgather would copy
-    # every halo to every rank); the Context offers no alltoall, so use its communicator
-    mpi_comm = getattr(ctx, "comm", None) or comm.get_comm()
-    return mpi_comm.alltoall(payloads)
-
-
 def _gather_rows(received):
     g = np.concatenate([r[0] for r in received])
     X = np.vstack([r[1] for r in received])
@@ -167,8 +151,8 @@ class dbscan(Algorithm):
         axis, cuts = self._slabs(ctx, data)
         gidx = np.arange(layout.offset, layout.offset + len(data), dtype=np.int64)
         rows = data if weights is None else np.hstack([data, weights])   # weights travel along
-        G, X, owned = _gather_rows(alltoall(ctx, db_k.route, rows, gidx, axis, cuts, eps, k,
-                                            step="dbscan slabs"))
+        G, X, owned = _gather_rows(ctx.alltoall(db_k.route, rows, gidx, axis, cuts, eps, k,
+                                                step="dbscan slabs"))
         W = None
         if weights is not None:
             X, W = X[:, :-1], X[:, -1]
@@ -178,8 +162,8 @@ class dbscan(Algorithm):
         core_own = ctx.local(db_k.core_flags, Xo, X, eps, self.minObservations, W,
                              step="dbscan core rows")
         # every slab's core flags go to the ranks that hold its rows as halo
-        halo = alltoall(ctx, db_k.halo_flags, Xo, Go, core_own, me, axis, cuts, eps, k,
-                        step="dbscan halo flags")
+        halo = ctx.alltoall(db_k.halo_flags, Xo, Go, core_own, me, axis, cuts, eps, k,
+                            step="dbscan halo flags")
         core = np.zeros(len(G), dtype=bool)
         core[owned] = core_own
         hg = np.concatenate([h[0] for h in halo])
@@ -209,7 +193,7 @@ class dbscan(Algorithm):
             return [(Go[origin == r], own_label[origin == r], core_own[origin == r])
                     for r in range(ctx.size)]
 
-        got = alltoall(ctx, payloads, step="dbscan labels back")
+        got = ctx.alltoall(payloads, step="dbscan labels back")
         assignments = np.full(len(data), -1, dtype=np.int32)
         is_core = np.zeros(len(data), dtype=bool)
         for g, lab, c in got:

@@ -174,6 +174,10 @@ class Context:
         """Give rank 0's value to every rank (or raise its failure everywhere)."""
         raise NotImplementedError
 
+    def _exchange(self, outcome: Outcome, step: str) -> list:  # pragma: no cover - abstract
+        """Deliver payload ``r`` of every rank's ``outcome`` to rank ``r``; return what came, by sender."""
+        raise NotImplementedError
+
     def _guarded(self, fn, args, kwargs, step) -> Outcome:
         value, failure = _run_local(step, self.rank, fn, args, kwargs)
         return Outcome(value) if failure is None else Outcome(failures=[failure])
@@ -213,6 +217,23 @@ class Context:
             return self._bcast0(out, step)
         out = self._guarded(fn, args, kwargs, step) if self.rank == root else Outcome(_NOTHING)
         return self._tree(out, _pick, step, packed=False)
+
+    def alltoall(self, fn: Callable, *args, step: str | None = None, **kwargs) -> list:
+        """Run ``fn`` (one payload per rank) and deliver payload ``r`` to rank ``r``.
+
+        Point to point: only rank ``r``'s payload reaches rank ``r``.  If
+        ``fn`` raises on any rank (or does not return ``size`` payloads),
+        every rank raises the same error; under a collective timeout, a rank
+        that never sends becomes CollectiveTimeoutError naming it.
+
+        Returns
+        -------
+        list
+            The payloads this rank received, one per rank, in rank order.
+        """
+        step = step or getattr(fn, "__name__", "step")
+        out = self._guarded(_one_per_rank, (fn, self.size, args, kwargs), {}, step)
+        return self._exchange(out, step)
 
     def local(self, fn: Callable, *args, step: str | None = None, **kwargs):
         """Run local work whose value stays on this rank; agree on errors in one collective.
@@ -271,6 +292,13 @@ class Context:
 
 
 _NOTHING = "__clusterml_nothing__"
+
+
+def _one_per_rank(fn: Callable, size: int, args, kwargs) -> list:
+    payloads = list(fn(*args, **kwargs))
+    if len(payloads) != size:
+        raise ValueError(f"an exchange needs one payload per rank ({size}), got {len(payloads)}")
+    return payloads
 
 
 def _concat(a: list, b: list) -> list:
@@ -338,6 +366,9 @@ class SerialContext(Context):
 
     def _bcast0(self, outcome, step):
         return _verdict(outcome, step)
+
+    def _exchange(self, outcome, step):
+        return [_verdict(outcome, step)[0]]
 
 
 def _verdict(outcome: Outcome, step: str):

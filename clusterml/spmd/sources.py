@@ -21,7 +21,26 @@ __all__ = ["Source", "block_range", "frame_to_array", "parse_csv_bytes", "readin
 def block_range(n: int, rank: int, size: int) -> tuple[int, int]:
     """Rows ``[start, stop)`` of rank ``rank`` when ``n`` rows are split in ``size`` contiguous blocks.
 
-    The first ``n % size`` ranks get one row more, as in ``numpy.array_split``.
+    Rank ``r``'s block starts at row ``n * r // size``: block sizes differ by
+    at most one row and the larger blocks are spread over the ranks (10 rows
+    on 4 ranks: 2, 3, 2, 3), not given to the first ranks as
+    ``numpy.array_split`` does (3, 3, 2, 2).  With fewer rows than ranks,
+    some blocks are empty.
+
+    Parameters
+    ----------
+    n : int
+        Rows in total.
+    rank : int
+        The block's rank, ``0 <= rank < size``.
+    size : int
+        Number of blocks (ranks).
+
+    Returns
+    -------
+    tuple of (int, int)
+        ``(start, stop)``, with ``stop - start`` equal to ``n // size`` or
+        ``n // size + 1``.
     """
     return n * rank // size, n * (rank + 1) // size
 

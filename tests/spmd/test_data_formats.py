@@ -25,6 +25,22 @@ import clusterml as cml
 from clusterml.spmd.readers import block_range, settings
 
 
+def test_block_range_is_as_documented():
+    bad = []
+    if [block_range(10, r, 4) for r in range(4)] != [(0, 2), (2, 5), (5, 7), (7, 10)]:
+        bad.append("10 rows on 4 ranks")
+    for n, p in [(0, 3), (2, 5), (7, 7), (203, 4), (1000, 7)]:
+        blocks = [block_range(n, r, p) for r in range(p)]
+        sizes = [b - a for a, b in blocks]
+        ok = (blocks[0][0] == 0 and blocks[-1][1] == n                       # all rows, in order
+              and all(blocks[r][1] == blocks[r + 1][0] for r in range(p - 1))  # contiguous
+              and set(sizes) <= {n // p, n // p + 1}                          # differ by <= 1
+              and all(a == n * r // p for r, (a, _) in enumerate(blocks)))
+        if not ok:
+            bad.append(f"{n} rows on {p} ranks: {blocks}")
+    mpi_assert(not bad, "; ".join(bad))
+
+
 def data(n=203, d=4, seed=3):
     return np.random.default_rng(seed).normal(size=(n, d)) * np.arange(1, d + 1) + 5.0
 

@@ -109,3 +109,19 @@ def test_float_is_dbscan_of_the_float32_rows(weighted):
     core = np.vstack(world().allgather(res.coreObservations))
     mpi_assert(np.array_equal(core, X32[ref.core_sample_indices_]), "coreObservations")
     same_on_every_rank(res.nClusters, "nClusters")
+
+
+@pytest.mark.parametrize("step", ["dbscan slabs", "dbscan halo flags", "dbscan labels back"])
+def test_a_failing_exchange_raises_on_every_rank(step, monkeypatch):
+    """An exception while one rank builds its payloads: every rank raises the same error."""
+    X = make_moons(120, noise=0.05, random_state=3)[0]
+    last = size() - 1
+    monkeypatch.setenv("CLUSTERML_INJECT_FAULT", f"{step}@{last}")
+    err = expect_distributed_error(lambda: cml.dbscan(0.2, 5, distributed=True).compute(my_block(X)),
+                                   f"fault injected into step '{step}'")
+    mpi_assert(err.ranks == [last] and step in str(err), f"{err}")
+    same_on_every_rank(str(err), "error text")
+    monkeypatch.delenv("CLUSTERML_INJECT_FAULT")
+    res = cml.dbscan(0.2, 5, distributed=True).compute(my_block(X))
+    labels = np.vstack(world().allgather(res.assignments)).ravel()
+    mpi_assert(np.array_equal(labels, DBSCAN(eps=0.2, min_samples=5).fit(X).labels_), "after")

@@ -94,3 +94,29 @@ def test_timeout_setting(monkeypatch):
     cml.init(timeout=0)
     assert comm.collective_timeout() is None
     world().Barrier()
+
+
+def test_rank_that_never_reaches_an_exchange():
+    """The row exchanges (dbscan's) are bounded by the deadline too."""
+    if size() == 1:
+        return test_last_rank_never_arrives()
+    absent = 1
+    cml.init(timeout=TIMEOUT)
+    err, took = None, 0.0
+    if rank() != absent:
+        t0 = time.perf_counter()
+        try:
+            comm.context(True).alltoall(lambda: [np.ones(3)] * size(), step="rows to slabs")
+        except cml.CollectiveTimeoutError as exc:
+            err = exc
+        took = time.perf_counter() - t0
+    restart()
+    ok, why = True, ""
+    if rank() != absent:
+        ok = (err is not None and err.ranks == [absent] and "rows to slabs" in str(err)
+              and f"rank {absent} never arrived" in str(err) and TIMEOUT - 0.25 <= took < TIMEOUT + 3.0)
+        why = f"got {err!r} after {took:.2f} s"
+    mpi_assert(ok, why)
+    X2 = np.random.default_rng(2).normal(size=(60, 2))
+    res = cml.dbscan(0.5, 4, distributed=True).compute(my_block(X2))
+    same_on_every_rank(res.nClusters, "dbscan after restart")

@@ -5,6 +5,7 @@ import math
 import numpy as np
 from mpihelpers import mpi_allclose, mpi_assert, my_block, rank, same_on_every_rank, size, world
 
+import clusterml as cml
 from clusterml.kernels import covariance as cov_k
 from clusterml.spmd import comm, packing
 
@@ -52,3 +53,44 @@ def test_other_collectives_keep_their_meaning():
     res = ctx.sum(lambda: (np.ones(3), np.array([rank()])), step="sum")
     mpi_assert(np.array_equal(res[0], np.full(3, size())) and res[1][0] == sum(range(size())), "sum")
     world().Barrier()
+
+
+def test_alltoall_delivers_payload_r_to_rank_r():
+    ctx = comm.context(True)
+    comm.enable_stats(True)
+    comm.reset_stats()
+    try:
+        # rank s sends (s, r) rows to rank r; packed arrays and pickled values alike
+        got = ctx.alltoall(lambda: [(np.full((r + 1, 2), rank(), dtype=np.float32),
+                                     np.arange(rank())) for r in range(size())], step="swap")
+        objs = ctx.alltoall(lambda: [f"{rank()}->{r}" for r in range(size())], step="swap objects")
+        st = comm.stats()
+    finally:
+        comm.enable_stats(False)
+    ok = len(got) == size() and all(
+        a.dtype == np.float32 and a.shape == (rank() + 1, 2) and (a == s).all()
+        and np.array_equal(b, np.arange(s)) for s, (a, b) in enumerate(got))
+    mpi_assert(ok, f"received {got}")
+    mpi_assert(objs == [f"{s}->{rank()}" for s in range(size())], f"received {objs}")
+    mpi_assert(st["calls"] == 2, f"calls {st}")
+
+
+def test_alltoall_failure_raises_the_same_error_everywhere():
+    from mpihelpers import expect_distributed_error
+
+    ctx = comm.context(True)
+    odd = size() - 1
+
+    def payloads():
+        if rank() == odd:
+            raise ValueError("no payloads here")
+        return [None] * size()
+
+    err = expect_distributed_error(lambda: ctx.alltoall(payloads, step="swap"), "no payloads here",
+                                   cls=cml.ComputeError)
+    mpi_assert(err.ranks == [odd], f"{err.ranks}")
+    same_on_every_rank(str(err), "error text")
+    # one payload too few: a clear error on every rank, not a hang
+    expect_distributed_error(lambda: ctx.alltoall(lambda: [0] * (size() - (rank() == 0))),
+                             "one payload per rank")
+    mpi_assert(ctx.alltoall(lambda: list(range(size()))) == [rank()] * size(), "usable after")
