@@ -26,20 +26,9 @@ import threading
 import weakref
 
 from ..errors import EngineError, ParameterError
-from .farm import (
-    TaskError,
-    _abort,
-    _dumps,
-    _dumps_function,
-    _engine_of,
-    _forget,
-    _lview,
-    _map_chunks,
-    _record_cost,
-    _run_chunk,
-    _task_failure,
-)
-from .shared import SHARED, SHARES, _with_shared, drop_shared, send_shared
+from .farm import _dumps_function, _lview, _map_chunks, _record_cost
+from .shared import SHARED, SHARES, _dumps, _run_chunk, _with_shared, drop_shared, send_shared
+from .tasks import TaskError, _abort, _engine_of, _forget, _task_failure
 
 __all__ = ["TaskFuture", "share", "unshare", "submit", "map_async", "map_reduce", "SHARED"]
 
