@@ -38,7 +38,7 @@ from ..spmd.inputs import Partition, block_range
 from ..spmd.remote import Entry, Ref
 
 __all__ = ["EngineArray", "RemoteAlgorithm", "compute", "check_replies", "error_from", "results",
-           "wait", "scatter", "gather", "free", "apply", "noop"]
+           "wait", "scatter", "gather", "free", "apply", "noop", "engine_name"]
 
 
 # --------------------------------------------------------------------------
@@ -152,6 +152,17 @@ class RemoteAlgorithm:
 # One broadcast call
 
 
+def engine_name(cluster, kind: str) -> str:
+    """A new name for an engine-side object of this client: ``_cml_<client>_<kind>_<n>``.
+
+    ``<client>`` comes from the client's session id, so two clients of one
+    cluster (two notebooks, ``Cluster.connect`` from another process) never use
+    each other's names, and each frees only its own.
+    """
+    session = cluster.client.session.session.replace("-", "")[:12]
+    return f"_cml_{session}_{kind}_{next(cluster._ids)}"
+
+
 def _as_table(cluster, k, v, timeout, temp):
     """Scatter a client array / frame / nested list given for row-distributed input ``k``."""
     if isinstance(v, (list, tuple)):
@@ -184,7 +195,7 @@ def compute(cluster, name: str, params: dict, inputs: dict, tables: set, timeout
             spec[k] = _as_table(cluster, k, v, timeout, temp)
         else:
             spec[k] = v
-    call_id = f"_cml_{name}_{next(cluster._ids)}"
+    call_id = engine_name(cluster, name)
     # Objects the client no longer references (dropped outputs, earlier calls' scattered
     # inputs) are forgotten on every engine as this call starts; this call's own scattered
     # inputs at the next call.  (Passing nothing here kept every per-row output forever.)
@@ -317,7 +328,7 @@ def scatter(cluster, data, name: str | None = None, timeout: float | None = None
     cluster.health.check_usable()
     if name is not None and not (isinstance(name, str) and name.isidentifier()):
         raise ParameterError(f"scatter name {name!r} must be a Python identifier")
-    key = name or f"_cml_scatter_{next(cluster._ids)}"
+    key = name or engine_name(cluster, "scatter")
     if _is_sparse(data):  # scipy.sparse: rows of a CSR copy (len() is refused by scipy)
         data = data.tocsr()
     try:

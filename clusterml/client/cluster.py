@@ -37,6 +37,7 @@ from ..launch.lifecycle import list_clusters, stop_all
 from ..launch.records import _alive, _check_batch_values, _owner_only, _profile_dir
 from ..spmd.remote import Entry
 from .calls import EngineArray, RemoteAlgorithm
+from .controller import reset_watch
 from .methods import AlgorithmMethods, FarmMethods
 from .processes import _LIVE, _LIVE_LOCK, ProcessMethods
 
@@ -131,6 +132,8 @@ class Cluster(AlgorithmMethods, FarmMethods, ProcessMethods):
         self._view = None
         self.engines: list[dict] = []
         self._broken: str | None = None
+        self._controller_gone: str | None = None  # why, once a look saw the controller gone
+        self._controller_watch: dict | None = None  # clusterml.client.controller's looks
         self._garbage: list = []
         self._ids = itertools.count()
         self._generation = 0
@@ -178,6 +181,7 @@ class Cluster(AlgorithmMethods, FarmMethods, ProcessMethods):
         self._ipp.shutdown_atexit = False
         self._cluster_file = cf
         self._connect()
+        reset_watch(self)
         return self
 
     def start(self) -> Cluster:
@@ -236,6 +240,7 @@ class Cluster(AlgorithmMethods, FarmMethods, ProcessMethods):
             self._write_record()
             self._cluster_file = self._ipp.cluster_file
             self._connect(t0=t0)
+            reset_watch(self)
         except BaseException:
             self._teardown()
             raise
@@ -331,23 +336,28 @@ class Cluster(AlgorithmMethods, FarmMethods, ProcessMethods):
             except Exception:
                 pass
         self._client = self._view = None
+        self._controller_watch = None
 
     def restart(self) -> Cluster:
         """Replace the whole MPI engine set (MPI cannot lose a rank) and set it up again.
 
         For a cluster this facade started, the controller is replaced too (its
         registry would still hold the dead engines' ids, and a new engine
-        only gets id == rank if that id is free).
+        only gets id == rank if that id is free); that is also the way on
+        once the controller is gone (:class:`~clusterml.ControllerError`).
         """
         if self._owned:
             self._teardown()
             self._ipp = None
             return self.start()
+        if self._client is not None:  # attached: a dead controller cannot be replaced from here
+            self.health.check_controller("restart()", probe=False)
         # attached: restart the recorded engine sets, keep the controller
         self._close_client()
         self._ipp.restart_engines_sync()
         self._broken = None
         self._connect()
+        reset_watch(self)
         return self
 
     def __enter__(self):

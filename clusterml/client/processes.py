@@ -73,7 +73,7 @@ class ProcessMethods:
                 pass
             self._record = None
         self.engines = []
-        self._broken = None
+        self._broken = self._controller_gone = None
         self._generation += 1
         with _LIVE_LOCK:
             _LIVE.discard(self)

@@ -110,10 +110,16 @@ def _interrupt(cluster, ars, what, why, keyboard=False):
 
 
 def _dead_engines(cluster, ars, what, describe) -> None:
-    """Raise EngineError if an engine of the cluster is gone (MPI cannot lose a rank)."""
+    """Raise ControllerError / EngineError if the controller or an engine is gone."""
+    try:
+        cluster.health.check_controller(what)
+    except EngineError:
+        _abort(cluster, ars)
+        raise
     lost = cluster.health.dead_ranks()
     if not lost:
         return
+    cluster.health.check_controller(what, probe=False)  # engines end when their controller is gone
 
     def failed(ar):
         try:
