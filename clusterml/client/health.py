@@ -150,8 +150,10 @@ class Health:
         remote = sorted(e["rank"] for e in self._c.engines if e["rank"] in ranks and e["host"] != here)
         note = ""
         if stopped:
-            note += (f" Rank(s) {', '.join(map(str, stopped))} are alive but stopped (SIGSTOP, a "
-                     f"debugger, a suspended job), not dead: send them SIGCONT, or call cluster.restart().")
+            pids = {e["rank"]: e["pid"] for e in self._c.engines}
+            note += (f" Rank(s) {', '.join(map(str, stopped))} "
+                     f"(pid {', '.join(str(pids[r]) for r in stopped)}) are alive but stopped "
+                     f"(SIGSTOP, a debugger, a suspended job), not dead: they continue after SIGCONT (kill -CONT pid); restart() replaces them either way.")
         if remote:
             note += (f" Whether rank(s) {', '.join(map(str, remote))} (on other hosts) are stopped or "
                      f"dead is not known here.")
@@ -312,7 +314,9 @@ class Health:
             c._client.send_signal(signal.SIGINT, targets=pending, block=False)
         except Exception as exc:
             log.debug("send_signal failed: %r", exc)
-        grace = time.monotonic() + INTERRUPT_GRACE
+        # a stopped (SIGSTOP) engine cannot answer: no grace for it
+        frozen = bool(pending) and set(pending) <= set(self.stopped_ranks())
+        grace = time.monotonic() + (0.0 if frozen else INTERRUPT_GRACE)
         while not ar.ready() and time.monotonic() < grace:
             ar.wait(POLL)
         recovered = ar.ready() and self._reset_comm()
@@ -320,13 +324,14 @@ class Health:
             msg = f"{what} {why}; it was {where}. The engines were interrupted and are usable again."
         else:
             stuck = self.pending_ranks(ar) or pending
-            self.mark_broken(f"{what} {why}; it was {where}. Rank(s) {', '.join(map(str, stuck))} did "
-                             f"not answer the interrupt (a rank blocked inside an MPI collective cannot "
-                             f"be interrupted)")
+            stopped = [r for r in self.stopped_ranks() if r in stuck]
+            blocked = [r for r in stuck if r not in stopped]
+            self.mark_broken(f"{what} {why}; it was {where}. " + (
+                f"Rank(s) {', '.join(map(str, blocked))} did not answer the interrupt (a rank blocked "
+                f"inside an MPI collective cannot be interrupted). " if blocked else "")
+                + self.frozen_note(stuck).strip())
             self.abandon(ar)
-            note = self.frozen_note(stuck)
-            msg = self.broken + (f".{note} Otherwise" if note else ";") + \
-                " call cluster.restart() for a new engine set."
+            msg = self.broken.rstrip(". ") + ". Call cluster.restart() for a new engine set."
         if keyboard:
             raise KeyboardInterrupt(msg)
         raise ClusterTimeoutError(msg)
