@@ -153,7 +153,8 @@ class Health:
             pids = {e["rank"]: e["pid"] for e in self._c.engines}
             note += (f" Rank(s) {', '.join(map(str, stopped))} "
                      f"(pid {', '.join(str(pids[r]) for r in stopped)}) are alive but stopped "
-                     f"(SIGSTOP, a debugger, a suspended job), not dead: they continue after SIGCONT (kill -CONT pid); restart() replaces them either way.")
+                     f"(SIGSTOP, a debugger, a suspended job), not dead: they "
+                     f"continue after SIGCONT (kill -CONT pid); restart() replaces them either way.")
         if remote:
             note += (f" Whether rank(s) {', '.join(map(str, remote))} (on other hosts) are stopped or "
                      f"dead is not known here.")
