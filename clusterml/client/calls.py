@@ -152,6 +152,28 @@ class RemoteAlgorithm:
 # One broadcast call
 
 
+_BVIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def broadcast_view(cluster):
+    """The view every broadcast call goes through: ipyparallel's broadcast scheduler.
+
+    One message per call reaches the controller, whose broadcast scheduler
+    forwards it to every engine, so each engine receives the calls of all
+    clients in the same order.  Through a DirectView each engine gets its own
+    message, and the calls of two clients can reach two engines in opposite
+    orders: their collectives would pair up across the calls.
+    """
+    client = cluster.client
+    cached = _BVIEWS.get(cluster)
+    if cached is not None and cached[0] is client and cached[1] == cluster.health.generation:
+        return cached[2]
+    view = client.broadcast_view(targets=sorted(client.ids), is_coalescing=False)
+    view.block = False
+    _BVIEWS[cluster] = (client, cluster.health.generation, view)
+    return view
+
+
 def engine_name(cluster, kind: str) -> str:
     """A new name for an engine-side object of this client: ``_cml_<client>_<kind>_<n>``.
 
@@ -202,7 +224,7 @@ def compute(cluster, name: str, params: dict, inputs: dict, tables: set, timeout
     drop, cluster._garbage[:] = tuple(cluster._garbage), list(temp)
     what = f"{name}.compute"
     try:
-        ar = cluster.view.apply_async(Entry("run_call"), name, params, spec, call_id, 0, drop)
+        ar = broadcast_view(cluster).apply_async(Entry("run_call"), name, params, spec, call_id, 0, drop)
     except BaseException:
         cluster._garbage.extend(drop)
         raise
@@ -374,11 +396,11 @@ def gather(cluster, name: str, timeout: float | None = None):
 def apply(cluster, f, *args, timeout: float | None = None, **kwargs) -> list:
     """``f(*args, **kwargs)`` on every engine; the values in rank order."""
     cluster.health.check_usable()
-    return wait(cluster, cluster.view.apply_async(f, *args, **kwargs), timeout,
+    return wait(cluster, broadcast_view(cluster).apply_async(f, *args, **kwargs), timeout,
                 getattr(f, "__name__", "apply"))
 
 
 def noop(cluster, timeout: float | None = None) -> list:
     """One facade round trip doing nothing (for measuring the overhead)."""
     cluster.health.check_usable()
-    return wait(cluster, cluster.view.apply_async(Entry("noop")), timeout, "noop")
+    return wait(cluster, broadcast_view(cluster).apply_async(Entry("noop")), timeout, "noop")
