@@ -116,7 +116,8 @@ def test_controller_fault_mid_call(registered, sig, kind):
             cluster.covariance().compute(cluster.scatter(X))
         assert time.monotonic() - t1 < 1.0, "the next call must fail at once"
         restart = _check_restart(cluster, old)
-        print(f"[controller {sig} during {kind}] error {after:.2f} s after the fault; restart {restart:.1f} s")
+        print(f"[controller {sig} during {kind}] error {after:.2f} s after the fault; "
+              f"restart {restart:.1f} s")
         ok = True
     finally:
         timer.cancel()
