@@ -10,8 +10,12 @@ Public: everything that waits on the engines — the facade's broadcast calls
   :meth:`Health.launcher_output`),
 * whether the MPI engine set is still usable (:attr:`Health.broken`,
   :meth:`Health.mark_broken`, :meth:`Health.check_usable`),
+* whether the controller is still there (:meth:`Health.check_controller`, the
+  looks of :mod:`clusterml.client.controller`: a gone controller is a
+  :class:`~clusterml.ControllerError`),
+* which engines are alive but stopped (SIGSTOP: :meth:`Health.stopped_ranks`),
 
-and waits for replies with a deadline, watching for dead engines and Ctrl-C
+and waits for replies with a deadline, watching the controller, dead engines and Ctrl-C
 (:meth:`Health.wait`), interrupting the engines when the wait ends early
 (:meth:`Health.interrupt`).  MPI cannot lose a rank: once a rank is gone the
 whole engine set must be replaced with :meth:`Cluster.restart`, so every

@@ -1,7 +1,8 @@
 """Faults of the client's side of a cluster: the controller, two clients, a frozen engine.
 
 * The controller process is sent SIGTERM or SIGKILL while a call waits (a broadcast
-  algorithm call, ``apply``, a farm ``map``), or is frozen with SIGSTOP: the call ends with
+  algorithm call, ``apply``, a farm ``map``, a ``submit`` future's ``result()``), or is
+  frozen with SIGSTOP: the call ends with
   a :class:`~clusterml.ControllerError` that names the controller and the look that saw it
   (its process, or the probe through the client's connection) within ``BOUND`` seconds of
   the fault; the next call says the same at once; ``restart()`` gives a new controller and
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.timeout(600)
 
 BOUND = 15.0  # seconds from the fault to the error in the notebook
 CONTROLLER_CASES = [("SIGTERM", "compute"), ("SIGKILL", "apply"), ("SIGKILL", "map"),
-                    ("SIGSTOP", "compute")]
+                    ("SIGTERM", "submit"), ("SIGSTOP", "compute")]
 TALLY = Tally("client faults")
 X = np.random.default_rng(7).normal(size=(40, 3))
 
@@ -59,6 +60,8 @@ def _long_call(cluster, kind):
         cluster.cmltest_sleep(seconds=120, rank=-1).compute(cluster.scatter(X), timeout=100)
     elif kind == "apply":
         cluster.apply(_sleep, 120, timeout=100)
+    elif kind == "submit":
+        cluster.submit(_sleep, 120).result(timeout=100)
     else:
         cluster.map(_sleep, [120] * 6, timeout=100)
 
@@ -228,6 +231,27 @@ def test_frozen_engine_is_reported_as_stopped(registered):
         except ProcessLookupError:
             pass
         TALLY.record("engine SIGSTOPped during a call", ok, elapsed)
+
+
+def test_stop_with_a_dead_controller(ipython_dir):
+    from relhelp import reliability_engine_env
+
+    c = cml.Cluster(n=2, engine_env=reliability_engine_env(), timeout=60)
+    took = float("nan")
+    try:
+        old = _old_world(c)
+        os.kill(c._ipp.controller.process.pid, signal.SIGKILL)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        c.stop()
+        took = time.monotonic() - t0
+    finally:
+        c.stop()
+    alive = [p for p in old if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes left after stop() with a dead controller: {alive}"
+    assert took < 20, f"stop() took {took:.1f} s with a dead controller"
+    print(f"[controller SIGKILLed, then stop()] {took:.1f} s, nothing left")
+    TALLY.record("stop() with a SIGKILLed controller", True, took)
 
 
 def test_summary(capsys):
