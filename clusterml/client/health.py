@@ -43,6 +43,8 @@ log = logging.getLogger("clusterml.client")
 INTERRUPT_GRACE = 5.0
 #: Poll interval of every wait: short, so a dead engine is noticed quickly.
 POLL = 0.1
+# Seconds between seeing a rank gone and naming every rank gone (see Health._engines_lost).
+LOST_SETTLE = 0.3
 
 
 def process_alive(pid: int, create_time: float | None = None) -> psutil.Process | None:
@@ -288,6 +290,10 @@ class Health:
     def _engines_lost(self, ar, lost: list, what: str):
         """Raise the error for engines gone during ``what`` (the controller's loss, if it is that)."""
         self.check_controller(what, probe=False)  # engines end when their controller is gone
+        # MPICH ends the whole world when one rank dies; the rank that died first may still be
+        # tearing down (not yet a zombie) when the others are reaped: look again a moment later
+        time.sleep(LOST_SETTLE)
+        lost = sorted(set(lost) | set(self.dead_ranks()))
         stopped = [r for r in self.stopped_ranks() if r in lost]
         died = [r for r in lost if r not in stopped]
         parts = ([f"engine(s) of rank(s) {', '.join(map(str, died))} died"] if died else []) + \
