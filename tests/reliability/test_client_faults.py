@@ -158,6 +158,7 @@ def test_controller_killed_under_an_attached_client(registered):
         got = _result(proc)
         after = time.monotonic() - t0
         assert got["error"] == "ControllerError", got
+        assert got["restart"] == "ControllerError", f"restart() of the attached client: {got}"
         assert "controller" in got["message"] and "Cluster.connect" in got["message"], got["message"]
         assert after < BOUND, f"the attached client heard of it {after:.1f} s after the SIGKILL"
         with pytest.raises(cml.ControllerError):
