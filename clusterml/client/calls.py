@@ -16,6 +16,7 @@ go through the cluster's public :class:`~clusterml.client.health.Health`.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import weakref
@@ -246,6 +247,10 @@ def check_replies(cluster, replies: list, what: str, call_id: str):
             f"not deterministic across ranks or the engines run different code/data")
     first = replies[0]
     result = first["result"]
+    if first["rows"]:
+        # a copy: the reply may live on in ipyparallel's caches (or a reference cycle) after the
+        # user dropped the result, and with it the handles that free per-row outputs on the engines
+        result = copy.copy(result)
     for field, (_, dtype) in first["rows"].items():
         shapes = [r["rows"][field][0] for r in replies]
         setattr(result, field, EngineArray(cluster, f"{call_id}.{field}", shapes, dtype))
@@ -333,7 +338,34 @@ def results(cluster, ar, what: str) -> list:
 def wait(cluster, ar, timeout: float | None, what: str) -> list:
     """:meth:`Health.wait <clusterml.client.health.Health.wait>` for ``ar``, then its values."""
     cluster.health.wait(ar, timeout, what)
-    return results(cluster, ar, what)
+    try:
+        return results(cluster, ar, what)
+    finally:
+        _forget(cluster, ar)
+
+
+def _forget(cluster, ar) -> None:
+    """Drop a finished call's replies from the client's caches.
+
+    A broadcast view's per-engine replies are not dropped by ipyparallel when
+    they arrive (a direct view's are): kept, they would hold every result and
+    its per-row handles, so dropped outputs would never be freed on the engines.
+    """
+    client = cluster.client
+    if client is None or not ar.ready():
+        return
+    ids = list(ar.msg_ids)
+    # a broadcast message is tracked under its own id and under "<id>_<engine ident>" per
+    # engine; ipyparallel 9 never retires the former (it stays in client.outstanding)
+    heads = {m.rpartition("_")[0] for m in ids if "-" in m.rpartition("_")[2]}
+    client.outstanding.difference_update(heads)
+    view = _BVIEWS.get(cluster)
+    if view is not None:
+        view[2].outstanding.difference_update(ids)
+    try:
+        client.purge_local_results(jobs=ids + sorted(heads))
+    except Exception:  # still outstanding somewhere (an abandoned call): keep them
+        pass
 
 
 # --------------------------------------------------------------------------
