@@ -19,6 +19,7 @@ from .errors import (
     ClusterTimeoutError,
     CollectiveTimeoutError,
     ComputeError,
+    ControllerError,
     DistributedError,
     EngineError,
     InconsistentResultError,
@@ -32,7 +33,7 @@ from .spmd import __all__ as _SPMD_NAMES
 
 __all__ = [
     "__version__", "DistributedError", "InputError", "ParameterError", "ComputeError",
-    "InconsistentResultError", "EngineError", "ClusterTimeoutError", "ClusterStartError",
+    "InconsistentResultError", "EngineError", "ControllerError", "ClusterTimeoutError", "ClusterStartError",
     "CollectiveTimeoutError", "Cluster",
 ] + list(_SPMD_NAMES)
 

@@ -24,6 +24,7 @@ __all__ = [
     "ComputeError",
     "InconsistentResultError",
     "EngineError",
+    "ControllerError",
     "ClusterTimeoutError",
     "ClusterStartError",
     "CollectiveTimeoutError",
@@ -90,6 +91,12 @@ class InconsistentResultError(DistributedError):
 
 class EngineError(DistributedError):
     """An engine died or stopped answering; the MPI engine set must restart."""
+
+
+class ControllerError(EngineError):
+    """The cluster's ipyparallel controller is gone (exited, its Slurm job ended, or it stopped
+    answering): no call can reach the engines.  ``cluster.restart()`` starts a new controller
+    and engine set (for a cluster this client started)."""
 
 
 class ClusterTimeoutError(DistributedError, TimeoutError):

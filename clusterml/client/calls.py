@@ -16,6 +16,7 @@ go through the cluster's public :class:`~clusterml.client.health.Health`.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import weakref
@@ -38,7 +39,7 @@ from ..spmd.inputs import Partition, block_range
 from ..spmd.remote import Entry, Ref
 
 __all__ = ["EngineArray", "RemoteAlgorithm", "compute", "check_replies", "error_from", "results",
-           "wait", "scatter", "gather", "free", "apply", "noop"]
+           "wait", "scatter", "gather", "free", "apply", "noop", "engine_name"]
 
 
 # --------------------------------------------------------------------------
@@ -152,6 +153,39 @@ class RemoteAlgorithm:
 # One broadcast call
 
 
+_BVIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def broadcast_view(cluster):
+    """The view every broadcast call goes through: ipyparallel's broadcast scheduler.
+
+    One message per call reaches the controller, whose broadcast scheduler
+    forwards it to every engine, so each engine receives the calls of all
+    clients in the same order.  Through a DirectView each engine gets its own
+    message, and the calls of two clients can reach two engines in opposite
+    orders: their collectives would pair up across the calls.
+    """
+    client = cluster.client
+    cached = _BVIEWS.get(cluster)
+    if cached is not None and cached[0] is client and cached[1] == cluster.health.generation:
+        return cached[2]
+    view = client.broadcast_view(targets=sorted(client.ids), is_coalescing=False)
+    view.block = False
+    _BVIEWS[cluster] = (client, cluster.health.generation, view)
+    return view
+
+
+def engine_name(cluster, kind: str) -> str:
+    """A new name for an engine-side object of this client: ``_cml_<client>_<kind>_<n>``.
+
+    ``<client>`` comes from the client's session id, so two clients of one
+    cluster (two notebooks, ``Cluster.connect`` from another process) never use
+    each other's names, and each frees only its own.
+    """
+    session = cluster.client.session.session.replace("-", "")[:12]
+    return f"_cml_{session}_{kind}_{next(cluster._ids)}"
+
+
 def _as_table(cluster, k, v, timeout, temp):
     """Scatter a client array / frame / nested list given for row-distributed input ``k``."""
     if isinstance(v, (list, tuple)):
@@ -184,14 +218,14 @@ def compute(cluster, name: str, params: dict, inputs: dict, tables: set, timeout
             spec[k] = _as_table(cluster, k, v, timeout, temp)
         else:
             spec[k] = v
-    call_id = f"_cml_{name}_{next(cluster._ids)}"
+    call_id = engine_name(cluster, name)
     # Objects the client no longer references (dropped outputs, earlier calls' scattered
     # inputs) are forgotten on every engine as this call starts; this call's own scattered
     # inputs at the next call.  (Passing nothing here kept every per-row output forever.)
     drop, cluster._garbage[:] = tuple(cluster._garbage), list(temp)
     what = f"{name}.compute"
     try:
-        ar = cluster.view.apply_async(Entry("run_call"), name, params, spec, call_id, 0, drop)
+        ar = broadcast_view(cluster).apply_async(Entry("run_call"), name, params, spec, call_id, 0, drop)
     except BaseException:
         cluster._garbage.extend(drop)
         raise
@@ -213,6 +247,10 @@ def check_replies(cluster, replies: list, what: str, call_id: str):
             f"not deterministic across ranks or the engines run different code/data")
     first = replies[0]
     result = first["result"]
+    if first["rows"]:
+        # a copy: the reply may live on in ipyparallel's caches (or a reference cycle) after the
+        # user dropped the result, and with it the handles that free per-row outputs on the engines
+        result = copy.copy(result)
     for field, (_, dtype) in first["rows"].items():
         shapes = [r["rows"][field][0] for r in replies]
         setattr(result, field, EngineArray(cluster, f"{call_id}.{field}", shapes, dtype))
@@ -300,7 +338,34 @@ def results(cluster, ar, what: str) -> list:
 def wait(cluster, ar, timeout: float | None, what: str) -> list:
     """:meth:`Health.wait <clusterml.client.health.Health.wait>` for ``ar``, then its values."""
     cluster.health.wait(ar, timeout, what)
-    return results(cluster, ar, what)
+    try:
+        return results(cluster, ar, what)
+    finally:
+        _forget(cluster, ar)
+
+
+def _forget(cluster, ar) -> None:
+    """Drop a finished call's replies from the client's caches.
+
+    A broadcast view's per-engine replies are not dropped by ipyparallel when
+    they arrive (a direct view's are): kept, they would hold every result and
+    its per-row handles, so dropped outputs would never be freed on the engines.
+    """
+    client = cluster.client
+    if client is None or not ar.ready():
+        return
+    ids = list(ar.msg_ids)
+    # a broadcast message is tracked under its own id and under "<id>_<engine ident>" per
+    # engine; ipyparallel 9 never retires the former (it stays in client.outstanding)
+    heads = {m.rpartition("_")[0] for m in ids if "-" in m.rpartition("_")[2]}
+    client.outstanding.difference_update(heads)
+    view = _BVIEWS.get(cluster)
+    if view is not None:
+        view[2].outstanding.difference_update(ids)
+    try:
+        client.purge_local_results(jobs=ids + sorted(heads))
+    except Exception:  # still outstanding somewhere (an abandoned call): keep them
+        pass
 
 
 # --------------------------------------------------------------------------
@@ -317,7 +382,7 @@ def scatter(cluster, data, name: str | None = None, timeout: float | None = None
     cluster.health.check_usable()
     if name is not None and not (isinstance(name, str) and name.isidentifier()):
         raise ParameterError(f"scatter name {name!r} must be a Python identifier")
-    key = name or f"_cml_scatter_{next(cluster._ids)}"
+    key = name or engine_name(cluster, "scatter")
     if _is_sparse(data):  # scipy.sparse: rows of a CSR copy (len() is refused by scipy)
         data = data.tocsr()
     try:
@@ -363,11 +428,11 @@ def gather(cluster, name: str, timeout: float | None = None):
 def apply(cluster, f, *args, timeout: float | None = None, **kwargs) -> list:
     """``f(*args, **kwargs)`` on every engine; the values in rank order."""
     cluster.health.check_usable()
-    return wait(cluster, cluster.view.apply_async(f, *args, **kwargs), timeout,
+    return wait(cluster, broadcast_view(cluster).apply_async(f, *args, **kwargs), timeout,
                 getattr(f, "__name__", "apply"))
 
 
 def noop(cluster, timeout: float | None = None) -> list:
     """One facade round trip doing nothing (for measuring the overhead)."""
     cluster.health.check_usable()
-    return wait(cluster, cluster.view.apply_async(Entry("noop")), timeout, "noop")
+    return wait(cluster, broadcast_view(cluster).apply_async(Entry("noop")), timeout, "noop")

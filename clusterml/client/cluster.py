@@ -22,38 +22,24 @@ what it left running.
 
 from __future__ import annotations
 
-import atexit
 import glob
 import itertools
-import json
 import logging
 import os
 import socket
-import sys
-import threading
 import time
 
 import numpy as np
-import psutil
 
 from .. import __version__
 from ..errors import EngineError, ParameterError
-from ..launch.lifecycle import list_clusters, stop_all, stop_cluster
-from ..launch.records import (
-    _alive,
-    _check_batch_values,
-    _kill_all,
-    _owner_only,
-    _proc_key,
-    _profile_dir,
-    _record_path,
-    _tree,
-)
-from ..spmd import REGISTRY
-from ..spmd.remote import Entry, Ref
-from . import calls
+from ..launch.lifecycle import list_clusters, stop_all
+from ..launch.records import _alive, _check_batch_values, _owner_only, _profile_dir
+from ..spmd.remote import Entry
 from .calls import EngineArray, RemoteAlgorithm
-from .health import Health
+from .controller import reset_watch
+from .methods import AlgorithmMethods, FarmMethods
+from .processes import _LIVE, _LIVE_LOCK, ProcessMethods
 
 __all__ = ["Cluster", "RemoteAlgorithm", "EngineArray", "stop_all", "list_clusters",
            "default_mpiexec", "DEFAULT_PROFILE", "DEFAULT_TIMEOUT", "DEFAULT_START_TIMEOUT"]
@@ -69,9 +55,6 @@ DEFAULT_START_TIMEOUT = 120.0
 # Poll interval of every wait: short, so a dead engine is noticed quickly.
 _POLL = 0.1
 
-_LIVE: set = set()  # owned clusters, stopped at interpreter exit (strong refs on purpose)
-_LIVE_LOCK = threading.Lock()
-
 
 def default_mpiexec() -> str:
     """The ``mpiexec`` next to this interpreter (it belongs to the MPI mpi4py uses)."""
@@ -84,25 +67,10 @@ def default_mpiexec() -> str:
 
 
 # --------------------------------------------------------------------------
-# Handles returned to the user
-
-
-@atexit.register
-def _stop_live_clusters():
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for c in live:
-        try:
-            c.stop()
-        except Exception as exc:  # pragma: no cover - best effort at exit
-            print(f"clusterml: error stopping {c!r} at exit: {exc!r}", file=sys.stderr)
-
-
-# --------------------------------------------------------------------------
 # The facade
 
 
-class Cluster:
+class Cluster(AlgorithmMethods, FarmMethods, ProcessMethods):
     """An ipyparallel controller and one MPI world of engines, driven from the notebook.
 
     Parameters
@@ -164,6 +132,8 @@ class Cluster:
         self._view = None
         self.engines: list[dict] = []
         self._broken: str | None = None
+        self._controller_gone: str | None = None  # why, once a look saw the controller gone
+        self._controller_watch: dict | None = None  # clusterml.client.controller's looks
         self._garbage: list = []
         self._ids = itertools.count()
         self._generation = 0
@@ -211,6 +181,7 @@ class Cluster:
         self._ipp.shutdown_atexit = False
         self._cluster_file = cf
         self._connect()
+        reset_watch(self)
         return self
 
     def start(self) -> Cluster:
@@ -269,6 +240,7 @@ class Cluster:
             self._write_record()
             self._cluster_file = self._ipp.cluster_file
             self._connect(t0=t0)
+            reset_watch(self)
         except BaseException:
             self._teardown()
             raise
@@ -364,55 +336,28 @@ class Cluster:
             except Exception:
                 pass
         self._client = self._view = None
-
-    def _teardown(self):
-        procs = self._recorded_processes()
-        if self._broken and self._owned:
-            # Ranks stuck in a collective ignore SIGTERM's polite path; do not wait for them.
-            here = socket.gethostname()
-            _kill_all([_alive({"pid": e["pid"]}) for e in self.engines if e["host"] == here],
-                      grace=0.0)
-        self._close_client()
-        ipc = self._ipp
-        if ipc is not None:
-            # An intended stop: mpiexec exits non-zero when its engines are terminated, and
-            # ipyparallel then prints a warning with every engine's log into the notebook.
-            # Quieten this cluster's own logger (named by its id; never a shared one).
-            if ipc.log.name.endswith("." + str(ipc.cluster_id)):
-                ipc.log.setLevel(max(ipc.log.getEffectiveLevel(), logging.ERROR))
-            # the one stop of clusterml (launch.lifecycle): launchers, jobs, leftovers, files
-            stop_cluster(ipc.profile_dir, ipc.cluster_id, cluster=ipc)
-            ipc.controller = None
-            ipc.engines = {}
-        _kill_all(procs)
-        if self._record:
-            try:
-                os.remove(self._record)
-            except FileNotFoundError:
-                pass
-            self._record = None
-        self.engines = []
-        self._broken = None
-        self._generation += 1
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
+        self._controller_watch = None
 
     def restart(self) -> Cluster:
         """Replace the whole MPI engine set (MPI cannot lose a rank) and set it up again.
 
         For a cluster this facade started, the controller is replaced too (its
         registry would still hold the dead engines' ids, and a new engine
-        only gets id == rank if that id is free).
+        only gets id == rank if that id is free); that is also the way on
+        once the controller is gone (:class:`~clusterml.ControllerError`).
         """
         if self._owned:
             self._teardown()
             self._ipp = None
             return self.start()
+        if self._client is not None:  # attached: a dead controller cannot be replaced from here
+            self.health.check_controller("restart()", probe=False)
         # attached: restart the recorded engine sets, keep the controller
         self._close_client()
         self._ipp.restart_engines_sync()
         self._broken = None
         self._connect()
+        reset_watch(self)
         return self
 
     def __enter__(self):
@@ -463,141 +408,12 @@ class Cluster:
         return f"<clusterml.Cluster n={self.n} profile={self.profile or DEFAULT_PROFILE!r} " \
                f"id={self.cluster_id!r} {state}>"
 
-    def __dir__(self):
-        return sorted(set(super().__dir__()) | set(REGISTRY))
-
-    def __getattr__(self, name):
-        if name.startswith("_") and name not in REGISTRY:
-            raise AttributeError(name)
-        if name in REGISTRY:
-            def make(*args, **kwargs):
-                return RemoteAlgorithm(self, name, *args, **kwargs)
-
-            make.__name__ = name
-            make.__doc__ = REGISTRY[name].__doc__
-            return make
-        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r} "
-                             f"(algorithms: {', '.join(sorted(REGISTRY))})")
-
-    # -- data ----------------------------------------------------------------
-    def ref(self, name: str) -> Ref:
-        """Name a variable that a ``%%px`` cell bound on every engine (its rows on each rank)."""
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ParameterError(f"ref name {name!r} must be a Python identifier")
-        return Ref(name)
-
-    def scatter(self, data, name: str | None = None, timeout: float | None = None) -> Ref:
-        """Split client rows over the engines in rank order (contiguous blocks).
-
-        Parameters
-        ----------
-        data : ndarray, pandas DataFrame or Series
-            The rows; rank r gets rows ``[n*r//size, n*(r+1)//size)``.
-        name : str, optional
-            Also bind the block to this name in each engine's namespace (so a
-            ``%%px`` cell can use it).
-
-        Returns
-        -------
-        Ref
-            Accepted wherever a data argument is expected.
-        """
-        return calls.scatter(self, data, name, timeout)
-
-    def free(self, *refs):
-        """Forget scattered rows / per-row outputs on the engines."""
-        calls.free(self, *refs)
-
-    def gather(self, ref, timeout: float | None = None):
-        """Fetch the rows named by ``ref`` (a Ref, an EngineArray or a name) from every rank, in order."""
-        return calls.gather(self, ref.name if isinstance(ref, Ref) else str(ref), timeout)
-
-    def apply(self, f, *args, timeout: float | None = None, **kwargs) -> list:
-        """Run ``f(*args, **kwargs)`` on every engine; return the values in rank order."""
-        return calls.apply(self, f, *args, timeout=timeout, **kwargs)
-
-    def _noop(self, timeout=None):
-        """One facade round trip doing nothing (for measuring the overhead)."""
-        return calls.noop(self, timeout)
-
-    # -- task farming (clusterml/client/farm.py) ---------------------------------
-    def map(self, f, *iterables, ordered: bool = True, chunksize: int | None = None,
-            timeout: float | None = None, progress: bool | None = None) -> list:
-        """``map(f, *iterables)`` load-balanced over the engines; a list of results in order.
-
-        Usable as DEAP's ``toolbox.register("map", cluster.map)``.  The first
-        task that raises is reported as a :class:`~clusterml.client.farm.TaskError`
-        naming its index.  See :func:`clusterml.client.farm.farm_map`.
-        """
-        from .farm import farm_map
-
-        return farm_map(self, f, *iterables, ordered=ordered, chunksize=chunksize, timeout=timeout,
-                        progress=progress)
-
-    def joblib(self, n_jobs: int | None = -1, timeout: float | None = None, **config):
-        """``with cluster.joblib():`` runs joblib, and scikit-learn's ``n_jobs``, on the engines.
-
-        See :func:`clusterml.client.joblib_backend.joblib_config`.
-        """
-        from .joblib_backend import joblib_config
-
-        return joblib_config(self, n_jobs=n_jobs, timeout=timeout, **config)
-
     def __len__(self) -> int:
         """Number of engines (``n_jobs=len(cluster)``); 0 when not connected."""
         return len(self._client.ids) if self._client is not None else 0
 
     def __bool__(self) -> bool:
         return True  # a cluster is a cluster, even with no engine registered
-
-    def __reduce__(self):
-        from .farm import nested_use_error
-
-        raise nested_use_error("sending a Cluster to the engines (a task using `cluster`)")
-
-    def share(self, timeout: float | None = None, **values) -> list:
-        """Send ``name=value`` once to every engine: visible by name to every task and ``%px`` cell.
-
-        See :func:`clusterml.client.futures.share`; :meth:`unshare` frees them.
-        """
-        from .futures import share
-
-        return share(self, timeout=timeout, **values)
-
-    def unshare(self, *names: str, timeout: float | None = None) -> list:
-        """Free shared names on every engine (no names: all of them)."""
-        from .futures import unshare
-
-        return unshare(self, *names, timeout=timeout)
-
-    def submit(self, f, /, *args, **kwargs):
-        """Run ``f(*args, **kwargs)`` on a free engine; a :class:`concurrent.futures.Future`."""
-        from .futures import submit
-
-        return submit(self, f, *args, **kwargs)
-
-    def map_async(self, f, *iterables, ordered: bool = True, chunksize: int | None = None,
-                  timeout: float | None = None):
-        """Send every task of :meth:`map` now; a :class:`concurrent.futures.Future` of the list."""
-        from .futures import map_async
-
-        return map_async(self, f, *iterables, ordered=ordered, chunksize=chunksize, timeout=timeout)
-
-    def imap(self, f, *iterables, ordered: bool = True, chunksize: int | None = None,
-             timeout: float | None = None, progress: bool | None = False):
-        """:meth:`map` that yields results as they finish (``ordered=False``: completion order)."""
-        from .farm import farm_imap
-
-        return farm_imap(self, f, *iterables, ordered=ordered, chunksize=chunksize, timeout=timeout,
-                         progress=progress)
-
-    def map_reduce(self, f, op, *iterables, initial=None, chunksize: int | None = None,
-                   timeout: float | None = None, progress: bool | None = None):
-        """``functools.reduce(op, map(f, *iterables))``, each chunk folded on its engine."""
-        from .futures import _MISSING, map_reduce
-
-        return map_reduce(self, f, op, *iterables, initial=_MISSING if initial is None else initial,
-                          chunksize=chunksize, timeout=timeout, progress=progress)
 
     @classmethod
     def current(cls) -> Cluster:
@@ -607,65 +423,3 @@ class Cluster:
         with _LIVE_LOCK:
             live = list(_LIVE)
         return current_cluster(live)
-
-    # -- health (clusterml/client/health.py) -------------------------------------
-    @property
-    def health(self) -> Health:
-        """Lost ranks, launcher state, waits with timeouts: see :class:`~clusterml.client.health.Health`."""
-        return Health(self)
-
-    def _check_usable(self):
-        self.health.check_usable()
-
-    def _lost_ranks(self) -> list:
-        return self.health.lost_ranks()
-
-    def _launcher_exit(self):
-        return self.health.launcher_exit()
-
-    def _launcher_output(self, limit=30) -> str:
-        return self.health.launcher_output(limit)
-
-    def _launcher_state(self) -> str:
-        return self.health.launcher_state()
-
-    def _wait(self, ar, timeout, what):
-        return calls.wait(self, ar, timeout, what)
-
-    # -- records (no orphans) ----------------------------------------------------
-    def _recorded_processes(self) -> list:
-        procs = []
-        ipc = self._ipp
-        if ipc is not None and self._owned:
-            if ipc.controller is not None and getattr(ipc.controller, "pid", -1) > 0:
-                procs += _tree(ipc.controller.pid)
-            for es in ipc.engines.values():
-                if getattr(es, "pid", -1) > 0:
-                    procs += _tree(es.pid)
-        if self._owned:
-            for e in self.engines:
-                p = _alive({"pid": e["pid"]}) if e["host"] == socket.gethostname() else None
-                if p is not None:
-                    procs.append(p)
-        return procs
-
-    def _write_record(self):
-        ipc = self._ipp
-        if ipc is None or not self._owned:
-            return
-        procs = [_proc_key(p) for p in self._recorded_processes()]
-        me = psutil.Process()
-        rec = {"cluster_id": ipc.cluster_id, "cluster_file": ipc.cluster_file,
-               "owner": {"pid": me.pid, "create_time": me.create_time()},
-               "processes": procs, "clusterml": __version__}
-        path = _record_path(ipc.profile_dir, ipc.cluster_id)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        # 0600: the record names this user's processes (and the folder may be shared)
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
-            os.fchmod(fh.fileno(), 0o600)
-            json.dump(rec, fh)
-        os.replace(tmp, path)
-        self._record = path
-        if ipc.cluster_file and os.path.exists(ipc.cluster_file):
-            os.chmod(ipc.cluster_file, 0o600)  # ipyparallel writes it with the umask (0644)

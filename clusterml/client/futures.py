@@ -23,23 +23,13 @@ import concurrent.futures
 import pickle
 import sys
 import threading
+import time
 import weakref
 
 from ..errors import EngineError, ParameterError
-from .farm import (
-    TaskError,
-    _abort,
-    _dumps,
-    _dumps_function,
-    _engine_of,
-    _forget,
-    _lview,
-    _map_chunks,
-    _record_cost,
-    _run_chunk,
-    _task_failure,
-)
-from .shared import SHARED, SHARES, _with_shared, drop_shared, send_shared
+from .farm import _dumps_function, _lview, _map_chunks, _record_cost
+from .shared import SHARED, SHARES, _dumps, _run_chunk, _with_shared, drop_shared, send_shared
+from .tasks import _POLL, TaskError, _abort, _dead_engines, _engine_of, _forget, _task_failure
 
 __all__ = ["TaskFuture", "share", "unshare", "submit", "map_async", "map_reduce", "SHARED"]
 
@@ -132,6 +122,37 @@ class TaskFuture(concurrent.futures.Future):
         if cluster is not None:
             _abort(cluster, [self._ar])
         return super().cancel()
+
+    def result(self, timeout: float | None = None):
+        """The task's value (waits up to ``timeout`` s, watching the controller and the engines)."""
+        self._watch(timeout)
+        return super().result(0)
+
+    def exception(self, timeout: float | None = None):
+        """The task's exception or None (waits as :meth:`result`)."""
+        self._watch(timeout)
+        return super().exception(0)
+
+    def _watch(self, timeout) -> None:
+        """Wait in short steps; a dead controller or engine settles the future with its error."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done():
+            concurrent.futures.wait([self], timeout=_POLL)
+            cluster = self._cluster_ref()
+            if self.done():
+                break
+            if cluster is None or cluster.client is None:
+                self._settle(EngineError(f"{self._what}: the cluster was stopped before task "
+                                         f"{self.index} finished"))
+                break
+            try:
+                _dead_engines(cluster, [self._ar], self._what, lambda *_: "")
+            except EngineError as exc:  # ControllerError too
+                self._settle(exc)
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise concurrent.futures.TimeoutError(f"{self._what}: task {self.index} not done "
+                                                      f"after {timeout:g} s")
 
     def _arrived(self, ar) -> None:
         """Runs in ipyparallel's I/O thread when the reply (or an error) arrives."""

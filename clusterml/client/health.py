@@ -10,8 +10,12 @@ Public: everything that waits on the engines — the facade's broadcast calls
   :meth:`Health.launcher_output`),
 * whether the MPI engine set is still usable (:attr:`Health.broken`,
   :meth:`Health.mark_broken`, :meth:`Health.check_usable`),
+* whether the controller is still there (:meth:`Health.check_controller`, the
+  looks of :mod:`clusterml.client.controller`: a gone controller is a
+  :class:`~clusterml.ControllerError`),
+* which engines are alive but stopped (SIGSTOP: :meth:`Health.stopped_ranks`),
 
-and waits for replies with a deadline, watching for dead engines and Ctrl-C
+and waits for replies with a deadline, watching the controller, dead engines and Ctrl-C
 (:meth:`Health.wait`), interrupting the engines when the wait ends early
 (:meth:`Health.interrupt`).  MPI cannot lose a rank: once a rank is gone the
 whole engine set must be replaced with :meth:`Cluster.restart`, so every
@@ -27,8 +31,9 @@ import time
 
 import psutil
 
-from ..errors import ClusterTimeoutError, EngineError
+from ..errors import ClusterTimeoutError, ControllerError, EngineError
 from ..spmd.remote import Entry
+from .controller import controller_problem
 
 __all__ = ["Health", "INTERRUPT_GRACE", "POLL", "process_alive"]
 
@@ -38,6 +43,8 @@ log = logging.getLogger("clusterml.client")
 INTERRUPT_GRACE = 5.0
 #: Poll interval of every wait: short, so a dead engine is noticed quickly.
 POLL = 0.1
+# Seconds between seeing a rank gone and naming every rank gone (see Health._engines_lost).
+LOST_SETTLE = 0.3
 
 
 def process_alive(pid: int, create_time: float | None = None) -> psutil.Process | None:
@@ -91,12 +98,73 @@ class Health:
         c = self._c
         if c._client is None:
             raise EngineError("the cluster is not running; call start() (or restart())")
+        self.check_controller(probe=False)
         if self.broken:
             raise EngineError(f"{self.broken}\nCall cluster.restart() to get a new MPI engine set.")
         lost = self.lost_ranks()
         if lost:
             self.mark_broken(f"engine(s) of rank(s) {', '.join(map(str, lost))} are gone")
             raise EngineError(f"{self.broken}; MPI cannot lose a rank: call cluster.restart()")
+
+    # -- the controller (clusterml/client/controller.py) --------------------------
+    def controller_fix(self) -> str:
+        """What to do once the controller is gone (depends on who started the cluster)."""
+        if self._c._owned:
+            return "call cluster.restart() for a new controller and engine set"
+        return ("this client only attached to the cluster (Cluster.connect): start it again where it "
+                "was started (e.g. clusterml start), then Cluster.connect() again")
+
+    def check_controller(self, what: str | None = None, probe: bool = True) -> None:
+        """Raise :class:`~clusterml.ControllerError` if the controller is gone (the cluster is then broken).
+
+        Parameters
+        ----------
+        what : str, optional
+            The call being waited for, for the message.
+        probe : bool
+            Also probe through the client's connection (see
+            :func:`clusterml.client.controller.controller_problem`).
+        """
+        c = self._c
+        if not c._controller_gone:
+            why = controller_problem(c, probe)
+            if why is None:
+                return
+            c._controller_gone = why + (f" (seen during {what})" if what else "")
+            self.mark_broken(f"the cluster's controller is gone: {c._controller_gone}")
+        raise ControllerError(f"the cluster's controller is gone: {c._controller_gone}. No call can "
+                              f"reach the engines: {self.controller_fix()}.")
+
+    def stopped_ranks(self) -> list:
+        """Ranks whose engine process on this host is alive but stopped (SIGSTOP, a suspended job)."""
+        here = socket.gethostname()
+        out = []
+        for e in self._c.engines:
+            p = process_alive(e["pid"], e.get("create_time")) if e["host"] == here else None
+            try:
+                if p is not None and p.status() == psutil.STATUS_STOPPED:
+                    out.append(e["rank"])
+            except psutil.Error:
+                pass
+        return out
+
+    def frozen_note(self, ranks) -> str:
+        """' Rank(s) X are alive but stopped ...' for the ranks of ``ranks`` that are ('' if none)."""
+        ranks = set(ranks)
+        stopped = [r for r in self.stopped_ranks() if r in ranks]
+        here = socket.gethostname()
+        remote = sorted(e["rank"] for e in self._c.engines if e["rank"] in ranks and e["host"] != here)
+        note = ""
+        if stopped:
+            pids = {e["rank"]: e["pid"] for e in self._c.engines}
+            note += (f" Rank(s) {', '.join(map(str, stopped))} "
+                     f"(pid {', '.join(str(pids[r]) for r in stopped)}) are alive but stopped "
+                     f"(SIGSTOP, a debugger, a suspended job), not dead: they "
+                     f"continue after SIGCONT (kill -CONT pid); restart() replaces them either way.")
+        if remote:
+            note += (f" Whether rank(s) {', '.join(map(str, remote))} (on other hosts) are stopped or "
+                     f"dead is not known here.")
+        return note
 
     def lost_ranks(self) -> list:
         """Ranks whose engine is known to be gone (a dead local process, or unregistered)."""
@@ -210,18 +278,33 @@ class Health:
                 ar.wait(POLL)
                 if ar.ready():
                     break
+                self.check_controller(what)
                 lost = self.dead_ranks()
                 if lost:
-                    self.mark_broken(f"engine(s) of rank(s) {', '.join(map(str, lost))} died during "
-                                     f"{what}")
-                    self.abandon(ar)
-                    raise EngineError(f"{self.broken}; running: {self.where(ar)}. MPI cannot lose a "
-                                      f"rank: call cluster.restart() for a new engine set.",
-                                      {r: ("EngineError", "engine died", "") for r in lost})
+                    self._engines_lost(ar, lost, what)
                 if time.monotonic() > deadline:
                     self.interrupt(ar, what, f"timed out after {timeout:g} s")
         except KeyboardInterrupt:
             self.interrupt(ar, what, "interrupted (Ctrl-C)", keyboard=True)
+
+    def _engines_lost(self, ar, lost: list, what: str):
+        """Raise the error for engines gone during ``what`` (the controller's loss, if it is that)."""
+        self.check_controller(what, probe=False)  # engines end when their controller is gone
+        # MPICH ends the whole world when one rank dies; the rank that died first may still be
+        # tearing down (not yet a zombie) when the others are reaped: look again a moment later
+        time.sleep(LOST_SETTLE)
+        lost = sorted(set(lost) | set(self.dead_ranks()))
+        stopped = [r for r in self.stopped_ranks() if r in lost]
+        died = [r for r in lost if r not in stopped]
+        parts = ([f"engine(s) of rank(s) {', '.join(map(str, died))} died"] if died else []) + \
+            ([f"engine(s) of rank(s) {', '.join(map(str, stopped))} stopped answering (the controller "
+              f"dropped them)"] if stopped else [])
+        self.mark_broken(f"{' and '.join(parts)} during {what}")
+        self.abandon(ar)
+        raise EngineError(f"{self.broken}; running: {self.where(ar)}.{self.frozen_note(stopped)} MPI "
+                          f"cannot lose a rank: call cluster.restart() for a new engine set.",
+                          {r: ("EngineError", "engine stopped" if r in stopped else "engine died", "")
+                           for r in lost})
 
     def interrupt(self, ar, what: str, why: str, keyboard: bool = False):
         """SIGINT the engines still running ``ar``; raise what the user must know.
@@ -242,7 +325,9 @@ class Health:
             c._client.send_signal(signal.SIGINT, targets=pending, block=False)
         except Exception as exc:
             log.debug("send_signal failed: %r", exc)
-        grace = time.monotonic() + INTERRUPT_GRACE
+        # a stopped (SIGSTOP) engine cannot answer: no grace for it
+        frozen = bool(pending) and set(pending) <= set(self.stopped_ranks())
+        grace = time.monotonic() + (0.0 if frozen else INTERRUPT_GRACE)
         while not ar.ready() and time.monotonic() < grace:
             ar.wait(POLL)
         recovered = ar.ready() and self._reset_comm()
@@ -250,11 +335,14 @@ class Health:
             msg = f"{what} {why}; it was {where}. The engines were interrupted and are usable again."
         else:
             stuck = self.pending_ranks(ar) or pending
-            self.mark_broken(f"{what} {why}; it was {where}. Rank(s) {', '.join(map(str, stuck))} did "
-                             f"not answer the interrupt (a rank blocked inside an MPI collective cannot "
-                             f"be interrupted)")
+            stopped = [r for r in self.stopped_ranks() if r in stuck]
+            blocked = [r for r in stuck if r not in stopped]
+            self.mark_broken(f"{what} {why}; it was {where}. " + (
+                f"Rank(s) {', '.join(map(str, blocked))} did not answer the interrupt (a rank blocked "
+                f"inside an MPI collective cannot be interrupted). " if blocked else "")
+                + self.frozen_note(stuck).strip())
             self.abandon(ar)
-            msg = self.broken + "; call cluster.restart() for a new engine set."
+            msg = self.broken.rstrip(". ") + ". Call cluster.restart() for a new engine set."
         if keyboard:
             raise KeyboardInterrupt(msg)
         raise ClusterTimeoutError(msg)
