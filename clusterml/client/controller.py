@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import time
 
-import psutil
+from ..launch.wait import controller_process, controller_stopped
 
-__all__ = ["controller_problem", "controller_process", "reset_watch"]
+__all__ = ["controller_problem", "reset_watch"]
 
 #: Seconds between two probes of the controller while a call waits.
 PROBE_EVERY = 1.0
@@ -31,22 +31,6 @@ PROBE_TIMEOUT = 8.0
 _LOOK_EVERY = 0.3
 
 
-def controller_process(ipc) -> psutil.Process | None:
-    """The psutil handle of ``ipc``'s controller launcher (an ``ipyparallel.Cluster``), if local."""
-    ctl = getattr(ipc, "controller", None) if ipc is not None else None
-    proc = getattr(ctl, "process", None)
-    return proc if isinstance(proc, psutil.Process) else None
-
-
-def _is_controller(proc: psutil.Process) -> bool:
-    """True if ``proc`` runs an ipyparallel controller (a record may name a pid of another host)."""
-    try:
-        cmd = " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
-    return "ipyparallel.controller" in cmd or "ipcontroller" in cmd
-
-
 def reset_watch(cluster) -> None:
     """Forget earlier looks (a new client, a new controller); note whether the controller is local.
 
@@ -54,32 +38,8 @@ def reset_watch(cluster) -> None:
     ----------
     cluster : clusterml.Cluster
     """
-    proc = controller_process(cluster._ipp)
-    cluster._controller_watch = {"local": proc is not None and _is_controller(proc),
+    cluster._controller_watch = {"process": controller_process(cluster._ipp),
                                  "probe": None, "sent": 0.0, "looked": 0.0}
-
-
-def _process_problem(cluster) -> str | None:
-    proc = controller_process(cluster._ipp)
-    if proc is None or not cluster._controller_watch.get("local"):
-        return None
-    try:
-        if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-            return None
-    except psutil.Error:
-        pass
-    return f"the controller process (pid {proc.pid}, on this host) has exited"
-
-
-def _launcher_problem(cluster) -> str | None:
-    ctl = getattr(cluster._ipp, "controller", None) if cluster._ipp is not None else None
-    if ctl is None or getattr(ctl, "state", None) != "after":
-        return None
-    status = getattr(ctl, "status_text", None)
-    text = status() if status is not None else ""
-    data = getattr(ctl, "stop_data", None) or {}
-    detail = text or ", ".join(f"{k}={v}" for k, v in data.items() if k in ("exit_code", "state", "cause"))
-    return f"the controller's launcher ({type(ctl).__name__}) has ended" + (f": {detail}" if detail else "")
 
 
 def _probe_problem(cluster, now: float, send: bool) -> str | None:
@@ -126,7 +86,7 @@ def controller_problem(cluster, probe: bool = True) -> str | None:
     now = time.monotonic()
     if now - watch["looked"] >= _LOOK_EVERY or not probe:
         watch["looked"] = now
-        why = _process_problem(cluster) or _launcher_problem(cluster)
+        why = controller_stopped(cluster._ipp, watch["process"])
         if why:
             return why
     return _probe_problem(cluster, now, probe)

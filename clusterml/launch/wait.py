@@ -20,7 +20,8 @@ import psutil
 from ..errors import ClusterStartError, ClusterStartTimeoutError
 from .diagnose import start_error_text
 
-__all__ = ["connect_client", "wait_for_engines", "launcher_status", "launcher_stopped"]
+__all__ = ["connect_client", "controller_process", "controller_stopped", "wait_for_engines",
+           "launcher_status", "launcher_stopped"]
 
 _POLL = 0.1
 
@@ -56,6 +57,63 @@ def launcher_stopped(cluster) -> dict | None:
                                  f"exited before all engines registered",
                         "fix": "read the engine log above; clusterml doctor checks MPI and mpiexec"}
     return None
+
+
+def controller_process(cluster) -> psutil.Process | None:
+    """The controller's process when it runs on this host as an ipyparallel controller, else None.
+
+    Parameters
+    ----------
+    cluster : ipyparallel.Cluster
+
+    Returns
+    -------
+    psutil.Process or None
+        None also when the recorded pid runs something else here (a record may name a pid of
+        another host); psutil's handle checks the start time, so a reused pid is never taken
+        for the controller later.
+    """
+    ctl = getattr(cluster, "controller", None) if cluster is not None else None
+    proc = getattr(ctl, "process", None)
+    if not isinstance(proc, psutil.Process):
+        return None
+    try:
+        cmd = " ".join(proc.cmdline())
+    except psutil.Error:
+        return None
+    return proc if "ipyparallel.controller" in cmd or "ipcontroller" in cmd else None
+
+
+def controller_stopped(cluster, proc: psutil.Process | None) -> str | None:
+    """Why the controller of ``cluster`` is gone, or None while it seems to run.
+
+    Parameters
+    ----------
+    cluster : ipyparallel.Cluster
+    proc : psutil.Process or None
+        :func:`controller_process`, taken while the controller ran (None: remote).
+
+    Returns
+    -------
+    str or None
+        Names the look that saw it: the local process, or the controller's launcher
+        (a Slurm job that ended).
+    """
+    if proc is not None:
+        try:
+            running = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            running = False
+        if not running:
+            return f"the controller process (pid {proc.pid}, on this host) has exited"
+    ctl = getattr(cluster, "controller", None) if cluster is not None else None
+    if ctl is None or getattr(ctl, "state", None) != "after":
+        return None
+    status = getattr(ctl, "status_text", None)
+    text = status() if status is not None else ""
+    data = getattr(ctl, "stop_data", None) or {}
+    detail = text or ", ".join(f"{k}={v}" for k, v in data.items() if k in ("exit_code", "state", "cause"))
+    return f"the controller's launcher ({type(ctl).__name__}) has ended" + (f": {detail}" if detail else "")
 
 
 def connect_client(cluster, what: str = "cluster"):
@@ -125,11 +183,13 @@ def wait_for_engines(cluster, client, n: int, timeout: float, *, started: float 
     Raises
     ------
     ClusterStartError
-        The engines' job ended or can never run (within a poll of the launcher).
+        The engines' job ended or can never run (within a poll of the launcher), or the
+        controller is gone (its local process exited, its launcher ended).
     ClusterStartTimeoutError
         ``timeout`` ran out; the message says what the launcher was doing.
     """
     t0 = time.monotonic() if started is None else started
+    ctl = controller_process(cluster)
     bar = _bar(n, "engines registered", show)
     shown = None
     try:
@@ -144,6 +204,12 @@ def wait_for_engines(cluster, client, n: int, timeout: float, *, started: float 
                 bar.refresh()
             if have >= n:
                 return sorted(client.ids)
+            gone = controller_stopped(cluster, ctl)
+            if gone is not None:
+                raise ClusterStartError(start_error_text(
+                    f"{what}: {have} of {n} engines registered after {elapsed:.0f} s; the controller "
+                    f"is gone", {"cause": gone, "fix": "start the cluster again (cluster.restart() "
+                                 "in a notebook); the controller's log is in the profile's log/"}))
             stopped = launcher_stopped(cluster)
             if stopped is not None:
                 raise ClusterStartError(start_error_text(

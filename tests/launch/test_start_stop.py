@@ -291,3 +291,36 @@ def test_wait_for_engines_fails_at_once_when_the_job_ended(live_slurm, tmp_path)
     assert (msg.startswith("cluster: 0 of 1 engines registered after ")
             and f"\nSlurm job {job.job_id} FAILED" in msg), msg
     assert "\ncause: the engines exited before they all registered" in msg, msg
+
+
+@pytest.mark.timeout(120)
+def test_wait_for_engines_fails_at_once_when_the_controller_died(ipython_dir, tmp_path):
+    """A controller that dies while the engines are awaited ends the wait with that cause, not a timeout."""
+    import signal
+    import threading
+
+    import ipyparallel as ipp
+
+    from clusterml.launch.wait import controller_process, wait_for_engines
+
+    cluster = ipp.Cluster(n=1, profile_dir=str(tmp_path / "profile_t"), cluster_id="t", log_level=40)
+    cluster.start_controller_sync()
+    client = cluster.connect_client_sync()
+    try:
+        proc = controller_process(cluster)
+        assert proc is not None and proc.pid == cluster.controller.process.pid
+        killer = threading.Timer(1.0, proc.send_signal, (signal.SIGKILL,))  # while the wait runs
+        killer.start()
+        t0 = time.monotonic()
+        with pytest.raises(ClusterStartError) as err:
+            wait_for_engines(cluster, client, 1, 90, what="cluster t")  # no engine ever starts
+        assert time.monotonic() - t0 < 10
+        killer.join()
+        assert not isinstance(err.value, ClusterTimeoutError), err.value
+        msg = str(err.value)
+        assert msg.startswith("cluster t: 0 of 1 engines registered after "), msg
+        assert "the controller is gone" in msg, msg
+        assert f"cause: the controller process (pid {proc.pid}, on this host) has exited" in msg, msg
+    finally:
+        client.close()
+        cluster.stop_cluster_sync()
